@@ -1,0 +1,162 @@
+"""The ``classlab`` command line: a thin layer over the Python API."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from .errors import ClasslabError
+
+EXAMPLES = {
+    "explore": "examples:\n  classlab explore digits\n  classlab explore ../shared/data/cifar10/cifar10-images.zip\n"
+               "  classlab explore mnist --data-dir ../shared/data",
+    "check": "examples:\n  classlab check path/to/images\n  classlab check photos.zip --json",
+    "knn": "examples:\n  classlab knn digits --k 1,3,5,7\n  classlab knn mnist --data-dir ../shared/data --k 3 --metric l2\n"
+           "  classlab knn cifar10-images.zip --k 1,3,5 --max-train 10000 --max-eval 1000",
+    "runs": "example:\n  classlab runs --runs-dir runs",
+    "download": "examples:\n  classlab download mnist\n  classlab download cifar10 --data-dir ~/datasets",
+}
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        return [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers like 1,3,5, got '{text}'") from None
+
+
+def _data_args(p: argparse.ArgumentParser, splits: bool = True) -> None:
+    p.add_argument("data", nargs="?", default="digits",
+                   help="dataset name (digits, mnist, fashion-mnist, cifar10, cifar100) or a path: image folder, "
+                        ".zip, IDX folder, CIFAR folder or .tar.gz, MedMNIST .npz, .csv (default: digits)")
+    p.add_argument("--data-dir", help="where named datasets live (default: $CLASSLAB_DATA or ~/.cache/classlab/datasets)")
+    p.add_argument("--image-size", type=int, help="resize every image to SIZE x SIZE (default: the most common size)")
+    p.add_argument("--channels", type=int, choices=(1, 3), help="convert to 1 (grayscale) or 3 (RGB) channels "
+                                                                "(default: the majority mode)")
+    p.add_argument("--coarse-labels", action="store_true", help="CIFAR-100: use the 20 coarse classes")
+    p.add_argument("--runs-dir", help="where run directories go (default: $CLASSLAB_RUNS or ./runs)")
+    if splits:
+        p.add_argument("--split", metavar="MANIFEST", help="reproduce the split in this split.csv (or run directory)")
+        p.add_argument("--val-fraction", type=float, default=0.1, help="validation share (default 0.1)")
+        p.add_argument("--test-fraction", type=float, default=0.1,
+                       help="test share when the data has no official test split (default 0.1)")
+        p.add_argument("--seed", type=int, default=0, help="random seed for splits and sampling (default 0)")
+        p.add_argument("--max-train", type=int, help="use at most this many training images (stratified)")
+        p.add_argument("--max-eval", type=int, help="use at most this many validation and test images, each")
+
+
+def _options(args):
+    from .prepare import DataOptions
+
+    for name in ("max_train", "max_eval"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise ClasslabError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
+    return DataOptions(data=args.data, data_dir=args.data_dir, image_size=args.image_size, channels=args.channels,
+                       coarse_labels=args.coarse_labels, split=args.split, val_fraction=args.val_fraction,
+                       test_fraction=args.test_fraction, seed=args.seed, max_train=args.max_train,
+                       max_eval=args.max_eval)
+
+
+def cmd_explore(args) -> None:
+    from .explore import explore
+
+    result = explore(_options(args), args.runs_dir)
+    print(result["text"])
+    print(f"report: {result['report']}")
+
+
+def cmd_check(args) -> int:
+    from .doctor import run_check
+
+    result = run_check(args.data, args.data_dir, args.min_size, args.runs_dir)
+    print(json.dumps(result["report"], indent=2) if args.json else result["text"])
+    print(f"report: {result['run_dir'] / 'check.txt'} (JSON: {result['run_dir'] / 'check.json'})", file=sys.stderr)
+    r = result["report"]
+    return 1 if args.strict and (r["errors"] or r["warnings"]) else 0
+
+
+def cmd_knn(args) -> None:
+    from .knn_run import run_knn
+
+    result = run_knn(_options(args), args.k, args.metric, args.device, args.runs_dir)
+    print(result["evaluation"].text())
+    print(f"k = {result['k']} (chosen on validation)")
+    print(f"report: {result['report']}")
+
+
+def cmd_runs(args) -> None:
+    from .runs import list_runs
+
+    rows = list_runs(args.runs_dir)
+    if not rows:
+        print("no runs yet; try: classlab knn digits")
+        return
+    print(f"{'run':60}  {'command':8}  {'accuracy':>8}  {'macro F1':>8}")
+    for r in rows:
+        acc = f"{r['accuracy']:.4f}" if r.get("accuracy") is not None else "-"
+        f1 = f"{r['macro_f1']:.4f}" if r.get("macro_f1") is not None else "-"
+        print(f"{r['run']:60}  {r['command'] or '-':8}  {acc:>8}  {f1:>8}")
+
+
+def cmd_download(args) -> None:
+    from .data import download
+
+    folder = download(args.name, args.data_dir, args.mirror)
+    print(f"{args.name}: files verified in {folder}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="classlab", description="Image classification workbench: explore, check, "
+                                     "split, k-NN and complete evaluation reports.",
+                                     epilog="example:\n  classlab knn digits --k 1,3,5",
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    from . import __version__
+
+    parser.add_argument("--version", action="version", version=f"classlab {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def add(name, help_text, func):
+        p = sub.add_parser(name, help=help_text, description=help_text, epilog=EXAMPLES[name],
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        p.set_defaults(func=func)
+        return p
+
+    p = add("explore", "Sample grid, class distribution and statistics of a dataset.", cmd_explore)
+    _data_args(p)
+    p = add("check", "Dataset doctor: corrupt files, wrong extensions, duplicates, leakage, imbalance.", cmd_check)
+    _data_args(p, splits=False)
+    p.add_argument("--min-size", type=int, default=16, help="flag images smaller than this many pixels (default 16)")
+    p.add_argument("--json", action="store_true", help="print the JSON report instead of text")
+    p.add_argument("--strict", action="store_true", help="exit 1 when anything is found (for scripts and CI)")
+    p = add("knn", "Exact k-nearest neighbours on raw pixels, k chosen on validation, full test report.", cmd_knn)
+    _data_args(p)
+    p.add_argument("--k", type=_int_list, default=[1, 3, 5], help="k values to try, e.g. 1,3,5 (default 1,3,5)")
+    p.add_argument("--metric", choices=("l2", "l1", "cosine"), default="l2", help="distance (default l2)")
+    p.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, mps")
+    p = add("runs", "List runs with their headline metrics.", cmd_runs)
+    p.add_argument("--runs-dir", help="where run directories are (default: $CLASSLAB_RUNS or ./runs)")
+    p = add("download", "Download a named dataset's official files, checksummed.", cmd_download)
+    p.add_argument("name", help="mnist, fashion-mnist, cifar10 or cifar100")
+    p.add_argument("--data-dir", help="target folder (default: $CLASSLAB_DATA or ~/.cache/classlab/datasets)")
+    p.add_argument("--mirror", help="base URL of a mirror holding the same files")
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        code = args.func(args)
+    except ClasslabError as e:
+        print(f"classlab: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("classlab: interrupted", file=sys.stderr)
+        return 130
+    return int(code or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,181 @@
+"""``classlab check``: the dataset doctor. Reads everything, changes nothing, reports in text and JSON."""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter, defaultdict
+from pathlib import Path, PurePosixPath
+
+import numpy as np
+
+from .data import load_dataset
+from .data.folders import _decode_chunk, map_files, open_tree, probe_entries, scan_tree
+from .data.images import IMAGE_EXTENSIONS
+from .data.registry import NAMED
+from .errors import ClasslabError
+from .fileio import atomic_write_text, write_json
+from .runs import Run
+
+FORMAT_ALIASES = {"MPO": "JPEG"}  # cameras' multi-picture JPEGs are JPEGs
+
+
+def _duplicates(items: list[tuple[str, str | None, str, str]]) -> dict:
+    """items: (id, split, class, hash). Groups of identical images, sorted into kinds."""
+    groups = defaultdict(list)
+    for item, split, cls, h in items:
+        groups[h].append((item, split, cls))
+    within, across, conflicting = [], [], []
+    for members in groups.values():
+        if len(members) < 2:
+            continue
+        entry = [{"id": i, "split": s, "class": c} for i, s, c in members]
+        if len({s for _, s, _ in members}) > 1:
+            across.append(entry)
+        else:
+            within.append(entry)
+        if len({c for _, _, c in members}) > 1:
+            conflicting.append(entry)
+    return {"within_split": within, "across_splits": across, "conflicting_labels": conflicting}
+
+
+def _check_tree(path: Path, min_size: int) -> dict:
+    scan = scan_tree(open_tree(path))
+    infos = probe_entries(scan)
+    problems = defaultdict(list)
+    for rel in scan.hidden:
+        problems["hidden"].append(rel)
+    for rel in scan.non_images:
+        problems["non_image_files"].append(rel)
+    for rel in scan.stray:
+        problems["outside_class_folders"].append(rel)
+    for name in scan.empty_classes:
+        problems["empty_class_folders"].append(name)
+
+    # Full decode at native size: truncation only shows when the pixels are read.
+    readable = [k for k, info in enumerate(infos) if not info.error]
+    decoded = map_files(scan.tree, _decode_chunk, [(scan.entries[k].rel, infos[k].channels, None) for k in readable],
+                        "Checking images")
+    errors = {k: info.error for k, info in enumerate(infos) if info.error}
+    digests = {}
+    for k, a in zip(readable, decoded):
+        if isinstance(a, str):  # the decode error message
+            errors[k] = a
+        else:
+            digests[k] = hashlib.blake2b(a.tobytes() + str(a.shape).encode(), digest_size=12).hexdigest()
+    hashed, modes, sizes = [], Counter(), Counter()
+    for k, (e, info) in enumerate(zip(scan.entries, infos)):
+        if k in errors:
+            reason = errors[k]
+            kind = "zero_byte" if "0 bytes" in reason else "not_an_image" if "not an image" in reason else "corrupt"
+            problems[kind].append({"file": e.rel, "reason": reason})
+            continue
+        hashed.append((e.rel, e.split, e.class_name, digests[k]))
+        modes[info.mode] += 1
+        sizes[f"{info.size[0]}x{info.size[1]}"] += 1
+        expected = IMAGE_EXTENSIONS[PurePosixPath(e.rel).suffix.lower()]
+        actual = FORMAT_ALIASES.get(info.format, info.format)
+        if actual != expected:
+            problems["wrong_extension"].append({"file": e.rel, "format": info.format})
+        if min(info.size) < min_size:
+            problems["tiny_images"].append({"file": e.rel, "size": f"{info.size[0]}x{info.size[1]}"})
+    counts = Counter((cls for _, _, cls, _ in hashed))
+    return {"layout": scan.layout, "files_scanned": len(scan.entries), "readable_images": len(hashed),
+            "class_counts": {c: counts.get(c, 0) for c in scan.class_names},
+            "colour_modes": dict(modes), "sizes": dict(sizes.most_common(20)),
+            "mixed_colour_modes": len({m for m in modes if m}) > 1,
+            "problems": dict(problems), "duplicates": _duplicates(hashed)}
+
+
+def _check_arrays(spec: str, data_dir, min_size: int) -> dict:
+    ds = load_dataset(spec, data_dir=data_dir)
+    split = ds.official_split if ds.official_split is not None else np.full(len(ds), None, dtype=object)
+    hashes = ds.content_hashes()
+    items = [(ds.ids[i], split[i], ds.class_names[ds.labels[i]], hashes[i]) for i in range(len(ds))]
+    problems = {}
+    h, w = ds.item_shape[-3:-1]
+    if min(h, w) < min_size:
+        problems["tiny_images"] = [{"file": "(all)", "size": f"{h}x{w}"}]
+    return {"layout": "arrays", "files_scanned": len(ds), "readable_images": len(ds),
+            "class_counts": dict(zip(ds.class_names, ds.class_counts().tolist())),
+            "colour_modes": {"L" if ds.channels == 1 else "RGB": len(ds)}, "sizes": {f"{h}x{w}": len(ds)},
+            "mixed_colour_modes": False, "problems": problems, "duplicates": _duplicates(items)}
+
+
+ERRORS = ("corrupt", "zero_byte", "not_an_image", "empty_class_folders")
+WARNINGS = ("wrong_extension", "non_image_files", "outside_class_folders", "hidden", "tiny_images")
+
+
+def check(spec: str, data_dir=None, min_size: int = 16) -> dict:
+    """Diagnose a dataset. Returns a JSON-ready dict; nothing on disk is modified."""
+    path = Path(spec)
+    is_tree = (path.is_dir() or path.suffix.lower() == ".zip") and path.exists()
+    if is_tree:
+        from .data import arrays
+
+        is_tree = not arrays.is_idx_folder(path) and not arrays.detect_cifar(path)
+    if not path.exists() and spec.lower() not in NAMED:
+        raise ClasslabError(f"'{spec}' is neither a known dataset ({', '.join(NAMED)}) nor an existing path")
+    report = _check_tree(path, min_size) if is_tree else _check_arrays(spec, data_dir, min_size)
+    counts = np.array(list(report["class_counts"].values()))
+    nonzero = counts[counts > 0]
+    report["data"] = str(spec)
+    report["num_classes"] = int((counts > 0).sum())
+    report["imbalance_ratio"] = float(nonzero.max() / nonzero.min()) if len(nonzero) else None
+    p, d = report["problems"], report["duplicates"]
+    report["errors"] = sum(len(p.get(k, [])) for k in ERRORS) + (report["num_classes"] < 2)
+    report["warnings"] = (sum(len(p.get(k, [])) for k in WARNINGS) + len(d["across_splits"])
+                          + len(d["conflicting_labels"]) + int(report["mixed_colour_modes"]))
+    return report
+
+
+def _lines(title: str, entries, limit: int = 15) -> list[str]:
+    if not entries:
+        return []
+    out = [f"{title}: {len(entries)}"]
+    for e in entries[:limit]:
+        out.append("  - " + (e if isinstance(e, str) else ", ".join(f"{v}" for v in e.values()) if isinstance(e, dict)
+                             else "; ".join(f"{m['id']} [{m['split'] or '-'}/{m['class']}]" for m in e)))
+    if len(entries) > limit:
+        out.append(f"  ... and {len(entries) - limit} more (see check.json)")
+    return out
+
+
+def report_text(r: dict) -> str:
+    lines = [f"Dataset doctor: {r['data']} ({r['layout']} layout)",
+             f"{r['readable_images']} readable images of {r['files_scanned']} scanned, {r['num_classes']} classes",
+             f"errors: {r['errors']}, warnings: {r['warnings']}", ""]
+    if r["num_classes"] < 2:
+        lines.append("ERROR: fewer than two classes with images; classification needs at least two")
+    p, d = r["problems"], r["duplicates"]
+    lines += _lines("ERROR corrupt or truncated images", p.get("corrupt"))
+    lines += _lines("ERROR zero-byte files", p.get("zero_byte"))
+    lines += _lines("ERROR files with an image extension that are not images", p.get("not_an_image"))
+    lines += _lines("ERROR empty class folders", p.get("empty_class_folders"))
+    lines += _lines("warning: wrong file extension for the real format", p.get("wrong_extension"))
+    lines += _lines("warning: non-image files (ignored)", p.get("non_image_files"))
+    lines += _lines("warning: files outside class folders (ignored)", p.get("outside_class_folders"))
+    lines += _lines("warning: hidden files and folders (ignored)", p.get("hidden"))
+    lines += _lines("warning: tiny images", p.get("tiny_images"))
+    if r["mixed_colour_modes"]:
+        lines.append(f"warning: mixed colour modes {r['colour_modes']}; classlab converts all to the majority "
+                     "(or --channels)")
+    lines += _lines("warning: identical images across splits (leakage)", d["across_splits"])
+    lines += _lines("warning: identical images with different labels", d["conflicting_labels"])
+    lines += _lines("identical images within a split", d["within_split"])
+    lines += ["", f"class counts (imbalance ratio {r['imbalance_ratio'] or 0:.2f}):"]
+    lines += [f"  {name}: {n}" for name, n in r["class_counts"].items()]
+    lines.append("sizes (HxW): " + ", ".join(f"{k} ({v})" for k, v in list(r["sizes"].items())[:8]))
+    lines.append("colour modes: " + ", ".join(f"{k} ({v})" for k, v in r["colour_modes"].items()))
+    lines += ["", "Nothing was modified. Other commands skip the unreadable files with a warning."]
+    return "\n".join(lines) + "\n"
+
+
+def run_check(spec: str, data_dir=None, min_size: int = 16, runs_dir=None) -> dict:
+    report = check(spec, data_dir, min_size)
+    run = Run("check", spec, runs_dir)
+    run.write_config({"data": spec, "data_dir": data_dir, "min_size": min_size}, None)
+    text = report_text(report)
+    write_json(run.file("check.json"), report)
+    atomic_write_text(run.file("check.txt"), text)
+    run.write_report(f"Dataset doctor: {spec}", [("Findings", f"```\n{text}```\nAll findings: `check.json`.")])
+    return {"run_dir": run.path, "report": report, "text": text}

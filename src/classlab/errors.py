@@ -1,0 +1,17 @@
+"""User-facing errors.
+
+A ``ClasslabError`` is a problem with the user's input (a missing file, an unknown name, an
+absurd setting). The CLI prints its message on one line and exits with status 2; it never shows
+a traceback. Anything else that escapes is a bug in classlab.
+"""
+
+
+class ClasslabError(Exception):
+    """An error the user can fix; the message says how."""
+
+
+def warn(message: str) -> None:
+    """Print a one-line warning to stderr (skipped files, chosen defaults)."""
+    import sys
+
+    print(f"classlab: warning: {message}", file=sys.stderr, flush=True)

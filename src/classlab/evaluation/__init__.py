@@ -1,0 +1,5 @@
+"""Evaluation: metrics -> report and plots. One module, used by every model."""
+
+from .report import Evaluation, evaluate
+
+__all__ = ["Evaluation", "evaluate"]

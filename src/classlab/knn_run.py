@@ -1,0 +1,70 @@
+"""``classlab knn``: the decks' k-NN on raw pixels, done right: k chosen on validation, the test
+split scored once, the full evaluation report."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .errors import ClasslabError
+from .evaluation import evaluate
+from .knn import KNNClassifier, _check_k
+from .plots import line_plot_png
+from .prepare import DataOptions, load_and_split, record_split, split_summary
+from .runs import Run
+
+
+def run_knn(opts: DataOptions, ks=(1, 3, 5), metric: str = "l2", device: str | None = None,
+            runs_dir: str | Path | None = None, progress: bool = True) -> dict:
+    ks = sorted({_check_k(k) for k in ks})
+    model = KNNClassifier(ks[0], metric, device, progress=progress)  # validates metric and device up front
+    ds, split = load_and_split(opts)
+    train, val, test = (split.indices(s) for s in ("train", "val", "test"))
+    if ks[-1] > len(train):
+        raise ClasslabError(f"k={ks[-1]} is larger than the training set ({len(train)} images); use k <= {len(train)}")
+    if len(test) == 0:
+        raise ClasslabError("the split has no test images; use --test-fraction > 0 or a dataset with a test split")
+    if len(ks) > 1 and len(val) == 0:
+        raise ClasslabError("choosing among several k needs a validation split; use --val-fraction > 0, or give one k")
+
+    run = Run("knn", ds.name, runs_dir)
+    run.write_config({**vars(opts), "ks": ks, "metric": metric, "device": str(model.device)}, opts.seed)
+    record_split(run, ds, split)
+
+    t0 = time.perf_counter()
+    model.fit(ds.flat(train), ds.labels[train], num_classes=ds.num_classes)
+    val_acc = {}
+    if len(val):
+        for k, (pred, _) in model.predict_for_ks(ds.flat(val), ks).items():
+            val_acc[k] = float(np.mean(pred == ds.labels[val]))
+        best = max(ks, key=lambda k: (val_acc[k], -k))  # highest validation accuracy, then the smaller k
+    else:
+        best = ks[0]
+    on_test = model.predict_for_ks(ds.flat(test), ks)
+    seconds = time.perf_counter() - t0
+    test_acc = {k: float(np.mean(p == ds.labels[test])) for k, (p, _) in on_test.items()}
+    y_pred, proba = on_test[best]
+    ev = evaluate(ds.labels[test], y_pred, proba, ds.class_names, seed=opts.seed)
+    selection = {"metric": metric, "k": best, "chosen_on": "validation" if val_acc else "only k given",
+                 "validation_accuracy": val_acc, "test_accuracy_by_k": test_acc, "seconds": seconds}
+    paths = ev.save(run.path, extra={"model": "knn", "knn": selection})
+    run.write_predictions([ds.ids[i] for i in test], ds.labels[test], y_pred, proba, ds.class_names)
+    series = {"test (for reference only)": [test_acc[k] for k in ks]}
+    if val_acc:
+        series = {"validation": [val_acc[k] for k in ks], **series}
+    line_plot_png(ks, series, run.file("accuracy_vs_k.png"), f"k-NN ({metric}) accuracy vs k", "k", "accuracy",
+                  mark_x=best)
+    k_table = "| k | validation accuracy | test accuracy |\n|---|---|---|\n" + "\n".join(
+        f"| {k}{' (chosen)' if k == best else ''} | {val_acc.get(k, float('nan')):.4f} | {test_acc[k]:.4f} |" for k in ks)
+    report = run.write_report(f"k-NN on {ds.name}", [
+        ("Data", split_summary(ds, split)),
+        ("Model", f"Exact k-NN on flattened raw pixels ({ds.flat(train[:1]).shape[1]} values per image), "
+                  f"{metric} distance, k chosen on the validation split: **k = {best}**. "
+                  f"Search took {seconds:.1f} s on {model.device}.\n\n{k_table}\n\n![accuracy vs k](accuracy_vs_k.png)"),
+        ("Test results", f"```\n{ev.text()}```\n\n![confusion matrix](confusion_matrix.png)\n\n"
+                         f"![normalised confusion matrix](confusion_matrix_normalized.png)\n\n"
+                         "Per-item predictions: `predictions.csv`. All numbers: `metrics.json`."),
+    ])
+    return {"run_dir": run.path, "report": report, "k": best, "evaluation": ev, "selection": selection, **paths}

@@ -1,0 +1,105 @@
+"""PNG figures: confusion matrices, bar charts, curves and image grids. Matplotlib's Agg backend,
+so plotting works on a machine with no display."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from .fileio import save_figure  # noqa: E402
+
+
+def _label_font(n: int) -> float:
+    return float(np.clip(11 - n / 12, 4, 10))
+
+
+def confusion_matrix_png(cm: np.ndarray, class_names: list[str], path: Path, normalize: bool) -> Path:
+    """Heatmap with class names. Counts or row-normalised (each row sums to 1: recall on the diagonal).
+    Cells are annotated up to 20 classes; a 100-class matrix grows to stay readable instead."""
+    k = len(class_names)
+    data = cm.astype(float)
+    if normalize:
+        rows = data.sum(axis=1, keepdims=True)
+        data = np.divide(data, rows, out=np.zeros_like(data), where=rows > 0)
+    side = max(5.0, 0.28 * k + 2.5)
+    fig, ax = plt.subplots(figsize=(side + 1.2, side))
+    im = ax.imshow(data, cmap="Blues", vmin=0, vmax=1 if normalize else max(1.0, data.max()))
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+    font = _label_font(k)
+    ax.set_xticks(range(k), labels=class_names, rotation=90 if k > 10 else 45, ha="center" if k > 10 else "right",
+                  fontsize=font)
+    ax.set_yticks(range(k), labels=class_names, fontsize=font)
+    ax.set_xlabel("Predicted label")
+    ax.set_ylabel("True label")
+    ax.set_title("Confusion matrix" + (" (row-normalised: recall on the diagonal)" if normalize else " (counts)"))
+    if k <= 20:
+        threshold = data.max() / 2 if data.max() > 0 else 0.5
+        for i in range(k):
+            for j in range(k):
+                text = f"{data[i, j]:.2f}" if normalize else f"{int(cm[i, j])}"
+                ax.text(j, i, text, ha="center", va="center", fontsize=max(6, 11 - k / 2.5),
+                        color="white" if data[i, j] > threshold else "black")
+    return save_figure(fig, path)
+
+
+def bar_chart_png(labels: list[str], series: dict[str, np.ndarray], path: Path, title: str, ylabel: str) -> Path:
+    """Grouped bars, one group per label (e.g. class counts per split). Horizontal past 30 labels."""
+    n = len(labels)
+    horizontal = n > 30
+    fig, ax = plt.subplots(figsize=(8, max(4, 0.18 * n)) if horizontal else (max(6, 0.5 * n + 2), 4.5))
+    width = 0.8 / max(1, len(series))
+    pos = np.arange(n)
+    for j, (name, values) in enumerate(series.items()):
+        offset = pos + (j - (len(series) - 1) / 2) * width
+        (ax.barh if horizontal else ax.bar)(offset, values, width, label=name)
+    if horizontal:
+        ax.set_yticks(pos, labels=labels, fontsize=_label_font(n))
+        ax.invert_yaxis()
+        ax.set_xlabel(ylabel)
+    else:
+        ax.set_xticks(pos, labels=labels, rotation=45 if n > 6 else 0, ha="right" if n > 6 else "center")
+        ax.set_ylabel(ylabel)
+    if len(series) > 1:
+        ax.legend()
+    ax.set_title(title)
+    return save_figure(fig, path)
+
+
+def line_plot_png(x, series: dict[str, list[float]], path: Path, title: str, xlabel: str, ylabel: str,
+                  mark_x=None) -> Path:
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name, values in series.items():
+        ax.plot(x, values, marker="o", label=name)
+    if mark_x is not None:
+        ax.axvline(mark_x, color="gray", linestyle="--", label=f"chosen: {mark_x}")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return save_figure(fig, path)
+
+
+def image_grid_png(rows: list[tuple[str, np.ndarray]], path: Path, title: str) -> Path:
+    """One row per class: (label, uint8 images (n, H, W, C)). Grayscale shown in gray."""
+    n_cols = max(len(images) for _, images in rows)
+    fig, axes = plt.subplots(len(rows), n_cols, figsize=(1.1 * n_cols + 1.5, 1.1 * len(rows) + 0.6), squeeze=False)
+    for r, (label, images) in enumerate(rows):
+        for c in range(n_cols):
+            ax = axes[r, c]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            for spine in ax.spines.values():
+                spine.set_visible(False)
+            if c < len(images):
+                img = images[c]
+                ax.imshow(img[..., 0] if img.shape[-1] == 1 else img, cmap="gray" if img.shape[-1] == 1 else None,
+                          vmin=0, vmax=255, interpolation="nearest")
+        axes[r, 0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=9)
+    fig.suptitle(title)
+    return save_figure(fig, path)

@@ -1,0 +1,106 @@
+"""Run directories: ``runs/<date>-<time>-<command>-<data>/`` holding everything a run produced."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import re
+import sys
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+
+from .fileio import atomic_write_text, write_csv, write_json
+
+
+def default_runs_dir() -> Path:
+    return Path(os.environ.get("CLASSLAB_RUNS", "runs"))
+
+
+def versions() -> dict[str, str]:
+    import PIL
+    import sklearn
+    import torch
+    import torchvision
+
+    from . import __version__
+
+    return {"classlab": __version__, "python": sys.version.split()[0], "platform": platform.platform(),
+            "torch": torch.__version__, "torchvision": torchvision.__version__, "numpy": np.__version__,
+            "scikit-learn": sklearn.__version__, "pillow": PIL.__version__}
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", Path(str(text)).stem if os.sep in str(text) else str(text)).strip("-")[:40] or "data"
+
+
+class Run:
+    """A fresh run directory. Files are written atomically; config.json first, so even a run
+    that dies early says what it was."""
+
+    def __init__(self, command: str, data: str, runs_dir: str | Path | None = None):
+        base = Path(runs_dir) if runs_dir else default_runs_dir()
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+        name = f"{stamp}-{command}-{_slug(data)}"
+        path, n = base / name, 1
+        while True:
+            try:
+                path.mkdir(parents=True, exist_ok=False)
+                break
+            except FileExistsError:
+                n += 1
+                path = base / f"{name}-{n}"
+        self.path, self.command, self.data = path, command, data
+
+    def write_config(self, options: dict, seed: int | None) -> Path:
+        return write_json(self.path / "config.json", {
+            "command": self.command, "data": str(self.data), "seed": seed, "options": options,
+            "created": datetime.now().isoformat(timespec="seconds"), "argv": sys.argv, "versions": versions()})
+
+    def file(self, name: str) -> Path:
+        return self.path / name
+
+    def write_predictions(self, ids, y_true, y_pred, proba, class_names, top: int = 3) -> Path:
+        top = min(top, len(class_names)) if proba is not None else 0
+        header = ["id", "true_label", "predicted_label", "correct"]
+        for t in range(1, top + 1):
+            header += [f"top{t}_label", f"top{t}_prob"]
+        order = np.argsort(-proba, axis=1, kind="stable")[:, :top] if top else None
+
+        def rows():
+            for i, item in enumerate(ids):
+                row = [item, class_names[y_true[i]], class_names[y_pred[i]], int(y_true[i] == y_pred[i])]
+                for t in range(top):
+                    c = order[i, t]
+                    row += [class_names[c], f"{proba[i, c]:.6f}"]
+                yield row
+        return write_csv(self.path / "predictions.csv", header, rows())
+
+    def write_report(self, title: str, sections: list[tuple[str, str]]) -> Path:
+        body = [f"# {title}", ""]
+        for heading, text in sections:
+            body += [f"## {heading}", "", text.rstrip(), ""]
+        return atomic_write_text(self.path / "report.md", "\n".join(body))
+
+
+def list_runs(runs_dir: str | Path | None = None) -> list[dict]:
+    """Every run under runs_dir, newest first, with its headline metrics."""
+    base = Path(runs_dir) if runs_dir else default_runs_dir()
+    out = []
+    for d in sorted(base.glob("*/config.json"), reverse=True):
+        try:
+            config = json.loads(d.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        row = {"run": str(d.parent), "command": config.get("command"), "data": config.get("data")}
+        metrics_path = d.parent / "metrics.json"
+        if metrics_path.is_file():
+            try:
+                mt = json.loads(metrics_path.read_text())
+                row.update(accuracy=mt.get("accuracy"), macro_f1=(mt.get("macro_avg") or {}).get("f1"))
+            except (OSError, json.JSONDecodeError):
+                pass
+        out.append(row)
+    return out
