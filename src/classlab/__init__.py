@@ -1,10 +1,24 @@
-"""classlab: image classification from a folder of images or CIFAR-10 to an evaluated classifier."""
+"""classlab: image classification from a folder of images or CIFAR-10 to an evaluated classifier.
+
+The public API is imported lazily, so ``classlab check`` and ``classlab explore`` start without
+paying for torch's import.
+"""
 
 __version__ = "0.1.0"
 
-from .data import load_dataset, make_split  # noqa: E402
-from .errors import ClasslabError  # noqa: E402
-from .evaluation import evaluate  # noqa: E402
-from .knn import KNNClassifier  # noqa: E402
+_API = {
+    "ClasslabError": ".errors",
+    "KNNClassifier": ".knn",
+    "evaluate": ".evaluation",
+    "load_dataset": ".data",
+    "make_split": ".data",
+}
+__all__ = [*_API, "__version__"]
 
-__all__ = ["ClasslabError", "KNNClassifier", "evaluate", "load_dataset", "make_split", "__version__"]
+
+def __getattr__(name):
+    if name in _API:
+        import importlib
+
+        return getattr(importlib.import_module(_API[name], __name__), name)
+    raise AttributeError(f"module 'classlab' has no attribute {name!r}")

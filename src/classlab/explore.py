@@ -102,7 +102,7 @@ def explore(opts: DataOptions, runs_dir: str | Path | None = None) -> dict:
     report = run.write_report(f"Exploring {ds.name}", [
         ("Data", split_summary(ds, split)),
         ("Statistics", f"```\n{text}```\nAll numbers: `stats.json`."),
-        ("Samples", "![samples](samples.png)"),
+        ("Samples", f"One row per class{note}.\n\n![samples](samples.png)"),
         ("Class distribution", "![class distribution](class_distribution.png)"),
     ])
     return {"run_dir": run.path, "report": report, "stats": st, "text": text}

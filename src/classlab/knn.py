@@ -5,9 +5,14 @@ shifted to int8 (x - 128; differences are unchanged) and the cross term x.y runs
 int8 x int8 -> int32 matrix product (``torch._int_mm``), about twice the float32 GEMM rate on
 this class of CPU. L1 distances of uint8 pixels are integer-valued floats, also exact.
 
-Tie-breaking matches scikit-learn's brute-force ``KNeighborsClassifier``: among equal distances the
-earlier training sample is the nearer neighbour, and a tied vote goes to the lowest class index.
-Exact integer distances let us make the first rule a total order: key = distance * N + index.
+Tie-breaking matches scikit-learn's brute-force ``KNeighborsClassifier`` run on one thread. Its search
+keeps a bounded max-heap per query while scanning the training rows in order; when distances tie at
+the k-th place, which rows survive depends on that heap's history. We sort by the total order
+(distance, index) (exact integer distances make key = distance * N + index unique), which agrees with
+the heap except in such boundary ties; for those rare rows ``_heap_select`` replays scikit-learn's
+heap exactly. A tied vote goes to the lowest class index, as in scikit-learn. (With several threads
+scikit-learn splits the training rows between heaps, so its own answer to a boundary tie changes
+with the thread count.)
 """
 
 from __future__ import annotations
@@ -151,15 +156,31 @@ class KNNClassifier:
 
     # -- prediction -------------------------------------------------------------------------------
 
+    def _exact_row(self, x) -> np.ndarray:
+        """Exact distances (up to a per-row constant) from one query to every training row."""
+        q = self._prepare(self._as_rows(x).to(self.device))
+        with torch.inference_mode():
+            return torch.div(self._scores(q)[0], len(self._train), rounding_mode="floor").cpu().numpy()
+
     def predict_for_ks(self, X, ks) -> dict[int, tuple[np.ndarray, np.ndarray]]:
         """{k: (predictions, vote shares)} for every k, from a single search with max(ks)."""
         ks = sorted({_check_k(k) for k in ks})
-        _, idx = self.kneighbors(X, ks[-1])
-        labels = self._y.cpu()[torch.from_numpy(idx)]
+        self._check_fitted()
+        exact_ties = self.exact_ and self.metric in ("l2", "l1") and ks[-1] < len(self._train)
+        dist, idx = self.kneighbors(X, ks[-1] + exact_ties)  # one extra neighbour shows a boundary tie
+        y_train = self._y.cpu().numpy()
         out = {}
         for k in ks:
+            neighbours = idx[:, :k]
+            if exact_ties:
+                tied = np.flatnonzero(dist[:, k - 1] == dist[:, k])
+                if len(tied):
+                    neighbours = neighbours.copy()
+                    for r in tied:
+                        neighbours[r] = _heap_select(self._exact_row(X[r : r + 1]), k)
+            labels = torch.from_numpy(y_train[neighbours])
             votes = torch.zeros(len(labels), self.num_classes_, dtype=torch.float64)
-            votes.scatter_add_(1, labels[:, :k], torch.ones(len(labels), k, dtype=torch.float64))
+            votes.scatter_add_(1, labels, torch.ones(len(labels), k, dtype=torch.float64))
             # argmax returns the first maximum: a tied vote goes to the lowest class index.
             out[k] = (votes.argmax(1).numpy(), (votes / k).numpy())
         return out
@@ -176,6 +197,33 @@ class KNNClassifier:
     def _check_fitted(self):
         if not hasattr(self, "_train"):
             raise ClasslabError("this KNNClassifier is not fitted yet; call fit(X, y) first")
+
+
+def _heap_select(d: np.ndarray, k: int) -> np.ndarray:
+    """The k rows scikit-learn's ArgKmin keeps: a max-heap of size k fed d[0], d[1], ... in order,
+    where a value enters only if strictly below the root and sifts down as in its ``heap_push``."""
+    values, indices = [float("inf")] * k, [-1] * k
+    # After the first k rows the root never exceeds max(d[:k]); nothing at or above it can enter.
+    bound = float(d[:k].max()) if len(d) > k else float("inf")
+    for j in np.union1d(np.arange(min(k, len(d))), np.flatnonzero(d < bound)).tolist():
+        val = float(d[j])
+        if val >= values[0]:
+            continue
+        cur = 0
+        while True:
+            left, right = 2 * cur + 1, 2 * cur + 2
+            if left >= k:
+                break
+            if right >= k or values[left] >= values[right]:
+                swap = left if val < values[left] else None
+            else:
+                swap = right if val < values[right] else None
+            if swap is None:
+                break
+            values[cur], indices[cur] = values[swap], indices[swap]
+            cur = swap
+        values[cur], indices[cur] = val, j
+    return np.array(indices, dtype=np.int64)
 
 
 def _check_k(k) -> int:

@@ -86,20 +86,23 @@ def line_plot_png(x, series: dict[str, list[float]], path: Path, title: str, xla
 
 
 def image_grid_png(rows: list[tuple[str, np.ndarray]], path: Path, title: str) -> Path:
-    """One row per class: (label, uint8 images (n, H, W, C)). Grayscale shown in gray."""
+    """One row per class: (label, uint8 images (n, H, W, C)), tiled into one mosaic (one imshow,
+    so 100 samples draw as fast as one)."""
     n_cols = max(len(images) for _, images in rows)
-    fig, axes = plt.subplots(len(rows), n_cols, figsize=(1.1 * n_cols + 1.5, 1.1 * len(rows) + 0.6), squeeze=False)
-    for r, (label, images) in enumerate(rows):
-        for c in range(n_cols):
-            ax = axes[r, c]
-            ax.set_xticks([])
-            ax.set_yticks([])
-            for spine in ax.spines.values():
-                spine.set_visible(False)
-            if c < len(images):
-                img = images[c]
-                ax.imshow(img[..., 0] if img.shape[-1] == 1 else img, cmap="gray" if img.shape[-1] == 1 else None,
-                          vmin=0, vmax=255, interpolation="nearest")
-        axes[r, 0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=9)
-    fig.suptitle(title)
+    h, w, c = rows[0][1].shape[1:]
+    pad = max(1, min(h, w) // 16)
+    canvas = np.full((len(rows) * (h + pad) + pad, n_cols * (w + pad) + pad, c), 255, dtype=np.uint8)
+    for r, (_, images) in enumerate(rows):
+        for j, img in enumerate(images):
+            y, x = pad + r * (h + pad), pad + j * (w + pad)
+            canvas[y : y + h, x : x + w] = img
+    fig, ax = plt.subplots(figsize=(0.9 * n_cols + 1.5, 0.9 * len(rows) + 0.8))
+    ax.imshow(canvas[..., 0] if c == 1 else canvas, cmap="gray" if c == 1 else None, vmin=0, vmax=255,
+              interpolation="nearest")
+    ax.set_xticks([])
+    ax.set_yticks([pad + r * (h + pad) + h / 2 for r in range(len(rows))], labels=[label for label, _ in rows],
+                  fontsize=9)
+    for spine in ax.spines.values():
+        spine.set_visible(False)
+    ax.set_title(title)
     return save_figure(fig, path)

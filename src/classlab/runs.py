@@ -20,16 +20,18 @@ def default_runs_dir() -> Path:
 
 
 def versions() -> dict[str, str]:
-    import PIL
-    import sklearn
-    import torch
-    import torchvision
+    """Installed versions, read from package metadata (importing torchvision just to ask costs seconds)."""
+    from importlib.metadata import PackageNotFoundError, version
 
     from . import __version__
 
-    return {"classlab": __version__, "python": sys.version.split()[0], "platform": platform.platform(),
-            "torch": torch.__version__, "torchvision": torchvision.__version__, "numpy": np.__version__,
-            "scikit-learn": sklearn.__version__, "pillow": PIL.__version__}
+    out = {"classlab": __version__, "python": sys.version.split()[0], "platform": platform.platform()}
+    for package in ("torch", "torchvision", "numpy", "scikit-learn", "pillow", "matplotlib"):
+        try:
+            out[package] = version(package)
+        except PackageNotFoundError:
+            out[package] = "not installed"
+    return out
 
 
 def _slug(text: str) -> str:

@@ -64,7 +64,8 @@ def probe(data: bytes) -> ImageInfo:
     except Image.DecompressionBombError as e:
         return ImageInfo(error=f"too large to decode safely ({e})")
     except Exception as e:  # corrupt headers raise many different exceptions inside Pillow
-        return ImageInfo(error=f"unreadable image header ({type(e).__name__}: {e})")
+        kind = "truncated image" if "truncat" in str(e).lower() else "corrupt image header"
+        return ImageInfo(error=f"{kind} ({type(e).__name__}: {e})")
 
 
 def _to_8bit(img: Image.Image) -> Image.Image:

@@ -1,0 +1,46 @@
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+DATA = SHARED / "data"
+CIFAR_ZIP = DATA / "cifar10" / "cifar10-images.zip"
+
+
+def need(path: Path) -> Path:
+    if not path.exists():
+        pytest.skip(f"{path} is absent (the real data lives in ../shared beside the repository)")
+    return path
+
+
+@pytest.fixture
+def runs_dir(tmp_path, monkeypatch):
+    d = tmp_path / "runs"
+    monkeypatch.setenv("CLASSLAB_RUNS", str(d))
+    return d
+
+
+def png_bytes(array: np.ndarray, mode=None, fmt="PNG", **kw) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(array, mode=mode).save(buf, format=fmt, **kw)
+    return buf.getvalue()
+
+
+def pattern(seed: int, size=(12, 12), channels=3) -> np.ndarray:
+    """A random but reproducible image (distinct per seed, so no accidental duplicates)."""
+    rng = np.random.default_rng(seed)
+    shape = (*size, channels) if channels == 3 else size
+    return rng.integers(0, 256, size=shape, dtype=np.uint8)
+
+
+def make_class_folder(root: Path, classes=("cat", "dog"), per_class=6, size=(12, 12), split=None, start=0) -> Path:
+    for c_i, c in enumerate(classes):
+        folder = root / (f"{split}/{c}" if split else c)
+        folder.mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            seed = start + c_i * 1000 + i
+            (folder / f"{i:03d}.png").write_bytes(png_bytes(pattern(seed, size)))
+    return root

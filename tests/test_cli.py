@@ -1,0 +1,138 @@
+"""The command line: every subcommand's help has an example; user errors exit 2 with one line."""
+
+import csv
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from classlab.cli import EXAMPLES, main
+from conftest import make_class_folder, pattern, png_bytes
+
+
+def run_cli(*args, env_runs=None):
+    return subprocess.run([sys.executable, "-m", "classlab", *args], capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.parametrize("command", sorted(EXAMPLES))
+def test_every_subcommand_has_help_with_an_example(command, capsys):
+    with pytest.raises(SystemExit) as e:
+        main([command, "--help"])
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    assert "example" in out and f"classlab {command}" in out
+
+
+def test_knn_on_digits_writes_a_complete_run(runs_dir, capsys):
+    assert main(["knn", "digits", "--k", "1,3,5,7"]) == 0
+    out = capsys.readouterr().out
+    run = next(runs_dir.iterdir())
+    assert run.name.split("-")[2:] == ["knn", "digits"] and f"report: {run / 'report.md'}" in out
+    for name in ("config.json", "split.csv", "metrics.json", "report.md", "predictions.csv", "confusion_matrix.png",
+                 "confusion_matrix_normalized.png", "accuracy_vs_k.png", "classification_report.txt", "leakage.json"):
+        assert (run / name).is_file(), name
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["accuracy"] > 0.95 and metrics["knn"]["k"] in (1, 3, 5, 7)
+    assert set(metrics["knn"]["validation_accuracy"]) == {"1", "3", "5", "7"}
+    config = json.loads((run / "config.json").read_text())
+    assert config["seed"] == 0 and "torch" in config["versions"] and config["options"]["ks"] == [1, 3, 5, 7]
+    with open(run / "predictions.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == metrics["n"] and {"id", "true_label", "predicted_label", "top1_prob"} <= set(rows[0])
+    report = (run / "report.md").read_text()
+    assert "confusion_matrix.png" in report and "specificity" in report and "k = " in report
+    # The manifest reproduces the split exactly in a second run.
+    assert main(["knn", "digits", "--k", "3", "--split", str(run / "split.csv")]) == 0
+    second = sorted(runs_dir.iterdir())[-1]
+    assert (second / "split.csv").read_text() == (run / "split.csv").read_text()
+    capsys.readouterr()
+    assert main(["runs"]) == 0
+    listing = capsys.readouterr().out
+    assert str(run) in listing and f"{metrics['accuracy']:.4f}" in listing
+
+
+def test_explore_on_digits(runs_dir, capsys):
+    assert main(["explore", "digits"]) == 0
+    run = next(runs_dir.iterdir())
+    stats = json.loads((run / "stats.json").read_text())
+    assert stats["images"] == 1797 and len(stats["channel_mean"]) == 1
+    assert np.isclose(stats["channel_mean"][0], load_mean())
+    for name in ("samples.png", "class_distribution.png", "stats.txt", "report.md", "split.csv"):
+        assert (run / name).is_file()
+
+
+def load_mean():
+    from classlab import load_dataset
+
+    return load_dataset("digits").images.mean() / 255
+
+
+def test_explore_hundred_classes_shows_a_subset(tmp_path, runs_dir, capsys):
+    rng = np.random.default_rng(0)
+    arrays = {"train_images": rng.integers(0, 256, (1000, 8, 8, 3), dtype=np.uint8),
+              "train_labels": np.repeat(np.arange(100), 10)[:, None],
+              "test_images": rng.integers(0, 256, (200, 8, 8, 3), dtype=np.uint8),
+              "test_labels": np.repeat(np.arange(100), 2)[:, None]}
+    np.savez(tmp_path / "hundred.npz", **arrays)
+    assert main(["explore", str(tmp_path / "hundred.npz")]) == 0
+    run = next(runs_dir.iterdir())
+    from PIL import Image
+
+    assert "20 of 100 classes" in (run / "report.md").read_text()
+    w, h = Image.open(run / "samples.png").size
+    assert h < 2500 and w < 1500  # 20 rows of 8 samples, not 100 rows
+
+
+def test_check_json_and_strict(tmp_path, runs_dir, capsys):
+    root = make_class_folder(tmp_path / "d", ("a", "b"), per_class=3, size=(20, 20))
+    assert main(["check", str(root), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["errors"] == 0 and report["class_counts"] == {"a": 3, "b": 3}
+    (root / "a" / "bad.png").write_text("not an image")
+    assert main(["check", str(root), "--strict"]) == 1
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["knn", "no-such-dataset"], "neither a known dataset"),
+    (["knn", "mnist", "--data-dir", "/nonexistent"], "classlab download mnist"),
+    (["knn", "digits", "--k", "0"], "positive integer"),
+    (["knn", "digits", "--k", "5000"], "larger than the training set"),
+    (["knn", "digits", "--val-fraction", "0.95"], "fraction"),
+    (["knn", "digits", "--max-train", "0"], "at least 1"),
+    (["explore", "digits", "--image-size", "0"], "image-size"),
+    (["knn", "digits", "--device", "cuda:7"] if not __import__("torch").cuda.is_available() else
+     ["knn", "digits", "--device", "nonsense"], "device"),
+])
+def test_user_errors_exit_2_with_one_line(args, needle, runs_dir):
+    result = run_cli(*args)
+    assert result.returncode == 2, result.stderr
+    lines = [line for line in result.stderr.strip().splitlines() if line]
+    assert len(lines) == 1 and lines[0].startswith("classlab: error:") and needle in lines[0], result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_folder_edge_cases_exit_2(tmp_path, runs_dir):
+    one = make_class_folder(tmp_path / "one", ("only",), per_class=4)
+    result = run_cli("knn", str(one))
+    assert result.returncode == 2 and "at least two" in result.stderr and "Traceback" not in result.stderr
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    result = run_cli("explore", str(empty))
+    assert result.returncode == 2 and "no images in class folders" in result.stderr
+
+
+def test_bad_files_are_skipped_and_the_run_finishes(tmp_path, runs_dir):
+    root = make_class_folder(tmp_path / "d", ("a", "b"), per_class=12, size=(16, 16))
+    full = png_bytes(pattern(4242, (16, 16)), fmt="JPEG")
+    (root / "a" / "truncated.jpg").write_bytes(full[:200])
+    (root / "a" / "zero.png").write_bytes(b"")
+    (root / "b" / "text.png").write_text("hello")
+    (root / "b" / "odd_size.png").write_bytes(png_bytes(pattern(4243, (30, 20))))
+    result = run_cli("knn", str(root), "--k", "1,3")
+    assert result.returncode == 0, result.stderr
+    for name in ("truncated.jpg", "zero.png", "text.png"):
+        assert name in result.stderr
+    assert "16x16" in result.stderr  # the size choice is reported
+    assert "report:" in result.stdout

@@ -1,0 +1,117 @@
+"""k-NN: identical predictions to scikit-learn's brute force, exact distances, clear errors."""
+
+import numpy as np
+import pytest
+from sklearn.neighbors import KNeighborsClassifier
+from threadpoolctl import threadpool_limits
+
+from classlab import ClasslabError, KNNClassifier, load_dataset
+from conftest import DATA, need
+
+
+@pytest.fixture(scope="module")
+def mnist_subset():
+    ds = load_dataset("mnist", data_dir=need(DATA))
+    train = np.flatnonzero(ds.official_split == "train")[:6000]
+    test = np.flatnonzero(ds.official_split == "test")[:1000]
+    return ds.flat(train), ds.labels[train], ds.flat(test), ds.labels[test]
+
+
+@pytest.mark.parametrize("metric, sk_metric", [("l2", "euclidean"), ("l1", "manhattan")])
+def test_identical_to_sklearn_brute_on_real_mnist(mnist_subset, metric, sk_metric):
+    Xtr, ytr, Xte, yte = mnist_subset
+    ks = [1, 2, 3, 4, 5, 8]  # even k produce tied votes, exercising the lowest-label rule
+    ours = KNNClassifier(1, metric).fit(Xtr, ytr).predict_for_ks(Xte, ks)
+    # scikit-learn's multi-threaded search resolves equal distances at the k-th place by how its
+    # threads split the training set, so its answer changes with the thread count; single-threaded
+    # it keeps the earlier training sample, our rule. L1 on this subset has such ties at k=4 and 5.
+    with threadpool_limits(1):
+        for k in ks:
+            ref = KNeighborsClassifier(k, algorithm="brute", metric=sk_metric).fit(Xtr.astype(np.float64), ytr)
+            assert np.array_equal(ours[k][0], ref.predict(Xte.astype(np.float64))), f"k={k}"
+            assert np.array_equal(ours[k][1], ref.predict_proba(Xte.astype(np.float64))), f"k={k}"
+    assert np.mean(ours[3][0] == yte) > 0.9
+
+
+def test_distances_are_exact(mnist_subset):
+    Xtr, ytr, Xte, _ = mnist_subset
+    dist, idx = KNNClassifier(metric="l2").fit(Xtr[:2000], ytr[:2000]).kneighbors(Xte[:50], 5)
+    diff = Xte[:50, None, :].astype(np.int64) - Xtr[idx].astype(np.int64)
+    assert np.array_equal(np.round(dist**2), (diff**2).sum(-1).astype(np.float64))  # exact squared L2
+    assert np.all(np.diff(dist, axis=1) >= 0)
+
+
+def test_ties_go_to_the_earlier_training_sample_like_sklearn():
+    # Three identical training points with different labels and one query equal to them.
+    X = np.array([[5, 5], [0, 0], [5, 5], [5, 5], [9, 9]], dtype=np.uint8)
+    y = np.array([2, 0, 1, 0, 1])
+    q = np.array([[5, 5]], dtype=np.uint8)
+    for k in (1, 2, 3, 4):
+        ours = KNNClassifier(k).fit(X, y).predict(q)
+        ref = KNeighborsClassifier(k, algorithm="brute").fit(X.astype(float), y).predict(q.astype(float))
+        assert ours[0] == ref[0], k
+    _, idx = KNNClassifier(2).fit(X, y).kneighbors(q, 3)
+    assert idx.tolist() == [[0, 2, 3]]
+
+
+def test_small_memory_budget_gives_the_same_answer(mnist_subset):
+    Xtr, ytr, Xte, _ = mnist_subset
+    big = KNNClassifier(3).fit(Xtr, ytr).predict(Xte[:300])
+    small = KNNClassifier(3, memory_mb=1).fit(Xtr, ytr).predict(Xte[:300])  # one query row per block
+    assert np.array_equal(big, small)
+
+
+def test_cosine_and_float_inputs_match_sklearn():
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(300, 20)), rng.integers(0, 4, 300)
+    Q = rng.normal(size=(50, 20))
+    for metric, sk in (("cosine", "cosine"), ("l2", "euclidean")):
+        ours = KNNClassifier(5, metric).fit(X, y).predict(Q)
+        ref = KNeighborsClassifier(5, algorithm="brute", metric=sk).fit(X, y).predict(Q)
+        assert np.array_equal(ours, ref), metric
+
+
+def test_estimator_verbs():
+    ds = load_dataset("digits")
+    X, y = ds.flat(), ds.labels
+    model = KNNClassifier(3).fit(X[:1500], y[:1500])
+    proba = model.predict_proba(X[1500:])
+    assert np.allclose(proba.sum(1), 1) and proba.shape == (297, 10)
+    assert model.score(X[1500:], y[1500:]) > 0.95
+
+
+@pytest.mark.parametrize("k", [0, -1, 2.5, "3"])
+def test_bad_k(k):
+    with pytest.raises(ClasslabError, match="positive integer"):
+        KNNClassifier(k)
+
+
+def test_k_larger_than_training_set():
+    model = KNNClassifier(10).fit(np.zeros((5, 4), np.uint8), np.arange(5) % 2)
+    with pytest.raises(ClasslabError, match="larger than the training set"):
+        model.predict(np.zeros((1, 4), np.uint8))
+
+
+def test_wrong_shape_and_unknown_metric():
+    model = KNNClassifier(1).fit(np.zeros((5, 4), np.uint8), np.arange(5) % 2)
+    with pytest.raises(ClasslabError, match="same --image-size"):
+        model.predict(np.zeros((1, 9), np.uint8))
+    with pytest.raises(ClasslabError, match="unknown metric"):
+        KNNClassifier(1, "hamming")
+    with pytest.raises(ClasslabError, match="not fitted"):
+        KNNClassifier(1).predict(np.zeros((1, 4), np.uint8))
+
+
+def test_many_boundary_ties_match_single_threaded_sklearn():
+    # Tiny integer range: most distances tie, so the k-th place is almost always contested.
+    rng = np.random.default_rng(0)
+    X = rng.integers(0, 3, (400, 3)).astype(np.uint8)
+    y = rng.integers(0, 5, 400)
+    Q = rng.integers(0, 3, (300, 3)).astype(np.uint8)
+    for metric, sk in (("l2", "euclidean"), ("l1", "manhattan")):
+        ours = KNNClassifier(1, metric).fit(X, y).predict_for_ks(Q, [1, 2, 3, 5, 7, 10])
+        with threadpool_limits(1):
+            for k, (pred, proba) in ours.items():
+                ref = KNeighborsClassifier(k, algorithm="brute", metric=sk).fit(X.astype(float), y)
+                assert np.array_equal(proba, ref.predict_proba(Q.astype(float))), (metric, k)
+                assert np.array_equal(pred, ref.predict(Q.astype(float))), (metric, k)
