@@ -7,12 +7,12 @@ this class of CPU. L1 distances of uint8 pixels are integer-valued floats, also 
 
 Tie-breaking matches scikit-learn's brute-force ``KNeighborsClassifier`` run on one thread. Its search
 keeps a bounded max-heap per query while scanning the training rows in order; when distances tie at
-the k-th place, which rows survive depends on that heap's history. We sort by the total order
-(distance, index) (exact integer distances make key = distance * N + index unique), which agrees with
-the heap except in such boundary ties; for those rare rows ``_heap_select`` replays scikit-learn's
-heap exactly. A tied vote goes to the lowest class index, as in scikit-learn. (With several threads
-scikit-learn splits the training rows between heaps, so its own answer to a boundary tie changes
-with the thread count.)
+the k-th place, which rows survive depends on that heap's history. The hot loop here just takes the
+k+1 smallest exact distances per query; a tie between the k-th and (k+1)-th shows a contested
+boundary, and only those rare rows are recomputed in full: ``kneighbors`` then orders by
+(distance, index), and prediction replays scikit-learn's heap exactly (``_heap_select``). A tied vote
+goes to the lowest class index, as in scikit-learn. (With several threads scikit-learn splits the
+training rows between heaps, so its own answer to a boundary tie changes with the thread count.)
 """
 
 from __future__ import annotations
@@ -25,7 +25,8 @@ from .device import pick_device
 from .errors import ClasslabError
 
 METRICS = ("l2", "l1", "cosine")
-_INT_MM_MAX_DIM = (2**31 - 1) // (128 * 128)  # beyond this an int32 dot product of int8 rows may overflow
+# Scores |y|^2 - 2 q.y of int8 rows stay within int32 up to this many values per image (120x120x3).
+_INT_MM_MAX_DIM = (2**31 - 1) // (3 * 128 * 128)
 
 
 def _pad_to(t: torch.Tensor, dim: int, multiple: int, minimum: int = 0) -> torch.Tensor:
@@ -41,7 +42,7 @@ class KNNClassifier:
     """scikit-learn-style estimator: ``fit(X, y)``, ``predict``, ``predict_proba``, ``score``,
     ``kneighbors``; plus ``predict_for_ks`` to score several k from one neighbour search."""
 
-    def __init__(self, k: int = 1, metric: str = "l2", device: str | None = None, memory_mb: int = 512,
+    def __init__(self, k: int = 1, metric: str = "l2", device: str | None = None, memory_mb: int = 1024,
                  progress: bool = True):
         if metric not in METRICS:
             raise ClasslabError(f"unknown metric '{metric}'; choose one of {', '.join(METRICS)}")
@@ -63,11 +64,15 @@ class KNNClassifier:
         self.exact_ = X.dtype == torch.uint8
         self._y = torch.from_numpy(y).to(self.device)
         self._train = self._prepare(X.to(self.device))
-        n = len(X)
-        if self.metric == "l2" and self.exact_:
-            sq = self._train.to(torch.int64).pow(2).sum(1)
-            self._bias = sq * n + torch.arange(n, device=self.device)  # |y|^2 * N + index, see _scores
+        if self._use_int_mm():
+            self._sq = self._train.to(torch.int32).pow(2).sum(1, dtype=torch.int32)  # |y|^2, see _scores
+            self._train_t = _pad_to(self._train, 0, 8).t()  # _int_mm wants N % 8 == 0 on CUDA
         return self
+
+    @property
+    def _exact_ties(self) -> bool:
+        """Distances are exact integers, so ties are real and can be resolved like scikit-learn."""
+        return self.exact_ and self.metric in ("l2", "l1")
 
     def _as_rows(self, X) -> torch.Tensor:
         t = torch.from_numpy(np.ascontiguousarray(X)) if isinstance(X, np.ndarray) else torch.as_tensor(X)
@@ -98,75 +103,98 @@ class KNNClassifier:
 
     # -- neighbour search -------------------------------------------------------------------------
 
-    def _scores(self, q: torch.Tensor) -> torch.Tensor:
-        """Per query row, a score over training rows whose ascending order is (distance, index)."""
-        n = len(self._train)
+    def _scores(self, q: torch.Tensor, buffer: torch.Tensor | None = None) -> torch.Tensor:
+        """Per query row, a score over training rows that orders them like the distance does.
+        ``buffer`` (int32, at least (max(rows, 17), padded N)) is reused across blocks: writing the
+        product into fresh memory each time costs as much as computing it, in page faults."""
         if self._use_int_mm():
-            rows = len(q)
-            qp = _pad_to(q, 0, 1, minimum=17)  # CUDA's int8 kernel needs more than 16 rows
-            dot = torch._int_mm(qp, _pad_to(self._train, 0, 8).t())[:rows, :n]
+            rows, n = len(q), len(self._train)
+            qp = _pad_to(q, 0, 1, minimum=17)  # CUDA's int8 kernel wants more than 16 rows
+            if buffer is None:
+                dot = torch._int_mm(qp, self._train_t)
+            else:
+                dot = torch._int_mm(qp, self._train_t, out=buffer[: len(qp)])
             # |q-y|^2 = |q|^2 + |y|^2 - 2 q.y; |q|^2 is the same along a row, so it is left out.
-            return dot.to(torch.int64).mul_(-2 * n).add_(self._bias)
+            return dot[:rows, :n].mul_(-2).add_(self._sq)
         if self.metric == "l2":
             d = (q * q).sum(1, keepdim=True) + (self._train * self._train).sum(1) - 2 * q @ self._train.t()
             return d.clamp_min_(0)
         if self.metric == "l1":
-            d = torch.cdist(q, self._train, p=1)
-            if self.exact_:
-                return d.to(torch.int64) * n + torch.arange(n, device=q.device)
-            return d
+            return torch.cdist(q, self._train, p=1)
         return 1 - q @ self._train.t()
 
     def _to_distance(self, score: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
-        n = len(self._train)
         if self._use_int_mm():
             sq = q.to(torch.int64).pow(2).sum(1, keepdim=True)
-            return (torch.div(score, n, rounding_mode="floor") + sq).to(torch.float64).sqrt()
+            return (score.to(torch.int64) + sq).to(torch.float64).sqrt()
         if self.metric == "l2":
             return score.to(torch.float64).sqrt()
-        if self.metric == "l1" and self.exact_:
-            return torch.div(score, n, rounding_mode="floor").to(torch.float64)
         return score.to(torch.float64)
 
-    def kneighbors(self, X, n_neighbors: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """(distances, indices) of the nearest training rows, nearest first."""
-        self._check_fitted()
-        k = _check_k(n_neighbors or self.k)
-        if k > len(self._train):
-            raise ClasslabError(f"k={k} is larger than the training set ({len(self._train)} images); use k <= {len(self._train)}")
+    def _exact_row(self, x) -> np.ndarray:
+        """Exact distances (up to a per-row constant) from one query to every training row."""
+        with torch.inference_mode():
+            q = self._prepare(self._as_rows(x).to(self.device))
+            return self._scores(q)[0].to(torch.float64 if not self._exact_ties else torch.int64).cpu().numpy()
+
+    def _check_queries(self, X) -> torch.Tensor:
         Q = self._as_rows(X)
         if Q.shape[1] != self.n_features_:
             raise ClasslabError(f"X has {Q.shape[1]} values per image but the model was fit on {self.n_features_}; "
                                 "load both splits with the same --image-size and --channels")
         if self.exact_ and Q.dtype != torch.uint8:
             raise ClasslabError("fit on uint8 pixels but asked to predict on floats; pass uint8 images to both")
-        block = max(1, (self.memory_mb << 20) // (len(self._train) * 8 * 2))
+        return Q
+
+    def _search(self, Q: torch.Tensor, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """The k smallest distances per query (any order among equals), block by block."""
+        n = len(self._train)
+        block = int(np.clip((self.memory_mb << 20) // (n * 8), 16, 2048))  # bytes per score, with slack
+        buffer = None
+        if self._use_int_mm():
+            buffer = torch.empty((max(block, 17), self._train_t.shape[1]), dtype=torch.int32, device=self.device)
         dists, idx = [], []
         bar = tqdm(total=len(Q), desc="k-NN search", unit="img", leave=False,
-                   disable=not self.progress or len(Q) * len(self._train) < 5e7 or None)
+                   disable=not self.progress or len(Q) * n < 5e7 or None)
         with torch.inference_mode(), bar:
             for start in range(0, len(Q), block):
                 q = self._prepare(Q[start : start + block].to(self.device))
-                score = self._scores(q)
-                top, arg = torch.topk(score, k, dim=1, largest=False, sorted=True)
+                top, arg = torch.topk(self._scores(q, buffer), k, dim=1, largest=False, sorted=True)
                 dists.append(self._to_distance(top, q).cpu())
                 idx.append(arg.cpu())
                 bar.update(len(q))
         return torch.cat(dists).numpy(), torch.cat(idx).numpy()
 
-    # -- prediction -------------------------------------------------------------------------------
+    def kneighbors(self, X, n_neighbors: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(distances, indices) of the nearest training rows, nearest first; equal distances in
+        training order, including where they straddle the k-th place."""
+        self._check_fitted()
+        k = _check_k(n_neighbors or self.k)
+        n = len(self._train)
+        if k > n:
+            raise ClasslabError(f"k={k} is larger than the training set ({n} images); use k <= {n}")
+        Q = self._check_queries(X)
+        if not self._exact_ties:
+            return self._search(Q, k)
+        dist, idx = self._search(Q, min(k + 1, n))  # one extra neighbour reveals a contested boundary
+        order = np.lexsort((idx, dist), axis=1)
+        dist, idx = np.take_along_axis(dist, order, 1), np.take_along_axis(idx, order, 1)
+        if k < n:
+            for r in np.flatnonzero(dist[:, k - 1] == dist[:, k]):
+                row = self._exact_row(Q[r : r + 1])
+                idx[r, :k] = np.lexsort((np.arange(n), row))[:k]  # the boundary may hide more equals
+        return dist[:, :k], idx[:, :k]
 
-    def _exact_row(self, x) -> np.ndarray:
-        """Exact distances (up to a per-row constant) from one query to every training row."""
-        q = self._prepare(self._as_rows(x).to(self.device))
-        with torch.inference_mode():
-            return torch.div(self._scores(q)[0], len(self._train), rounding_mode="floor").cpu().numpy()
+    # -- prediction -------------------------------------------------------------------------------
 
     def predict_for_ks(self, X, ks) -> dict[int, tuple[np.ndarray, np.ndarray]]:
         """{k: (predictions, vote shares)} for every k, from a single search with max(ks)."""
         ks = sorted({_check_k(k) for k in ks})
         self._check_fitted()
-        exact_ties = self.exact_ and self.metric in ("l2", "l1") and ks[-1] < len(self._train)
+        exact_ties = self._exact_ties and ks[-1] < len(self._train)
+        if ks[-1] > len(self._train):
+            raise ClasslabError(f"k={ks[-1]} is larger than the training set ({len(self._train)} images); "
+                                f"use k <= {len(self._train)}")
         dist, idx = self.kneighbors(X, ks[-1] + exact_ties)  # one extra neighbour shows a boundary tie
         y_train = self._y.cpu().numpy()
         out = {}
@@ -177,7 +205,7 @@ class KNNClassifier:
                 if len(tied):
                     neighbours = neighbours.copy()
                     for r in tied:
-                        neighbours[r] = _heap_select(self._exact_row(X[r : r + 1]), k)
+                        neighbours[r] = _heap_select(self._exact_row(self._as_rows(X[r : r + 1])), k)
             labels = torch.from_numpy(y_train[neighbours])
             votes = torch.zeros(len(labels), self.num_classes_, dtype=torch.float64)
             votes.scatter_add_(1, labels, torch.ones(len(labels), k, dtype=torch.float64))
