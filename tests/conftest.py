@@ -16,6 +16,13 @@ def need(path: Path) -> Path:
     return path
 
 
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path, monkeypatch):
+    """Each test decodes afresh into its own cache, so no test sees another's cached pixels."""
+    monkeypatch.setenv("CLASSLAB_CACHE", str(tmp_path / "decoded-cache"))
+    return tmp_path / "decoded-cache"
+
+
 @pytest.fixture
 def runs_dir(tmp_path, monkeypatch):
     d = tmp_path / "runs"

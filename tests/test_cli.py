@@ -136,3 +136,20 @@ def test_bad_files_are_skipped_and_the_run_finishes(tmp_path, runs_dir):
         assert name in result.stderr
     assert "16x16" in result.stderr  # the size choice is reported
     assert "report:" in result.stdout
+
+
+def test_volumes_explore_and_knn(tmp_path, runs_dir, capsys):
+    """MedMNIST-3D-style volumes: explore shows middle slices; k-NN flattens D x H x W."""
+    rng = np.random.default_rng(0)
+    arrays = {}
+    for split, n in (("train", 60), ("val", 12), ("test", 12)):
+        labels = np.arange(n) % 2
+        vol = rng.integers(0, 60, (n, 8, 10, 10), dtype=np.uint8)
+        vol[labels == 1, 2:6, 2:8, 2:8] += 150  # class 1 has a bright cube inside
+        arrays[f"{split}_images"], arrays[f"{split}_labels"] = vol, labels[:, None]
+    np.savez(tmp_path / "cubes3d.npz", **arrays)
+    assert main(["explore", str(tmp_path / "cubes3d.npz")]) == 0
+    assert main(["knn", str(tmp_path / "cubes3d.npz"), "--k", "1,3"]) == 0
+    knn_run = sorted(runs_dir.iterdir())[-1]
+    assert json.loads((knn_run / "metrics.json").read_text())["accuracy"] == 1.0
+    assert "800 values per image" in (knn_run / "report.md").read_text()

@@ -17,7 +17,8 @@ def mnist_subset():
     return ds.flat(train), ds.labels[train], ds.flat(test), ds.labels[test]
 
 
-@pytest.mark.parametrize("metric, sk_metric", [("l2", "euclidean"), ("l1", "manhattan")])
+@pytest.mark.parametrize("metric, sk_metric", [("l2", "euclidean"),
+                                               pytest.param("l1", "manhattan", marks=pytest.mark.slow)])
 def test_identical_to_sklearn_brute_on_real_mnist(mnist_subset, metric, sk_metric):
     Xtr, ytr, Xte, yte = mnist_subset
     ks = [1, 2, 3, 4, 5, 8]  # even k produce tied votes, exercising the lowest-label rule

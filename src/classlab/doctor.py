@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter, defaultdict
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 import numpy as np
 
 from .data import load_dataset
-from .data.folders import _decode_chunk, map_files, open_tree, probe_entries, scan_tree
+from .data.folders import _decode_chunk, extension, map_files, open_tree, probe_entries, scan_tree
 from .data.images import IMAGE_EXTENSIONS
 from .data.registry import NAMED
 from .errors import ClasslabError
@@ -72,7 +72,7 @@ def _check_tree(path: Path, min_size: int) -> dict:
         hashed.append((e.rel, e.split, e.class_name, digests[k]))
         modes[info.mode] += 1
         sizes[f"{info.size[0]}x{info.size[1]}"] += 1
-        expected = IMAGE_EXTENSIONS[PurePosixPath(e.rel).suffix.lower()]
+        expected = IMAGE_EXTENSIONS[extension(e.rel)]
         actual = FORMAT_ALIASES.get(info.format, info.format)
         if actual != expected:
             problems["wrong_extension"].append({"file": e.rel, "format": info.format})
