@@ -64,8 +64,10 @@ def bar_chart_png(labels: list[str], series: dict[str, np.ndarray], path: Path, 
     else:
         ax.set_xticks(pos, labels=labels, rotation=45 if n > 6 else 0, ha="right" if n > 6 else "center")
         ax.set_ylabel(ylabel)
-    if len(series) > 1:
-        ax.legend()
+    if len(series) > 1:  # in a band of headroom above the bars, so it never hides one
+        top = max(float(np.max(v)) for v in series.values()) or 1.0
+        (ax.set_xlim if horizontal else ax.set_ylim)(0, top * 1.18)
+        ax.legend(ncol=len(series), loc="upper right" if horizontal else "upper center", frameon=False)
     ax.set_title(title)
     return save_figure(fig, path)
 
