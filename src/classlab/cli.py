@@ -16,6 +16,11 @@ EXAMPLES = {
            "  classlab knn cifar10-images.zip --k 1,3,5 --max-train 10000 --max-eval 1000",
     "runs": "example:\n  classlab runs --runs-dir runs",
     "download": "examples:\n  classlab download mnist\n  classlab download cifar10 --data-dir ~/datasets",
+    "models": "example:\n  classlab models --input 1x28x28 --num-classes 10",
+    "summary": "examples:\n  classlab summary resnet18 --input 3x32x32\n"
+               "  classlab summary mlp --input 3x1x1 --num-classes 2 -o hidden=5,5,5      # the deck's 92 parameters\n"
+               "  classlab summary cnn --input 1x50x50 --num-classes 2 -o filters=16,16,16 \\\n"
+               "      -o padding=same,valid,valid -o pool=2,2,0 -o dense=               # the deck's 7,394",
 }
 
 
@@ -100,6 +105,71 @@ def cmd_runs(args) -> None:
         print(f"{r['run']:60}  {r['command'] or '-':8}  {acc:>8}  {f1:>8}")
 
 
+def _scalar(text: str):
+    low = text.lower()
+    if low in ("true", "false"):
+        return low == "true"
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return text
+
+
+def parse_model_options(pairs: list[str] | None) -> dict:
+    """-o key=value: ints, floats, true/false, strings; commas make lists ('dense=' is an empty list)."""
+    options = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ClasslabError(f"model options look like key=value (e.g. -o hidden=128,64), got '{pair}'")
+        options[key.replace("-", "_")] = [_scalar(v) for v in value.split(",") if v] if ("," in value or not value) \
+            else _scalar(value)
+    return options
+
+
+def parse_input_shape(text: str) -> tuple[int, ...]:
+    try:
+        shape = tuple(int(v) for v in text.lower().split("x"))
+    except ValueError:
+        shape = ()
+    if len(shape) not in (3, 4) or min(shape) < 1:
+        raise ClasslabError(f"--input must be CxHxW (e.g. 3x32x32) or CxDxHxW for volumes, got '{text}'")
+    return shape
+
+
+def cmd_models(args) -> None:
+    import torch
+
+    from .models import count_parameters, create_model, get_entry, list_models
+
+    shape = parse_input_shape(args.input)
+    print(f"{'model':14}  {'parameters':>12}  description (at {args.input}, {args.num_classes} classes)")
+    for name in list_models():
+        entry = get_entry(name)
+        c, *size = shape if entry.volume == (len(shape) == 4) else ((shape[0], 28, 28, 28) if entry.volume else (shape[0], 32, 32))
+        try:
+            with torch.device("meta"):
+                total, _ = count_parameters(create_model(name, args.num_classes, c, tuple(size)))
+            count = f"{total:,}"
+        except ClasslabError:
+            count = "too small"
+        print(f"{name:14}  {count:>12}  {entry.description}")
+
+
+def cmd_summary(args) -> None:
+    import torch
+
+    from .models import create_model, summary_table
+
+    shape = parse_input_shape(args.input)
+    with torch.device("meta"):  # shapes and counts without allocating a single weight
+        model = create_model(args.model, args.num_classes, shape[0], shape[1:], **parse_model_options(args.option))
+    text, data = summary_table(model, shape)
+    print(json.dumps(data, indent=2) if args.json else text)
+
+
 def cmd_download(args) -> None:
     from .data import download
 
@@ -137,6 +207,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, mps")
     p = add("runs", "List runs with their headline metrics.", cmd_runs)
     p.add_argument("--runs-dir", help="where run directories are (default: $CLASSLAB_RUNS or ./runs)")
+    p = add("models", "List the registered models with their parameter counts.", cmd_models)
+    p.add_argument("--input", default="3x32x32", help="input shape CxHxW (default 3x32x32)")
+    p.add_argument("--num-classes", type=int, default=10, help="number of classes (default 10)")
+    p = add("summary", "Keras-style table of a model: layers, output shapes, parameters, trainable.", cmd_summary)
+    p.add_argument("model", help="a name from 'classlab models'")
+    p.add_argument("--input", default="3x32x32", help="input shape CxHxW or CxDxHxW (default 3x32x32)")
+    p.add_argument("--num-classes", type=int, default=10, help="number of classes (default 10)")
+    p.add_argument("-o", "--option", action="append", metavar="KEY=VALUE",
+                   help="model option, repeatable, e.g. -o hidden=128,64 -o dropout=0.5")
+    p.add_argument("--json", action="store_true", help="print the table as JSON")
     p = add("download", "Download a named dataset's official files, checksummed.", cmd_download)
     p.add_argument("name", help="mnist, fashion-mnist, cifar10 or cifar100")
     p.add_argument("--data-dir", help="target folder (default: $CLASSLAB_DATA or ~/.cache/classlab/datasets)")

@@ -1,0 +1,118 @@
+"""One registry for every model, timm-style: ``create_model(name, num_classes, in_channels, image_size, **options)``.
+
+Each family lives in its own file and registers its builders with ``@register``. Shapes are checked
+up front on PyTorch's meta device (no memory, no compute), so an image too small for an
+architecture is a clear message, not an error from deep inside a forward pass.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from torch import nn
+
+from ..errors import ClasslabError
+
+_REGISTRY: dict[str, "ModelEntry"] = {}
+
+
+@dataclass
+class ModelEntry:
+    name: str
+    builder: Callable[..., nn.Module]
+    description: str
+    volume: bool = False  # takes (C, D, H, W) volumes instead of (C, H, W) images
+
+    @property
+    def options(self) -> list[str]:
+        skip = {"num_classes", "in_channels", "image_size"}
+        return [p for p in inspect.signature(self.builder).parameters if p not in skip]
+
+
+def register(name: str, description: str, volume: bool = False):
+    def wrap(builder):
+        _REGISTRY[name] = ModelEntry(name, builder, description, volume)
+        return builder
+    return wrap
+
+
+def list_models() -> list[str]:
+    _load_families()
+    return sorted(_REGISTRY)
+
+
+def get_entry(name: str) -> ModelEntry:
+    _load_families()
+    if name not in _REGISTRY:
+        raise ClasslabError(f"unknown model '{name}'; known models: {', '.join(sorted(_REGISTRY))}")
+    return _REGISTRY[name]
+
+
+def _load_families() -> None:
+    from . import classic, cnn, fast, mlp, volume  # noqa: F401  (registration happens on import)
+
+
+def normalise_size(image_size, volume: bool) -> tuple[int, ...]:
+    dims = 3 if volume else 2
+    if isinstance(image_size, int):
+        size = (image_size,) * dims
+    else:
+        size = tuple(int(s) for s in image_size)
+    if len(size) != dims or min(size) < 1:
+        kind = "D x H x W" if volume else "H x W"
+        raise ClasslabError(f"image_size must be one positive int or {dims} of them ({kind}), got {image_size}")
+    return size
+
+
+def create_model(name: str, num_classes: int, in_channels: int = 3, image_size=32, **options) -> nn.Module:
+    """Build a registered model for ``num_classes`` outputs from (in_channels, *image_size) inputs."""
+    entry = get_entry(name)
+    if num_classes < 2:
+        raise ClasslabError(f"num_classes must be at least 2, got {num_classes}")
+    if in_channels < 1:
+        raise ClasslabError(f"in_channels must be at least 1, got {in_channels}")
+    size = normalise_size(image_size, entry.volume)
+    unknown = set(options) - set(entry.options)
+    if unknown:
+        raise ClasslabError(f"model '{name}' has no option {', '.join(sorted(unknown))}; "
+                            f"its options: {', '.join(entry.options) or 'none'}")
+    check_input_size(entry, num_classes, in_channels, size, options)
+    return entry.builder(num_classes=num_classes, in_channels=in_channels, image_size=size, **options)
+
+
+def _meta_forward(entry: ModelEntry, num_classes, in_channels, size, options) -> bool:
+    try:
+        with torch.device("meta"):
+            model = entry.builder(num_classes=num_classes, in_channels=in_channels, image_size=size, **options)
+            out = model.eval()(torch.empty(2, in_channels, *size))
+        return tuple(out.shape) == (2, num_classes)
+    except (RuntimeError, ValueError):
+        return False
+
+
+def check_input_size(entry: ModelEntry, num_classes, in_channels, size, options) -> None:
+    if _meta_forward(entry, num_classes, in_channels, size, options):
+        return
+    def works(side: int) -> bool:
+        return _meta_forward(entry, num_classes, in_channels, (side,) * len(size), options)
+    # The smallest square input that works, to suggest it: double until one works, then bisect.
+    low, high = max(size), max(size) * 2
+    while not works(high):
+        low, high = high, high * 2
+        if high > 2048:
+            raise ClasslabError(f"'{entry.name}' cannot take {in_channels}x{'x'.join(map(str, size))} inputs "
+                                "with these options")
+    while high - low > 1:
+        mid = (low + high) // 2
+        low, high = (low, mid) if works(mid) else (mid, high)
+    raise ClasslabError(f"images of {'x'.join(map(str, size))} are too small for '{entry.name}': it needs "
+                        f"at least {high}x{high}; pass --image-size {high} (or larger)")
+
+
+def count_parameters(model: nn.Module) -> tuple[int, int]:
+    total = sum(p.numel() for p in model.parameters())
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return total, trainable
