@@ -16,6 +16,11 @@ EXAMPLES = {
            "  classlab knn cifar10-images.zip --k 1,3,5 --max-train 10000 --max-eval 1000",
     "runs": "example:\n  classlab runs --runs-dir runs",
     "download": "examples:\n  classlab download mnist\n  classlab download cifar10 --data-dir ~/datasets",
+    "train": "examples:\n  classlab train digits --model mlp\n"
+             "  classlab train mnist --data-dir ../shared/data --model workshop-cnn --epochs 3\n"
+             "  classlab train cifar10-images.zip --model fastnet --epochs 10 --optimizer nesterov --lr 0.05 \\\n"
+             "      --schedule onecycle --augment flip-crop --label-smoothing 0.2\n"
+             "  classlab train --resume runs/20261123-101500-train-mnist     # continue a killed run",
     "models": "example:\n  classlab models --input 1x28x28 --num-classes 10",
     "summary": "examples:\n  classlab summary resnet18 --input 3x32x32\n"
                "  classlab summary mlp --input 3x1x1 --num-classes 2 -o hidden=5,5,5      # the deck's 92 parameters\n"
@@ -46,7 +51,7 @@ def _data_args(p: argparse.ArgumentParser, splits: bool = True) -> None:
         p.add_argument("--val-fraction", type=float, default=0.1, help="validation share (default 0.1)")
         p.add_argument("--test-fraction", type=float, default=0.1,
                        help="test share when the data has no official test split (default 0.1)")
-        p.add_argument("--seed", type=int, default=0, help="random seed for splits and sampling (default 0)")
+        p.add_argument("--seed", type=int, help="random seed for splits, sampling and initialisation (default 0)")
         p.add_argument("--max-train", type=int, help="use at most this many training images (stratified)")
         p.add_argument("--max-eval", type=int, help="use at most this many validation and test images, each")
 
@@ -60,7 +65,7 @@ def _options(args):
             raise ClasslabError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
     return DataOptions(data=args.data, data_dir=args.data_dir, image_size=args.image_size, channels=args.channels,
                        coarse_labels=args.coarse_labels, split=args.split, val_fraction=args.val_fraction,
-                       test_fraction=args.test_fraction, seed=args.seed, max_train=args.max_train,
+                       test_fraction=args.test_fraction, seed=args.seed if args.seed is not None else 0, max_train=args.max_train,
                        max_eval=args.max_eval)
 
 
@@ -139,6 +144,33 @@ def parse_input_shape(text: str) -> tuple[int, ...]:
     return shape
 
 
+TRAIN_FLAGS = ("model", "epochs", "batch_size", "lr", "optimizer", "momentum", "weight_decay", "schedule",
+               "warmup_epochs", "step_size", "label_smoothing", "loss", "grad_clip", "augment", "class_weight",
+               "sampler", "early_stopping", "seed", "deterministic", "precision", "device")
+
+
+def cmd_train(args) -> None:
+    from .train import TrainConfig, run_train
+    from .train.config import load_config_file
+
+    values = load_config_file(args.config) if args.config else {}
+    given = set(values)
+    for key in TRAIN_FLAGS:
+        value = getattr(args, key)
+        if value is not None and value is not False:
+            values[key] = value
+            given.add(key)
+    if args.option:
+        values["model_options"] = {**values.get("model_options", {}), **parse_model_options(args.option)}
+        given.add("model_options")
+    cfg = TrainConfig.from_dict(values)
+    if args.resume is None:
+        cfg.validate()
+    result = run_train(_options(args), cfg, args.runs_dir, resume=args.resume, given=given)
+    print(result["evaluation"].text())
+    print(f"report: {result['report']}")
+
+
 def cmd_models(args) -> None:
     import torch
 
@@ -207,6 +239,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, mps")
     p = add("runs", "List runs with their headline metrics.", cmd_runs)
     p.add_argument("--runs-dir", help="where run directories are (default: $CLASSLAB_RUNS or ./runs)")
+    p = add("train", "Train a model: validation picks the best epoch, the test split is scored once.", cmd_train)
+    _data_args(p)
+    t = p.add_argument_group("training (defaults: mlp, 10 epochs, batch 64, Adam, lr 1e-3)")
+    t.add_argument("--model", help="a name from 'classlab models'")
+    t.add_argument("-o", "--option", action="append", metavar="KEY=VALUE", help="model option, e.g. -o hidden=256")
+    t.add_argument("--config", help="JSON or YAML file of training options (flags override it)")
+    t.add_argument("--epochs", type=int)
+    t.add_argument("--batch-size", type=int)
+    t.add_argument("--lr", type=float, help="learning rate")
+    t.add_argument("--optimizer", help="sgd, nesterov, adam, adamw, rmsprop")
+    t.add_argument("--momentum", type=float)
+    t.add_argument("--weight-decay", type=float)
+    t.add_argument("--schedule", help="constant, step, cosine, onecycle")
+    t.add_argument("--warmup-epochs", type=float)
+    t.add_argument("--step-size", type=int, help="epochs between x0.1 steps (schedule step)")
+    t.add_argument("--label-smoothing", type=float)
+    t.add_argument("--loss", help="ce (cross-entropy) or mse (on one-hot targets)")
+    t.add_argument("--grad-clip", type=float, help="clip the gradient norm to this value")
+    t.add_argument("--augment", help="none, crop, flip-crop")
+    t.add_argument("--class-weight", help="balanced: weight the loss by inverse class frequency")
+    t.add_argument("--sampler", help="balanced: draw batches with equal class probability")
+    t.add_argument("--early-stopping", type=int, metavar="PATIENCE", help="stop after this many epochs without a "
+                                                                         "better validation accuracy")
+    t.add_argument("--deterministic", action="store_true", help="deterministic algorithms (reproducible, slower)")
+    t.add_argument("--precision", help="auto (bf16 where supported), bf16, fp32")
+    t.add_argument("--device", help="auto, cpu, cuda, mps")
+    t.add_argument("--resume", metavar="RUN", help="continue a killed or finished run from its last.pt")
     p = add("models", "List the registered models with their parameter counts.", cmd_models)
     p.add_argument("--input", default="3x32x32", help="input shape CxHxW (default 3x32x32)")
     p.add_argument("--num-classes", type=int, default=10, help="number of classes (default 10)")

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import ClasslabError
 from .fileio import atomic_write_text, write_csv, write_json
 
 
@@ -55,6 +56,18 @@ class Run:
                 n += 1
                 path = base / f"{name}-{n}"
         self.path, self.command, self.data = path, command, data
+
+    @classmethod
+    def existing(cls, path: str | Path) -> "Run":
+        """An earlier run directory, to continue (``--resume``)."""
+        path = Path(path)
+        try:
+            config = json.loads((path / "config.json").read_text())
+        except (OSError, json.JSONDecodeError):
+            raise ClasslabError(f"{path} is not a classlab run directory (no readable config.json)") from None
+        run = cls.__new__(cls)
+        run.path, run.command, run.data = path, config.get("command"), config.get("data")
+        return run
 
     def write_config(self, options: dict, seed: int | None) -> Path:
         return write_json(self.path / "config.json", {

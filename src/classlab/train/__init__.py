@@ -1,0 +1,6 @@
+"""Training: one engine, plain PyTorch."""
+
+from .config import TrainConfig
+from .run import run_train
+
+__all__ = ["TrainConfig", "run_train"]

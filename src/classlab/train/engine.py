@@ -1,0 +1,211 @@
+"""The training loop: plain PyTorch, one screen for the hot loop, resumable at every epoch."""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from ..errors import ClasslabError
+from .checkpoint import save_checkpoint
+from .config import TrainConfig
+from .tensors import Preprocessing, augment, to_input
+
+
+@dataclass
+class SplitTensors:
+    images: torch.Tensor  # uint8 (N, [D,] H, W, C) on the device
+    labels: torch.Tensor  # int64 (N,) on the device
+
+
+@dataclass
+class FitState:
+    epoch: int = 0  # epochs completed
+    history: list[dict] = field(default_factory=list)
+    best_val_acc: float = -1.0
+    best_epoch: int = 0
+    epochs_without_improvement: int = 0
+    stopped_early: bool = False
+
+
+def make_optimizer(cfg: TrainConfig, params) -> torch.optim.Optimizer:
+    if cfg.optimizer in ("sgd", "nesterov"):
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.optimizer == "nesterov",
+                               weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return torch.optim.RMSprop(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+
+
+def make_schedule(cfg: TrainConfig, optimizer, steps_per_epoch: int):
+    """Per-step learning-rate multiplier: linear warm-up, then constant, step (x0.1), cosine or one-cycle."""
+    total, warm = cfg.epochs * steps_per_epoch, int(cfg.warmup_epochs * steps_per_epoch)
+    if cfg.schedule == "onecycle" and not warm:
+        warm = int(0.3 * total)  # one-cycle's customary rise over the first 30%
+
+    def factor(step: int) -> float:
+        if step < warm:
+            return (step + 1) / warm
+        progress = (step - warm) / max(1, total - warm)
+        if cfg.schedule == "step":
+            return 0.1 ** (step // (cfg.step_size * steps_per_epoch))
+        if cfg.schedule in ("cosine", "onecycle"):
+            return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+        return 1.0
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def use_bf16(cfg: TrainConfig, device: torch.device) -> bool:
+    if cfg.precision != "auto":
+        return cfg.precision == "bf16"
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        try:
+            return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+        except (AttributeError, RuntimeError):
+            return False
+    return False
+
+
+def loss_fn(cfg: TrainConfig, num_classes: int, class_weights: torch.Tensor | None):
+    if cfg.loss == "mse":  # the decks also train on one-hot targets with mean squared error
+        def mse(logits, y):
+            target = F.one_hot(y, num_classes).float()
+            if cfg.label_smoothing:
+                target = target * (1 - cfg.label_smoothing) + cfg.label_smoothing / num_classes
+            return F.mse_loss(logits.float().softmax(1), target)
+        return mse
+    return lambda logits, y: F.cross_entropy(logits.float(), y, weight=class_weights, label_smoothing=cfg.label_smoothing)
+
+
+@torch.no_grad()
+def predict_logits(model, data: SplitTensors, pre: Preprocessing, batch_size: int, bf16: bool,
+                   channels_last: bool) -> torch.Tensor:
+    model.eval()
+    out = []
+    for start in range(0, len(data.labels), batch_size):
+        x = to_input(data.images[start : start + batch_size], pre, channels_last)
+        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
+            out.append(model(x).float())
+    return torch.cat(out) if out else torch.empty(0)
+
+
+def fit(model, train: SplitTensors, val: SplitTensors, cfg: TrainConfig, pre: Preprocessing, run_dir: Path,
+        extra_state: dict, resume: dict | None = None, progress: bool = True) -> FitState:
+    """Train ``model`` in place. Writes last.pt every epoch and best.pt on a new best validation accuracy."""
+    device = train.images.device
+    n, num_classes = len(train.labels), extra_state["model_info"]["num_classes"]
+    if cfg.batch_size > n:
+        raise ClasslabError(f"--batch-size {cfg.batch_size} is larger than the training split ({n} images); "
+                            f"use --batch-size {min(n, 64)} or less")
+    steps = n // cfg.batch_size if n % cfg.batch_size == 1 else math.ceil(n / cfg.batch_size)  # no 1-image batch
+    bf16 = use_bf16(cfg, device)
+    channels_last = bf16 and train.images.ndim == 4
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+    optimizer = make_optimizer(cfg, model.parameters())
+    schedule = make_schedule(cfg, optimizer, steps)
+    counts = torch.bincount(train.labels, minlength=num_classes).float()
+    balanced = (counts.sum() / (num_classes * counts.clamp_min(1))).to(device)
+    criterion = loss_fn(cfg, num_classes, balanced if cfg.class_weight == "balanced" else None)
+    generator = torch.Generator().manual_seed(cfg.seed)
+    state = FitState()
+    if resume:
+        model.load_state_dict(resume["model"])
+        optimizer.load_state_dict(resume["optimizer"])
+        schedule.load_state_dict(resume["scheduler"])
+        generator.set_state(resume["rng"]["generator"])
+        torch.set_rng_state(resume["rng"]["torch"])
+        state = FitState(**resume["fit_state"])
+
+    def checkpoint(name: str):
+        save_checkpoint(run_dir / name, {
+            **extra_state, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+            "scheduler": schedule.state_dict(), "config": cfg.to_dict(), "preprocessing": pre.to_dict(),
+            "rng": {"generator": generator.get_state(), "torch": torch.get_rng_state()},
+            "fit_state": vars(state).copy()})
+
+    for epoch in range(state.epoch, cfg.epochs):
+        model.train()
+        if cfg.sampler == "balanced":  # each image drawn with probability inverse to its class size
+            weights = (1.0 / counts.clamp_min(1))[train.labels.cpu()]
+            order = torch.multinomial(weights, n, replacement=True, generator=generator)
+        else:
+            order = torch.randperm(n, generator=generator)
+        order = order.to(device)
+        t0, seen, loss_sum, correct = time.perf_counter(), 0, 0.0, 0
+        bar = tqdm(range(steps), desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch", leave=False,
+                   disable=None if progress else True)
+        for step in bar:
+            idx = order[step * cfg.batch_size : (step + 1) * cfg.batch_size]
+            x = augment(to_input(train.images[idx], pre, channels_last), cfg.augment, generator)
+            y = train.labels[idx]
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+                logits = model(x)
+            loss = criterion(logits, y)
+            if not torch.isfinite(loss):
+                raise ClasslabError(
+                    f"the loss became {loss.item()} in epoch {epoch + 1}, step {step + 1}: the learning rate "
+                    f"({cfg.lr}) is the likely cause; try --lr {cfg.lr / 10:g}. The last good checkpoint is "
+                    f"{run_dir / 'last.pt'}" + ("" if (run_dir / "last.pt").exists() else " (none yet: it failed in the first epoch)"))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.grad_clip:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            optimizer.step()
+            schedule.step()
+            seen += len(y)
+            loss_sum += loss.item() * len(y)
+            correct += (logits.argmax(1) == y).sum().item()
+            bar.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{correct / seen:.4f}",
+                            img_s=f"{seen / (time.perf_counter() - t0):.0f}")
+        train_seconds = time.perf_counter() - t0
+        row = {"epoch": epoch + 1, "train_loss": loss_sum / seen, "train_acc": correct / seen,
+               "lr": optimizer.param_groups[0]["lr"], "seconds": train_seconds, "images_per_s": seen / train_seconds}
+        if len(val.labels):
+            logits = predict_logits(model, val, pre, max(cfg.batch_size, 256), bf16, channels_last)
+            row["val_loss"] = F.cross_entropy(logits, val.labels).item()
+            row["val_acc"] = (logits.argmax(1) == val.labels).float().mean().item()
+        state.history.append(row)
+        state.epoch = epoch + 1
+        score = row.get("val_acc", -row["train_loss"])
+        improved = score > state.best_val_acc
+        if improved:
+            state.best_val_acc, state.best_epoch = score, epoch + 1
+            checkpoint("best.pt")
+        state.epochs_without_improvement = 0 if improved else state.epochs_without_improvement + 1
+        if cfg.early_stopping:
+            state.stopped_early = state.epochs_without_improvement >= cfg.early_stopping and epoch + 1 < cfg.epochs
+        checkpoint("last.pt")  # after best.pt: a kill between the two loses nothing
+        _log(row, progress)
+        if state.stopped_early:
+            break
+    return state
+
+
+def _log(row: dict, progress: bool) -> None:
+    if not progress:
+        return
+    val = f"  val_loss {row['val_loss']:.4f}  val_acc {row['val_acc']:.4f}" if "val_acc" in row else ""
+    print(f"epoch {row['epoch']:3d}  loss {row['train_loss']:.4f}  acc {row['train_acc']:.4f}{val}  "
+          f"{row['images_per_s']:.0f} img/s", flush=True)
+
+
+def set_determinism(cfg: TrainConfig) -> None:
+    torch.manual_seed(cfg.seed)
+    np.random.seed(cfg.seed % 2**32)
+    if cfg.deterministic:
+        import os
+
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False

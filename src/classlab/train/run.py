@@ -1,0 +1,127 @@
+"""``classlab train``: data -> model -> engine -> evaluation report, in one run directory."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..data.dataset import ImageDataset
+from ..device import pick_device
+from ..errors import ClasslabError
+from ..evaluation import evaluate
+from ..explore import channel_stats
+from ..fileio import write_csv
+from ..models import count_parameters, create_model
+from ..prepare import DataOptions, load_and_split, record_split, split_summary
+from ..runs import Run
+from .checkpoint import load_checkpoint
+from .config import TrainConfig
+from .engine import FitState, SplitTensors, fit, predict_logits, set_determinism, use_bf16
+from .tensors import Preprocessing
+
+RESUMABLE_CHANGES = {"epochs", "device"}  # what may differ when a run is continued
+
+
+def _tensors(ds: ImageDataset, indices: np.ndarray, device) -> SplitTensors:
+    images = torch.from_numpy(np.ascontiguousarray(ds.images[indices]))
+    return SplitTensors(images.to(device), torch.from_numpy(ds.labels[indices]).to(device))
+
+
+def _resume_state(resume: str | Path, cfg: TrainConfig, given: set[str]):
+    run_dir = Run.existing(resume).path
+    ckpt = load_checkpoint(run_dir / "last.pt")
+    saved = TrainConfig.from_dict(ckpt["config"])
+    differ = sorted(k for k in given - RESUMABLE_CHANGES if getattr(cfg, k) != getattr(saved, k))
+    if differ:
+        detail = ", ".join(f"{k}: saved {getattr(saved, k)!r}, given {getattr(cfg, k)!r}" for k in differ)
+        raise ClasslabError(f"cannot resume {run_dir} with a different configuration ({detail}); "
+                            "drop those options or start a new run")
+    for k in given & RESUMABLE_CHANGES:
+        setattr(saved, k, getattr(cfg, k))
+    return run_dir, ckpt, saved
+
+
+def run_train(opts: DataOptions, cfg: TrainConfig, runs_dir=None, resume: str | Path | None = None,
+              given: set[str] | None = None, progress: bool = True) -> dict:
+    """Train, pick the best epoch on validation, score the test split once, write the report."""
+    ckpt = None
+    if resume:
+        run_dir, ckpt, cfg = _resume_state(resume, cfg, given or set())
+        opts = DataOptions(**json.loads((run_dir / "config.json").read_text())["options"]["data"])
+        opts.split = str(run_dir / "split.csv")  # the same items in the same splits
+    cfg.validate()
+    set_determinism(cfg)
+    device = pick_device(cfg.device)
+    ds, split = load_and_split(opts)
+    train_idx, val_idx, test_idx = (split.indices(s) for s in ("train", "val", "test"))
+    if len(train_idx) == 0 or len(test_idx) == 0:
+        raise ClasslabError("training needs train and test images; check --val-fraction / --test-fraction")
+    model_info = {"name": cfg.model, "num_classes": ds.num_classes, "in_channels": ds.channels,
+                  "image_size": list(ds.item_shape[:-1]), "options": cfg.model_options}
+    model = create_model(cfg.model, ds.num_classes, ds.channels, ds.item_shape[:-1], **cfg.model_options).to(device)
+    if ckpt is not None:
+        run = Run.existing(run_dir)
+        pre = Preprocessing(**ckpt["preprocessing"])
+    else:
+        run = Run("train", ds.name, runs_dir)
+        run.write_config({"data": vars(opts), "train": cfg.to_dict(), "model": model_info}, cfg.seed)
+        record_split(run, ds, split)
+        mean, std = channel_stats(ds.images[train_idx])
+        pre = Preprocessing(list(ds.item_shape[:-1]), ds.channels, mean, [max(s, 1e-6) for s in std])
+    extra = {"model_info": model_info, "class_names": ds.class_names}
+    train_t, val_t = _tensors(ds, train_idx, device), _tensors(ds, val_idx, device)
+    state: FitState = fit(model, train_t, val_t, cfg, pre, run.path, extra, resume=ckpt, progress=progress)
+
+    best = load_checkpoint(run.path / "best.pt", map_location=device)
+    model.load_state_dict(best["model"])
+    bf16 = use_bf16(cfg, device)
+    logits = predict_logits(model, _tensors(ds, test_idx, device), pre, 256, bf16,
+                            bf16 and ds.images.ndim == 4)
+    proba = logits.softmax(1).cpu().numpy()
+    y_true, y_pred = ds.labels[test_idx], proba.argmax(1)
+    ev = evaluate(y_true, y_pred, proba, ds.class_names, seed=cfg.seed)
+    total, trainable = count_parameters(model)
+    summary = {"model": model_info, "parameters": total, "trainable_parameters": trainable,
+               "best_epoch": state.best_epoch, "epochs_run": state.epoch, "stopped_early": state.stopped_early,
+               "train_seconds": sum(h["seconds"] for h in state.history), "bf16": bf16, "device": str(device)}
+    paths = ev.save(run.path, extra={"train": summary})
+    run.write_predictions([ds.ids[i] for i in test_idx], y_true, y_pred, proba, ds.class_names)
+    _history_files(run, state.history)
+    report = run.write_report(f"{cfg.model} on {ds.name}", [
+        ("Data", split_summary(ds, split)),
+        ("Model and training", f"`{cfg.model}` ({total:,} parameters), {state.epoch} epochs "
+                               f"({'stopped early' if state.stopped_early else 'as configured'}), best validation "
+                               f"epoch {state.best_epoch}; {cfg.optimizer}, lr {cfg.lr}, batch {cfg.batch_size}, "
+                               f"{cfg.schedule} schedule, augment {cfg.augment}, "
+                               f"{'bf16' if bf16 else 'fp32'} on {device}. Configuration: `config.json`.\n\n"
+                               "![training curves](curves.png)\n\nPer epoch: `history.csv`."),
+        ("Test results (best validation epoch, test scored once)",
+         f"```\n{ev.text()}```\n\n![confusion matrix](confusion_matrix.png)\n\n"
+         "![normalised confusion matrix](confusion_matrix_normalized.png)"),
+    ])
+    return {"run_dir": run.path, "report": report, "evaluation": ev, "history": state.history, **paths}
+
+
+def _history_files(run: Run, history: list[dict]) -> None:
+    keys = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds", "images_per_s"]
+    write_csv(run.file("history.csv"), keys, ([h.get(k, "") for k in keys] for h in history))
+    epochs = [h["epoch"] for h in history]
+    import matplotlib.pyplot as plt
+
+    from ..fileio import save_figure
+
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
+    for ax, metric in ((ax1, "loss"), (ax2, "acc")):
+        ax.plot(epochs, [h[f"train_{metric}"] for h in history], marker="o", label="train")
+        if "val_acc" in history[0]:
+            ax.plot(epochs, [h[f"val_{metric}"] for h in history], marker="o", label="validation")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("accuracy" if metric == "acc" else "loss")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    ax1.set_title("Loss: a widening gap between the curves means overfitting")
+    ax2.set_title("Accuracy")
+    save_figure(fig, run.file("curves.png"))

@@ -1,0 +1,155 @@
+"""The training engine on real data: accuracy, run files, checkpoints, resume after SIGKILL, errors."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from classlab.cli import main
+from classlab.train.checkpoint import load_checkpoint
+
+
+def _latest(runs_dir):
+    return sorted(runs_dir.iterdir())[-1]
+
+
+def test_digits_mlp_with_defaults(runs_dir, capsys):
+    """The issue's bar: `classlab train digits --model mlp` reaches 95% test accuracy, fast."""
+    t = time.perf_counter()
+    assert main(["train", "digits", "--model", "mlp"]) == 0
+    assert time.perf_counter() - t < 30
+    run = _latest(runs_dir)
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["accuracy"] >= 0.95
+    for name in ("history.csv", "curves.png", "last.pt", "best.pt", "config.json", "split.csv", "report.md",
+                 "predictions.csv", "confusion_matrix.png"):
+        assert (run / name).is_file(), name
+    history = (run / "history.csv").read_text().splitlines()
+    assert history[0].startswith("epoch,train_loss,train_acc,val_loss,val_acc") and len(history) == 11
+    ckpt = load_checkpoint(run / "best.pt")  # weights_only=True
+    assert ckpt["class_names"] == [str(i) for i in range(10)]
+    assert ckpt["preprocessing"]["image_size"] == [8, 8] and len(ckpt["preprocessing"]["mean"]) == 1
+    assert {"optimizer", "scheduler", "rng", "config", "model_info", "fit_state"} <= set(ckpt)
+
+
+@pytest.mark.parametrize("flags", [
+    ["--optimizer", "nesterov", "--lr", "0.05", "--schedule", "cosine", "--warmup-epochs", "1"],
+    ["--optimizer", "adamw", "--weight-decay", "0.01", "--schedule", "onecycle", "--label-smoothing", "0.1"],
+    ["--optimizer", "rmsprop", "--lr", "0.001", "--schedule", "step", "--step-size", "2", "--grad-clip", "1"],
+    ["--loss", "mse", "--lr", "0.01", "--class-weight", "balanced", "--sampler", "balanced"],
+])
+def test_training_options_learn(flags, runs_dir, capsys):
+    assert main(["train", "digits", "--model", "mlp", "--epochs", "6", *flags]) == 0
+    assert json.loads((_latest(runs_dir) / "metrics.json").read_text())["accuracy"] > 0.85
+
+
+def test_cnn_with_augmentation_and_config_file(tmp_path, runs_dir, capsys):
+    config = tmp_path / "train.json"
+    # Translation only: a flipped digit is another symbol, so flips would hurt here.
+    config.write_text(json.dumps({"model": "cnn", "epochs": 8, "augment": "crop", "lr": 0.003,
+                                  "model_options": {"filters": [16, 32], "dense": [64]}}))
+    assert main(["train", "digits", "--image-size", "16", "--config", str(config)]) == 0
+    run = _latest(runs_dir)
+    saved = json.loads((run / "config.json").read_text())["options"]["train"]
+    assert saved["augment"] == "crop" and saved["model_options"]["filters"] == [16, 32]
+    assert json.loads((run / "metrics.json").read_text())["accuracy"] > 0.8
+
+
+def test_early_stopping_restores_the_best_epoch(runs_dir, capsys):
+    assert main(["train", "digits", "--model", "mlp", "--epochs", "200", "--early-stopping", "2", "--lr", "0.01"]) == 0
+    train = json.loads((_latest(runs_dir) / "metrics.json").read_text())["train"]
+    assert train["stopped_early"] and train["epochs_run"] < 200
+    assert train["best_epoch"] == train["epochs_run"] - 2
+
+
+def _cli(*args):
+    return [sys.executable, "-m", "classlab", *args]
+
+
+@pytest.mark.slow
+def test_sigkill_mid_run_then_resume_equals_an_uninterrupted_run(tmp_path):
+    args = ["train", "digits", "--model", "mlp", "--epochs", "150", "--deterministic", "--lr", "0.003",
+            "-o", "dropout=0.2"]  # dropout: the resumed run must also restore the global RNG
+    env = {**os.environ, "CLASSLAB_RUNS": str(tmp_path / "a")}
+    subprocess.run(_cli(*args), env=env, check=True, capture_output=True, timeout=600)
+    whole = json.loads((_latest(tmp_path / "a") / "metrics.json").read_text())
+
+    env["CLASSLAB_RUNS"] = str(tmp_path / "b")
+    proc = subprocess.Popen(_cli(*args), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        runs = list((tmp_path / "b").glob("*/history.csv")) or list((tmp_path / "b").glob("*/last.pt"))
+        if runs:
+            ckpt = load_checkpoint(runs[0].parent / "last.pt") if (runs[0].parent / "last.pt").exists() else None
+            if ckpt and ckpt["fit_state"]["epoch"] >= 20:
+                break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    run = _latest(tmp_path / "b")
+    assert not (run / "metrics.json").exists()  # it really died before the end
+    done = load_checkpoint(run / "last.pt")["fit_state"]["epoch"]
+    assert 20 <= done < 150
+    result = subprocess.run(_cli("train", "--resume", str(run)), env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    resumed = json.loads((run / "metrics.json").read_text())
+    assert resumed["accuracy"] == whole["accuracy"] and resumed["confusion_matrix"] == whole["confusion_matrix"]
+    assert resumed["cross_entropy"] == pytest.approx(whole["cross_entropy"], rel=1e-6)
+    assert len((run / "history.csv").read_text().splitlines()) == 151
+
+
+def test_resume_with_different_config_names_the_keys(runs_dir, capsys):
+    assert main(["train", "digits", "--model", "mlp", "--epochs", "2"]) == 0
+    run = _latest(runs_dir)
+    capsys.readouterr()
+    assert main(["train", "--resume", str(run), "--lr", "0.5", "--optimizer", "sgd"]) == 2
+    err = capsys.readouterr().err
+    assert "lr: saved 0.001, given 0.5" in err and "optimizer" in err
+    assert main(["train", "--resume", str(run), "--epochs", "3"]) == 0  # more epochs is a valid continuation
+    assert len((run / "history.csv").read_text().splitlines()) == 4
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--model", "resnet9000"], "known models"),
+    (["--model", "mlp", "--lr", "0"], "--lr must be positive"),
+    (["--model", "mlp", "--lr", "-1"], "--lr must be positive"),
+    (["--model", "mlp", "--batch-size", "100000"], "larger than the training split"),
+    (["--model", "vgg11"], "pass --image-size 32"),
+    (["--model", "mlp", "--optimizer", "adamax"], "unknown --optimizer"),
+    (["--model", "mlp", "--epochs", "0"], "--epochs"),
+])
+def test_bad_training_input_exits_2(args, needle, runs_dir, capsys):
+    assert main(["train", "digits", *args]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and needle in err[0]
+
+
+def test_nan_loss_stops_and_names_the_learning_rate(tmp_path):
+    from classlab import ClasslabError, load_dataset
+    from classlab.train import TrainConfig
+    from classlab.train.engine import SplitTensors, fit
+    from classlab.train.tensors import Preprocessing
+
+    class Exploding(torch.nn.Module):  # finite for two steps, then NaN, as a diverging run does
+        def __init__(self):
+            super().__init__()
+            self.linear, self.calls = torch.nn.Linear(64, 10), 0
+
+        def forward(self, x):
+            self.calls += 1
+            out = self.linear(x.flatten(1))
+            return out * float("nan") if self.calls > 30 else out
+
+    ds = load_dataset("digits")
+    data = SplitTensors(torch.from_numpy(ds.images), torch.from_numpy(ds.labels))
+    pre = Preprocessing([8, 8], 1, [0.3], [0.37])
+    cfg = TrainConfig(epochs=3, batch_size=64, lr=0.5, precision="fp32").validate()
+    info = {"model_info": {"num_classes": 10}, "class_names": ds.class_names}
+    with pytest.raises(ClasslabError, match=r"learning rate \(0.5\) is the likely cause; try --lr 0.05"):
+        fit(Exploding(), data, SplitTensors(data.images[:0], data.labels[:0]), cfg, pre, tmp_path, info, progress=False)
+    assert (tmp_path / "last.pt").is_file()  # epoch 1 finished: the last good checkpoint is kept
