@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from classlab.cli import main
-from classlab.train.checkpoint import load_checkpoint
+from classlab.training.checkpoint import load_checkpoint
 
 
 def _latest(runs_dir):
@@ -131,9 +131,9 @@ def test_bad_training_input_exits_2(args, needle, runs_dir, capsys):
 
 def test_nan_loss_stops_and_names_the_learning_rate(tmp_path):
     from classlab import ClasslabError, load_dataset
-    from classlab.train import TrainConfig
-    from classlab.train.engine import SplitTensors, fit
-    from classlab.train.tensors import Preprocessing
+    from classlab.training import TrainConfig
+    from classlab.training.engine import SplitTensors, fit
+    from classlab.training.tensors import Preprocessing
 
     class Exploding(torch.nn.Module):  # finite for two steps, then NaN, as a diverging run does
         def __init__(self):
@@ -153,3 +153,34 @@ def test_nan_loss_stops_and_names_the_learning_rate(tmp_path):
     with pytest.raises(ClasslabError, match=r"learning rate \(0.5\) is the likely cause; try --lr 0.05"):
         fit(Exploding(), data, SplitTensors(data.images[:0], data.labels[:0]), cfg, pre, tmp_path, info, progress=False)
     assert (tmp_path / "last.pt").is_file()  # epoch 1 finished: the last good checkpoint is kept
+
+
+def test_python_api_predict_and_evaluate_agree_with_the_run(tmp_path, runs_dir, capsys):
+    import classlab
+    import numpy as np
+    from PIL import Image
+
+    run = classlab.train("digits", "mlp", epochs=4, progress=False)
+    metrics = json.loads((run.run_dir / "metrics.json").read_text())
+    assert run.evaluate().accuracy == pytest.approx(metrics["accuracy"])
+    # Files go through the saved preprocessing and give what the arrays give.
+    ds = classlab.load_dataset("digits")
+    folder = tmp_path / "new"
+    folder.mkdir()
+    for i in range(5):
+        Image.fromarray(ds.images[i, :, :, 0]).save(folder / f"{i}.png")
+    Image.fromarray(np.repeat(ds.images[5], 4, 0).repeat(4, 1).repeat(3, 2)).save(folder / "big_rgb.png")
+    (folder / "broken.png").write_text("no")
+    (folder / ".hidden.png").write_text("no")
+    from_files = run.predict(folder, top_k=2)
+    from_arrays = run.predict(ds.images[:5], top_k=2)
+    for f, a in zip(from_files[:5], from_arrays):  # same labels; probabilities up to batch-size float noise
+        assert [label for label, _ in f["top"]] == [label for label, _ in a["top"]]
+        assert [p for _, p in f["top"]] == pytest.approx([p for _, p in a["top"]], abs=1e-5)
+    assert len(from_files) == 6 and "broken.png" in capsys.readouterr().err
+    assert from_files[5]["top"][0][0] == run.predict(ds.images[5:6])[0]["top"][0][0]  # resized, made gray
+    assert main(["predict", str(run.run_dir), str(folder / "0.png"), "--top-k", "3",
+                 "--output", str(tmp_path / "p.csv")]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(str(folder / "0.png")) and (tmp_path / "p.csv").read_text().startswith("input,label1,prob1")
+    assert main(["predict", str(run.run_dir), str(tmp_path / "missing.png")]) == 2

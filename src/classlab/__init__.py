@@ -12,6 +12,8 @@ _API = {
     "evaluate": ".evaluation",
     "load_dataset": ".data",
     "make_split": ".data",
+    "train": ".training",
+    "TrainedRun": ".predictor",
 }
 __all__ = [*_API, "__version__"]
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from .errors import ClasslabError
 
@@ -21,6 +22,8 @@ EXAMPLES = {
              "  classlab train cifar10-images.zip --model fastnet --epochs 10 --optimizer nesterov --lr 0.05 \\\n"
              "      --schedule onecycle --augment flip-crop --label-smoothing 0.2\n"
              "  classlab train --resume runs/20261123-101500-train-mnist     # continue a killed run",
+    "predict": "examples:\n  classlab predict runs/<run> photo1.jpg photo2.png\n"
+               "  classlab predict runs/<run> folder_of_images/ --top-k 5 --output predictions.csv",
     "models": "example:\n  classlab models --input 1x28x28 --num-classes 10",
     "summary": "examples:\n  classlab summary resnet18 --input 3x32x32\n"
                "  classlab summary mlp --input 3x1x1 --num-classes 2 -o hidden=5,5,5      # the deck's 92 parameters\n"
@@ -150,8 +153,8 @@ TRAIN_FLAGS = ("model", "epochs", "batch_size", "lr", "optimizer", "momentum", "
 
 
 def cmd_train(args) -> None:
-    from .train import TrainConfig, run_train
-    from .train.config import load_config_file
+    from .training import TrainConfig, run_train
+    from .training.config import load_config_file
 
     values = load_config_file(args.config) if args.config else {}
     given = set(values)
@@ -169,6 +172,19 @@ def cmd_train(args) -> None:
     result = run_train(_options(args), cfg, args.runs_dir, resume=args.resume, given=given)
     print(result["evaluation"].text())
     print(f"report: {result['report']}")
+
+
+def cmd_predict(args) -> None:
+    from .predictor import TrainedRun, default_predictions_path, write_predictions_csv
+
+    if args.top_k < 1:
+        raise ClasslabError(f"--top-k must be at least 1, got {args.top_k}")
+    run = TrainedRun.load(args.run, args.device)
+    results = run.predict(args.inputs, args.top_k)
+    for r in results:
+        print(f"{r['input']}: " + ", ".join(f"{label} {p:.3f}" for label, p in r["top"]))
+    path = write_predictions_csv(results, Path(args.output) if args.output else default_predictions_path(run.run_dir))
+    print(f"predictions: {path}", file=sys.stderr)
 
 
 def cmd_models(args) -> None:
@@ -266,6 +282,12 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--precision", help="auto (bf16 where supported), bf16, fp32")
     t.add_argument("--device", help="auto, cpu, cuda, mps")
     t.add_argument("--resume", metavar="RUN", help="continue a killed or finished run from its last.pt")
+    p = add("predict", "Top-k labels for new images, with the run's own preprocessing.", cmd_predict)
+    p.add_argument("run", help="a training run directory")
+    p.add_argument("inputs", nargs="+", help="image files and/or folders of images")
+    p.add_argument("--top-k", type=int, default=3, help="how many labels per image (default 3)")
+    p.add_argument("--output", help="CSV path (default: RUN/predict-<time>.csv)")
+    p.add_argument("--device", default="cpu", help="cpu (default), cuda, mps or auto")
     p = add("models", "List the registered models with their parameter counts.", cmd_models)
     p.add_argument("--input", default="3x32x32", help="input shape CxHxW (default 3x32x32)")
     p.add_argument("--num-classes", type=int, default=10, help="number of classes (default 10)")

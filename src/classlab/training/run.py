@@ -78,8 +78,9 @@ def run_train(opts: DataOptions, cfg: TrainConfig, runs_dir=None, resume: str | 
     best = load_checkpoint(run.path / "best.pt", map_location=device)
     model.load_state_dict(best["model"])
     bf16 = use_bf16(cfg, device)
-    logits = predict_logits(model, _tensors(ds, test_idx, device), pre, 256, bf16,
-                            bf16 and ds.images.ndim == 4)
+    model.to(memory_format=torch.contiguous_format)
+    # Scored in fp32 whatever the training precision, so predict, export and re-evaluation agree with it.
+    logits = predict_logits(model, _tensors(ds, test_idx, device), pre, 256, False, False)
     proba = logits.softmax(1).cpu().numpy()
     y_true, y_pred = ds.labels[test_idx], proba.argmax(1)
     ev = evaluate(y_true, y_pred, proba, ds.class_names, seed=cfg.seed)

@@ -1,0 +1,131 @@
+"""A trained run as an object: load it, predict on any images, re-evaluate it.
+
+``TrainedRun.load(run_dir)`` rebuilds the model from ``best.pt`` (``weights_only=True``) and applies
+the run's saved preprocessing (resize, channel conversion, normalisation) to whatever it is given:
+image files, folders of them, or uint8 arrays.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .data.folders import is_hidden
+from .data.images import IMAGE_EXTENSIONS, decode
+from .errors import ClasslabError, warn
+from .fileio import write_csv
+from .models import create_model
+from .training.checkpoint import load_checkpoint
+from .training.tensors import Preprocessing, to_input
+
+
+def image_files(inputs) -> list[Path]:
+    """Image files from a mix of files and folders (folders recursively, hidden entries skipped)."""
+    files = []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            for root, dirs, names in os.walk(path):
+                dirs[:] = sorted(d for d in dirs if not is_hidden(d))
+                files += [Path(root) / n for n in sorted(names)
+                          if not is_hidden(n) and os.path.splitext(n)[1].lower() in IMAGE_EXTENSIONS]
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise ClasslabError(f"{path} does not exist; give image files or folders of images")
+    if not files:
+        raise ClasslabError("no image files found in the given inputs")
+    return files
+
+
+@dataclass
+class TrainedRun:
+    run_dir: Path
+    model: torch.nn.Module
+    class_names: list[str]
+    preprocessing: Preprocessing
+    device: torch.device
+
+    @classmethod
+    def load(cls, run_dir: str | Path, device: str | None = "cpu") -> "TrainedRun":
+        from .device import pick_device
+
+        run_dir = Path(run_dir)
+        ckpt = load_checkpoint(run_dir / "best.pt")
+        info = ckpt["model_info"]
+        dev = pick_device(device)
+        with torch.device("meta"):  # structure only; the weights come from the checkpoint
+            model = create_model(info["name"], info["num_classes"], info["in_channels"], tuple(info["image_size"]),
+                                 **info["options"])
+        model.load_state_dict(ckpt["model"], assign=True)
+        return cls(run_dir, model.to(dev).eval(), ckpt["class_names"], Preprocessing(**ckpt["preprocessing"]), dev)
+
+    def predict_proba(self, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
+        """uint8 (N, H, W, C) images already at the run's size and channels -> class probabilities."""
+        expected = (*self.preprocessing.image_size, self.preprocessing.channels)
+        if images.dtype != np.uint8 or tuple(images.shape[1:]) != expected:
+            raise ClasslabError(f"expected uint8 images of shape (N, {', '.join(map(str, expected))}), got "
+                                f"{images.dtype} {images.shape}; pass files to predict() to have them converted")
+        out = []
+        with torch.no_grad():
+            for start in range(0, len(images), batch_size):
+                batch = torch.from_numpy(np.ascontiguousarray(images[start : start + batch_size])).to(self.device)
+                out.append(self.model(to_input(batch, self.preprocessing)).float().softmax(1).cpu())
+        return torch.cat(out).numpy()
+
+    def load_images(self, files: list[Path]) -> tuple[np.ndarray, list[Path]]:
+        """Decode files with the run's size and channels; unreadable ones are skipped with a warning."""
+        arrays, kept = [], []
+        size = tuple(self.preprocessing.image_size)
+        if len(size) != 2:
+            raise ClasslabError("predicting on image files needs a 2D model; pass volumes as arrays")
+        for f in files:
+            try:
+                arrays.append(decode(f.read_bytes(), self.preprocessing.channels, size))
+                kept.append(f)
+            except (ValueError, OSError) as e:
+                warn(f"skipped {f}: {e}")
+        if not arrays:
+            raise ClasslabError("none of the given files could be read as an image")
+        return np.stack(arrays), kept
+
+    def predict(self, inputs, top_k: int = 3) -> list[dict]:
+        """Top-k labels with probabilities for image files / folders (or a uint8 array)."""
+        if isinstance(inputs, np.ndarray):
+            names, proba = [str(i) for i in range(len(inputs))], self.predict_proba(inputs)
+        else:
+            images, files = self.load_images(image_files([inputs] if isinstance(inputs, (str, Path)) else inputs))
+            names, proba = [str(f) for f in files], self.predict_proba(images)
+        k = max(1, min(top_k, len(self.class_names)))
+        order = np.argsort(-proba, axis=1, kind="stable")[:, :k]
+        return [{"input": n, "top": [(self.class_names[c], float(p[c])) for c in o]}
+                for n, p, o in zip(names, proba, order)]
+
+    def evaluate(self):
+        """Score the run's own test split again (same data, same split manifest)."""
+        from .evaluation import evaluate
+        from .prepare import DataOptions, load_and_split
+
+        opts = DataOptions(**json.loads((self.run_dir / "config.json").read_text())["options"]["data"])
+        opts.split = str(self.run_dir / "split.csv")
+        ds, split = load_and_split(opts)
+        test = split.indices("test")
+        proba = self.predict_proba(np.asarray(ds.images[test]))
+        return evaluate(ds.labels[test], proba.argmax(1), proba, ds.class_names)
+
+
+def write_predictions_csv(results: list[dict], path: Path) -> Path:
+    k = len(results[0]["top"])
+    header = ["input"] + [f"{kind}{t}" for t in range(1, k + 1) for kind in ("label", "prob")]
+    rows = ([r["input"], *[v for label, p in r["top"] for v in (label, f"{p:.6f}")]] for r in results)
+    return write_csv(path, header, rows)
+
+
+def default_predictions_path(run_dir: Path) -> Path:
+    return run_dir / f"predict-{datetime.now().strftime('%Y%m%d-%H%M%S')}.csv"
