@@ -24,6 +24,9 @@ EXAMPLES = {
              "  classlab train --resume runs/20261123-101500-train-mnist     # continue a killed run",
     "predict": "examples:\n  classlab predict runs/<run> photo1.jpg photo2.png\n"
                "  classlab predict runs/<run> folder_of_images/ --top-k 5 --output predictions.csv",
+    "lr-find": "examples:\n  classlab lr-find digits --model mlp\n"
+               "  classlab lr-find mnist --data-dir ../shared/data --model workshop-cnn --optimizer sgd",
+    "export": "examples:\n  classlab export runs/<run> --format onnx\n  classlab export runs/<run> --format torchscript --output bundle/",
     "models": "example:\n  classlab models --input 1x28x28 --num-classes 10",
     "summary": "examples:\n  classlab summary resnet18 --input 3x32x32\n"
                "  classlab summary mlp --input 3x1x1 --num-classes 2 -o hidden=5,5,5      # the deck's 92 parameters\n"
@@ -152,8 +155,8 @@ TRAIN_FLAGS = ("model", "epochs", "batch_size", "lr", "optimizer", "momentum", "
                "sampler", "early_stopping", "seed", "deterministic", "precision", "device")
 
 
-def cmd_train(args) -> None:
-    from .training import TrainConfig, run_train
+def _train_config(args):
+    from .training import TrainConfig
     from .training.config import load_config_file
 
     values = load_config_file(args.config) if args.config else {}
@@ -166,12 +169,35 @@ def cmd_train(args) -> None:
     if args.option:
         values["model_options"] = {**values.get("model_options", {}), **parse_model_options(args.option)}
         given.add("model_options")
-    cfg = TrainConfig.from_dict(values)
+    return TrainConfig.from_dict(values), given
+
+
+def cmd_train(args) -> None:
+    from .training import run_train
+
+    cfg, given = _train_config(args)
     if args.resume is None:
         cfg.validate()
     result = run_train(_options(args), cfg, args.runs_dir, resume=args.resume, given=given)
     print(result["evaluation"].text())
     print(f"report: {result['report']}")
+
+
+def cmd_lr_find(args) -> None:
+    from .training.lr_find import lr_find
+
+    cfg, _ = _train_config(args)
+    result = lr_find(_options(args), cfg, args.start, args.end, args.steps, args.runs_dir)
+    print(f"suggested learning rate: {result['suggested_lr']:.2e} (steepest descent; minimum loss / 10: "
+          f"{result['min_loss_lr_over_10']:.2e})")
+    print(f"plot: {result['run_dir'] / 'lr_find.png'}")
+
+
+def cmd_export(args) -> None:
+    from .export import export_run
+
+    result = export_run(args.run, args.format, args.output)
+    print(f"bundle: {result['bundle']} (matches PyTorch to {result['max_abs_difference']:.1e})")
 
 
 def cmd_predict(args) -> None:
@@ -225,6 +251,34 @@ def cmd_download(args) -> None:
     print(f"{args.name}: files verified in {folder}")
 
 
+def _train_args(p: argparse.ArgumentParser):
+    t = p.add_argument_group("training (defaults: mlp, 10 epochs, batch 64, Adam, lr 1e-3)")
+    t.add_argument("--model", help="a name from 'classlab models'")
+    t.add_argument("-o", "--option", action="append", metavar="KEY=VALUE", help="model option, e.g. -o hidden=256")
+    t.add_argument("--config", help="JSON or YAML file of training options (flags override it)")
+    t.add_argument("--epochs", type=int)
+    t.add_argument("--batch-size", type=int)
+    t.add_argument("--lr", type=float, help="learning rate")
+    t.add_argument("--optimizer", help="sgd, nesterov, adam, adamw, rmsprop")
+    t.add_argument("--momentum", type=float)
+    t.add_argument("--weight-decay", type=float)
+    t.add_argument("--schedule", help="constant, step, cosine, onecycle")
+    t.add_argument("--warmup-epochs", type=float)
+    t.add_argument("--step-size", type=int, help="epochs between x0.1 steps (schedule step)")
+    t.add_argument("--label-smoothing", type=float)
+    t.add_argument("--loss", help="ce (cross-entropy) or mse (on one-hot targets)")
+    t.add_argument("--grad-clip", type=float, help="clip the gradient norm to this value")
+    t.add_argument("--augment", help="none, crop, flip-crop")
+    t.add_argument("--class-weight", help="balanced: weight the loss by inverse class frequency")
+    t.add_argument("--sampler", help="balanced: draw batches with equal class probability")
+    t.add_argument("--early-stopping", type=int, metavar="PATIENCE", help="stop after this many epochs without a "
+                                                                         "better validation accuracy")
+    t.add_argument("--deterministic", action="store_true", help="deterministic algorithms (reproducible, slower)")
+    t.add_argument("--precision", help="auto (bf16 where supported), bf16, fp32")
+    t.add_argument("--device", help="auto, cpu, cuda, mps")
+    return t
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="classlab", description="Image classification workbench: explore, check, "
                                      "split, k-NN and complete evaluation reports.",
@@ -257,37 +311,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--runs-dir", help="where run directories are (default: $CLASSLAB_RUNS or ./runs)")
     p = add("train", "Train a model: validation picks the best epoch, the test split is scored once.", cmd_train)
     _data_args(p)
-    t = p.add_argument_group("training (defaults: mlp, 10 epochs, batch 64, Adam, lr 1e-3)")
-    t.add_argument("--model", help="a name from 'classlab models'")
-    t.add_argument("-o", "--option", action="append", metavar="KEY=VALUE", help="model option, e.g. -o hidden=256")
-    t.add_argument("--config", help="JSON or YAML file of training options (flags override it)")
-    t.add_argument("--epochs", type=int)
-    t.add_argument("--batch-size", type=int)
-    t.add_argument("--lr", type=float, help="learning rate")
-    t.add_argument("--optimizer", help="sgd, nesterov, adam, adamw, rmsprop")
-    t.add_argument("--momentum", type=float)
-    t.add_argument("--weight-decay", type=float)
-    t.add_argument("--schedule", help="constant, step, cosine, onecycle")
-    t.add_argument("--warmup-epochs", type=float)
-    t.add_argument("--step-size", type=int, help="epochs between x0.1 steps (schedule step)")
-    t.add_argument("--label-smoothing", type=float)
-    t.add_argument("--loss", help="ce (cross-entropy) or mse (on one-hot targets)")
-    t.add_argument("--grad-clip", type=float, help="clip the gradient norm to this value")
-    t.add_argument("--augment", help="none, crop, flip-crop")
-    t.add_argument("--class-weight", help="balanced: weight the loss by inverse class frequency")
-    t.add_argument("--sampler", help="balanced: draw batches with equal class probability")
-    t.add_argument("--early-stopping", type=int, metavar="PATIENCE", help="stop after this many epochs without a "
-                                                                         "better validation accuracy")
-    t.add_argument("--deterministic", action="store_true", help="deterministic algorithms (reproducible, slower)")
-    t.add_argument("--precision", help="auto (bf16 where supported), bf16, fp32")
-    t.add_argument("--device", help="auto, cpu, cuda, mps")
+    t = _train_args(p)
     t.add_argument("--resume", metavar="RUN", help="continue a killed or finished run from its last.pt")
+    p = add("lr-find", "Learning-rate range test: a plot and a suggested learning rate.", cmd_lr_find)
+    _data_args(p)
+    _train_args(p)
+    p.add_argument("--start", type=float, default=1e-7, help="smallest learning rate (default 1e-7)")
+    p.add_argument("--end", type=float, default=10.0, help="largest learning rate (default 10)")
+    p.add_argument("--steps", type=int, default=100, help="batches to try (default 100)")
     p = add("predict", "Top-k labels for new images, with the run's own preprocessing.", cmd_predict)
     p.add_argument("run", help="a training run directory")
     p.add_argument("inputs", nargs="+", help="image files and/or folders of images")
     p.add_argument("--top-k", type=int, default=3, help="how many labels per image (default 3)")
     p.add_argument("--output", help="CSV path (default: RUN/predict-<time>.csv)")
     p.add_argument("--device", default="cpu", help="cpu (default), cuda, mps or auto")
+    p = add("export", "Write a bundle: model (ONNX or TorchScript), class names, preprocessing.", cmd_export)
+    p.add_argument("run", help="a training run directory")
+    p.add_argument("--format", default="onnx", help="onnx (default) or torchscript")
+    p.add_argument("--output", help="bundle folder (default: RUN/export-FORMAT)")
     p = add("models", "List the registered models with their parameter counts.", cmd_models)
     p.add_argument("--input", default="3x32x32", help="input shape CxHxW (default 3x32x32)")
     p.add_argument("--num-classes", type=int, default=10, help="number of classes (default 10)")

@@ -1,0 +1,92 @@
+"""``classlab export``: a self-describing bundle: the model (ONNX or TorchScript), class names and the
+preprocessing contract (size, channels, scaling, mean/std), checked against PyTorch before it is kept."""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .errors import ClasslabError
+from .fileio import atomic_write_bytes, atomic_write_text, write_json
+from .predictor import TrainedRun
+
+FORMATS = ("onnx", "torchscript")
+
+
+def _onnx(model, example, path: Path) -> None:
+    try:
+        import onnxscript  # noqa: F401  (torch's ONNX exporter needs it)
+    except ImportError:
+        raise ClasslabError("ONNX export needs onnx and onnxscript: pip install 'classlab[export]'") from None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        program = torch.onnx.export(model, (example,), dynamo=True, input_names=["images"], output_names=["logits"],
+                                    dynamic_shapes=({0: torch.export.Dim("batch", min=1, max=1 << 16)},))
+    program.save(str(path))
+
+
+def _torchscript(model, example, path: Path) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        traced = torch.jit.trace(model, example)
+    buf = io.BytesIO()
+    torch.jit.save(traced, buf)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def run_exported(path: Path, x: np.ndarray) -> np.ndarray:
+    """Logits from an exported model file (onnxruntime for .onnx, torch.jit for .pt)."""
+    if path.suffix == ".onnx":
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            raise ClasslabError("checking an ONNX model needs onnxruntime: pip install 'classlab[export]'") from None
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        return session.run(None, {session.get_inputs()[0].name: x.astype(np.float32)})[0]
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # TorchScript is deprecated in favour of torch.export
+        return torch.jit.load(str(path)).eval()(torch.from_numpy(x)).numpy()
+
+
+def export_run(run_dir: str | Path, fmt: str = "onnx", out_dir: str | Path | None = None, atol: float = 1e-4) -> dict:
+    if fmt not in FORMATS:
+        raise ClasslabError(f"unknown export format '{fmt}'; choose one of {', '.join(FORMATS)}")
+    run = TrainedRun.load(run_dir, "cpu")
+    pre = run.preprocessing
+    model = run.model.float().eval()
+    torch.manual_seed(0)
+    example = torch.randn(2, pre.channels, *pre.image_size)
+    out = Path(out_dir) if out_dir else run.run_dir / f"export-{fmt}"
+    name = "model.onnx" if fmt == "onnx" else "model.pt"
+    with tempfile.TemporaryDirectory(dir=out.parent if out.parent.exists() else None) as tmp:
+        staged = Path(tmp) / name
+        (_onnx if fmt == "onnx" else _torchscript)(model, example, staged)
+        # The bundle is kept only if the exported model gives PyTorch's answers on a new batch size.
+        check = torch.randn(5, pre.channels, *pre.image_size)
+        with torch.no_grad():
+            expected = model(check).numpy()
+        diff = float(np.abs(run_exported(staged, check.numpy()) - expected).max())
+        if not diff <= atol:
+            raise ClasslabError(f"the exported model differs from PyTorch by {diff:.2e} (> {atol}); not written")
+        out.mkdir(parents=True, exist_ok=True)
+        shutil.move(str(staged), out / name)
+    write_json(out / "classes.json", run.class_names)
+    contract = {"input": {"layout": "NCHW" if len(pre.image_size) == 2 else "NCDHW", "dtype": "float32",
+                          "channels": pre.channels, "image_size": pre.image_size},
+                "steps": ["decode the image; apply EXIF orientation",
+                          f"convert to {'grayscale (L)' if pre.channels == 1 else 'RGB'}",
+                          f"resize to {'x'.join(map(str, pre.image_size))} (bilinear, antialiased)",
+                          "scale pixels to [0, 1] (divide by 255)", "subtract mean, divide by std, per channel"],
+                "mean": pre.mean, "std": pre.std, "output": "logits; softmax gives class probabilities",
+                "max_abs_difference_vs_pytorch": diff}
+    write_json(out / "preprocessing.json", contract)
+    atomic_write_text(out / "README.txt", f"classlab export of {run.run_dir}\n{name}: the model; classes.json: "
+                      "output index -> class name; preprocessing.json: what to do to an image first.\n")
+    return {"bundle": out, "model": out / name, "max_abs_difference": diff}

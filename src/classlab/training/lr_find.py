@@ -1,0 +1,99 @@
+"""Learning-rate range test (Smith 2015, as fastai's lr_find): raise the learning rate exponentially
+batch by batch from a fresh model and watch the loss; suggest where it falls fastest."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..device import pick_device
+from ..errors import ClasslabError
+from ..explore import channel_stats
+from ..fileio import write_csv, write_json
+from ..models import create_model
+from ..prepare import DataOptions, load_and_split, record_split
+from ..runs import Run
+from .config import TrainConfig
+from .engine import loss_fn, make_optimizer, set_determinism
+from .tensors import Preprocessing, to_input
+
+
+def lr_find(opts: DataOptions, cfg: TrainConfig, start: float = 1e-7, end: float = 10.0, steps: int = 100,
+            runs_dir=None) -> dict:
+    if not 0 < start < end:
+        raise ClasslabError(f"the range must satisfy 0 < start < end, got {start}..{end}")
+    if steps < 10:
+        raise ClasslabError(f"use at least 10 steps, got {steps}")
+    cfg.validate()
+    set_determinism(cfg)
+    device = pick_device(cfg.device)
+    ds, split = load_and_split(opts)
+    train = split.indices("train")
+    if cfg.batch_size > len(train):
+        raise ClasslabError(f"--batch-size {cfg.batch_size} is larger than the training split ({len(train)} images)")
+    run = Run("lr-find", ds.name, runs_dir)
+    run.write_config({"data": vars(opts), "train": cfg.to_dict(), "start": start, "end": end, "steps": steps}, cfg.seed)
+    record_split(run, ds, split)
+    mean, std = channel_stats(ds.images[train])
+    pre = Preprocessing(list(ds.item_shape[:-1]), ds.channels, mean, [max(s, 1e-6) for s in std])
+    model = create_model(cfg.model, ds.num_classes, ds.channels, ds.item_shape[:-1], **cfg.model_options).to(device)
+    images = torch.from_numpy(np.ascontiguousarray(ds.images[train])).to(device)
+    labels = torch.from_numpy(ds.labels[train]).to(device)
+    cfg.lr = start
+    optimizer = make_optimizer(cfg, model.parameters())
+    criterion = loss_fn(cfg, ds.num_classes, None)
+    generator = torch.Generator().manual_seed(cfg.seed)
+    factor = (end / start) ** (1 / (steps - 1))
+    lrs, losses, smooth, best = [], [], 0.0, math.inf
+    model.train()
+    for step in range(steps):
+        lr = start * factor**step
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        idx = torch.randint(0, len(labels), (cfg.batch_size,), generator=generator).to(device)
+        loss = criterion(model(to_input(images[idx], pre)), labels[idx])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        value = loss.item()
+        smooth = 0.98 * smooth + 0.02 * value if step else value  # exponential moving average, bias-free start
+        if not math.isfinite(value) or (step > 10 and smooth > 4 * best):
+            break  # diverged: the rest of the range says nothing
+        best = min(best, smooth)
+        lrs.append(lr)
+        losses.append(smooth)
+    if len(lrs) < 5:
+        raise ClasslabError(f"the loss diverged within {len(lrs)} steps; lower the start of the range (--start)")
+    log_lr, arr = np.log10(lrs), np.array(losses)
+    slope = np.gradient(arr, log_lr)
+    steepest = float(lrs[int(np.argmin(slope[: int(np.argmin(arr)) + 1]))])
+    min_over_10 = float(lrs[int(np.argmin(arr))] / 10)
+    write_csv(run.file("lr_find.csv"), ["lr", "smoothed_loss"], zip(lrs, losses))
+    result = {"suggested_lr": steepest, "steepest": steepest, "min_loss_lr_over_10": min_over_10,
+              "steps_run": len(lrs)}
+    write_json(run.file("lr_find.json"), result)
+    _plot(lrs, losses, steepest, run.file("lr_find.png"))
+    run.write_report(f"Learning-rate finder: {cfg.model} on {ds.name}", [
+        ("Suggestion", f"Steepest descent of the loss at **lr = {steepest:.2e}** (minimum loss / 10: "
+                       f"{min_over_10:.2e}).\n\n![lr finder](lr_find.png)")])
+    return {"run_dir": run.path, **result}
+
+
+def _plot(lrs, losses, suggested, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    from ..fileio import save_figure
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot(lrs, losses)
+    ax.axvline(suggested, color="red", linestyle="--", label=f"suggested {suggested:.1e}")
+    ax.set_xscale("log")
+    ax.set_xlabel("learning rate (log scale)")
+    ax.set_ylabel("smoothed training loss")
+    ax.set_title("Learning-rate range test")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    save_figure(fig, path)

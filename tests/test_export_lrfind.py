@@ -1,0 +1,54 @@
+"""Export bundles match PyTorch (ONNX through onnxruntime); the learning-rate finder suggests a usable rate."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import classlab
+from classlab.cli import main
+from classlab.export import export_run, run_exported
+
+
+@pytest.fixture(scope="module")
+def cnn_run(tmp_path_factory):
+    runs = tmp_path_factory.mktemp("runs")
+    return classlab.train("digits", "cnn", epochs=2, runs_dir=runs, progress=False,
+                          model_options={"filters": [8, 16], "dense": [32], "batch_norm": True})
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
+def test_export_matches_pytorch(cnn_run, fmt, tmp_path):
+    result = export_run(cnn_run.run_dir, fmt, tmp_path / fmt)
+    bundle = result["bundle"]
+    assert json.loads((bundle / "classes.json").read_text()) == cnn_run.class_names
+    contract = json.loads((bundle / "preprocessing.json").read_text())
+    assert contract["input"]["image_size"] == [8, 8] and contract["input"]["layout"] == "NCHW"
+    assert contract["mean"] == cnn_run.preprocessing.mean
+    # Real digits through the contract: the exported model and PyTorch agree, and so do the labels.
+    ds = classlab.load_dataset("digits")
+    x = (ds.images[:64].astype(np.float32) / 255 - contract["mean"][0]) / contract["std"][0]
+    x = x.transpose(0, 3, 1, 2).copy()
+    exported = run_exported(result["model"], x)
+    with torch.no_grad():
+        reference = cnn_run.model(torch.from_numpy(x)).numpy()
+    assert np.abs(exported - reference).max() < 1e-4
+    assert np.array_equal(exported.argmax(1), cnn_run.predict_proba(ds.images[:64]).argmax(1))
+
+
+def test_export_cli_and_bad_format(cnn_run, capsys):
+    assert main(["export", str(cnn_run.run_dir), "--format", "torchscript"]) == 0
+    assert "bundle:" in capsys.readouterr().out
+    assert main(["export", str(cnn_run.run_dir), "--format", "tflite"]) == 2
+
+
+def test_lr_find_suggests_a_rate_that_trains(runs_dir, capsys):
+    assert main(["lr-find", "digits", "--model", "mlp"]) == 0
+    run = sorted(runs_dir.iterdir())[-1]
+    result = json.loads((run / "lr_find.json").read_text())
+    assert 1e-4 < result["suggested_lr"] < 1 and (run / "lr_find.png").is_file()
+    capsys.readouterr()
+    assert main(["train", "digits", "--model", "mlp", "--epochs", "5", "--lr", str(result["suggested_lr"])]) == 0
+    assert json.loads((sorted(runs_dir.iterdir())[-1] / "metrics.json").read_text())["accuracy"] > 0.9
+    assert main(["lr-find", "digits", "--start", "1", "--end", "0.1"]) == 2
