@@ -184,3 +184,27 @@ def test_python_api_predict_and_evaluate_agree_with_the_run(tmp_path, runs_dir, 
     out = capsys.readouterr().out
     assert out.startswith(str(folder / "0.png")) and (tmp_path / "p.csv").read_text().startswith("input,label1,prob1")
     assert main(["predict", str(run.run_dir), str(tmp_path / "missing.png")]) == 2
+
+
+def test_out_of_memory_suggests_a_smaller_batch(tmp_path):
+    from classlab import ClasslabError, load_dataset
+    from classlab.training import TrainConfig
+    from classlab.training.engine import SplitTensors, fit
+    from classlab.training.tensors import Preprocessing
+
+    class Greedy(torch.nn.Linear):
+        def forward(self, x):
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+
+    ds = load_dataset("digits")
+    data = SplitTensors(torch.from_numpy(ds.images), torch.from_numpy(ds.labels))
+    cfg = TrainConfig(epochs=1, batch_size=128, precision="fp32").validate()
+    with pytest.raises(ClasslabError, match="memory at --batch-size 128; try --batch-size 64"):
+        fit(Greedy(64, 10), data, SplitTensors(data.images[:0], data.labels[:0]), cfg,
+            Preprocessing([8, 8], 1, [0.3], [0.37]), tmp_path, {"model_info": {"num_classes": 10}}, progress=False)
+
+
+@pytest.mark.slow
+def test_compile_flag_trains(runs_dir, capsys):
+    assert main(["train", "digits", "--model", "mlp", "--epochs", "5", "--compile", "--precision", "fp32"]) == 0
+    assert json.loads((_latest(runs_dir) / "metrics.json").read_text())["accuracy"] > 0.85

@@ -33,11 +33,10 @@ def _onnx(model, example, path: Path) -> None:
 
 
 def _torchscript(model, example, path: Path) -> None:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        traced = torch.jit.trace(model, example)
     buf = io.BytesIO()
-    torch.jit.save(traced, buf)
+    with warnings.catch_warnings():  # TorchScript is deprecated in favour of torch.export, but still loads everywhere
+        warnings.simplefilter("ignore")
+        torch.jit.save(torch.jit.trace(model, example), buf)
     atomic_write_bytes(path, buf.getvalue())
 
 

@@ -39,6 +39,7 @@ class TrainConfig:
     deterministic: bool = False
     precision: str = "auto"
     device: str = "auto"
+    compile: bool = False  # torch.compile the model (slower start, faster steps on long runs)
 
     def validate(self) -> "TrainConfig":
         def bad(msg):

@@ -113,6 +113,7 @@ def fit(model, train: SplitTensors, val: SplitTensors, cfg: TrainConfig, pre: Pr
     if channels_last:
         model.to(memory_format=torch.channels_last)
     optimizer = make_optimizer(cfg, model.parameters())
+    forward = torch.compile(model) if cfg.compile else model  # shares parameters; checkpoints use `model`
     schedule = make_schedule(cfg, optimizer, steps)
     counts = torch.bincount(train.labels, minlength=num_classes).float()
     balanced = (counts.sum() / (num_classes * counts.clamp_min(1))).to(device)
@@ -149,16 +150,21 @@ def fit(model, train: SplitTensors, val: SplitTensors, cfg: TrainConfig, pre: Pr
             idx = order[step * cfg.batch_size : (step + 1) * cfg.batch_size]
             x = augment(to_input(train.images[idx], pre, channels_last), cfg.augment, generator)
             y = train.labels[idx]
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-                logits = model(x)
-            loss = criterion(logits, y)
-            if not torch.isfinite(loss):
-                raise ClasslabError(
-                    f"the loss became {loss.item()} in epoch {epoch + 1}, step {step + 1}: the learning rate "
-                    f"({cfg.lr}) is the likely cause; try --lr {cfg.lr / 10:g}. The last good checkpoint is "
-                    f"{run_dir / 'last.pt'}" + ("" if (run_dir / "last.pt").exists() else " (none yet: it failed in the first epoch)"))
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            try:
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+                    logits = forward(x)
+                loss = criterion(logits, y)
+                if not torch.isfinite(loss):
+                    raise ClasslabError(
+                        f"the loss became {loss.item()} in epoch {epoch + 1}, step {step + 1}: the learning rate "
+                        f"({cfg.lr}) is the likely cause; try --lr {cfg.lr / 10:g}. The last good checkpoint is "
+                        f"{run_dir / 'last.pt'}" + ("" if (run_dir / "last.pt").exists()
+                                                    else " (none yet: it failed in the first epoch)"))
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+            except torch.OutOfMemoryError:
+                raise ClasslabError(f"out of {device.type} memory at --batch-size {cfg.batch_size}; try "
+                                    f"--batch-size {max(1, cfg.batch_size // 2)} (or a smaller --image-size)") from None
             if cfg.grad_clip:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
             optimizer.step()
