@@ -268,7 +268,8 @@ def _train_args(p: argparse.ArgumentParser):
     t.add_argument("--label-smoothing", type=float)
     t.add_argument("--loss", help="ce (cross-entropy) or mse (on one-hot targets)")
     t.add_argument("--grad-clip", type=float, help="clip the gradient norm to this value")
-    t.add_argument("--augment", help="none, crop, flip-crop")
+    t.add_argument("--augment", help="none, crop, flip-crop, flip-crop-jitter (+ rotation, colour), randaugment, "
+                                     "mixup, cutmix (both after flip-crop)")
     t.add_argument("--class-weight", help="balanced: weight the loss by inverse class frequency")
     t.add_argument("--sampler", help="balanced: draw batches with equal class probability")
     t.add_argument("--early-stopping", type=int, metavar="PATIENCE", help="stop after this many epochs without a "

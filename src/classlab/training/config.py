@@ -7,10 +7,10 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from ..errors import ClasslabError
+from .tensors import AUGMENTS
 
 OPTIMIZERS = ("sgd", "nesterov", "adam", "adamw", "rmsprop")
 SCHEDULES = ("constant", "step", "cosine", "onecycle")
-AUGMENTS = ("none", "flip-crop", "crop")
 LOSSES = ("ce", "mse")
 PRECISIONS = ("auto", "bf16", "fp32")
 

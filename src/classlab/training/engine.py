@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 from ..errors import ClasslabError
 from .checkpoint import save_checkpoint
 from .config import TrainConfig
-from .tensors import Preprocessing, augment, to_input
+from .tensors import Preprocessing, augment, mix, normalize, to_float, to_input
 
 
 @dataclass
@@ -79,7 +79,7 @@ def use_bf16(cfg: TrainConfig, device: torch.device) -> bool:
 def loss_fn(cfg: TrainConfig, num_classes: int, class_weights: torch.Tensor | None):
     if cfg.loss == "mse":  # the decks also train on one-hot targets with mean squared error
         def mse(logits, y):
-            target = F.one_hot(y, num_classes).float()
+            target = y.float() if y.ndim == 2 else F.one_hot(y, num_classes).float()  # soft after mixup
             if cfg.label_smoothing:
                 target = target * (1 - cfg.label_smoothing) + cfg.label_smoothing / num_classes
             return F.mse_loss(logits.float().softmax(1), target)
@@ -148,12 +148,15 @@ def fit(model, train: SplitTensors, val: SplitTensors, cfg: TrainConfig, pre: Pr
                    disable=None if progress else True)
         for step in bar:
             idx = order[step * cfg.batch_size : (step + 1) * cfg.batch_size]
-            x = augment(to_input(train.images[idx], pre, channels_last), cfg.augment, generator)
-            y = train.labels[idx]
+            x = augment(to_float(train.images[idx]), cfg.augment, generator)
+            y = target = train.labels[idx]
+            if cfg.augment in ("mixup", "cutmix") and x.ndim == 4:
+                x, target = mix(x, y, cfg.augment, num_classes)  # soft targets; accuracy still counts y
+            x = normalize(x, pre, channels_last)
             try:
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
                     logits = forward(x)
-                loss = criterion(logits, y)
+                loss = criterion(logits, target)
                 if not torch.isfinite(loss):
                     raise ClasslabError(
                         f"the loss became {loss.item()} in epoch {epoch + 1}, step {step + 1}: the learning rate "

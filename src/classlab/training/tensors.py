@@ -25,9 +25,17 @@ class Preprocessing:
         return asdict(self)
 
 
+def to_float(images: torch.Tensor) -> torch.Tensor:
+    """(B, [D,] H, W, C) uint8 -> (B, C, [D,] H, W) float in [0, 1]."""
+    return images.movedim(-1, 1).float().div_(255)
+
+
 def to_input(images: torch.Tensor, pre: Preprocessing, channels_last: bool = False) -> torch.Tensor:
     """(B, [D,] H, W, C) uint8 -> (B, C, [D,] H, W) float, normalised with the training split's mean/std."""
-    x = images.movedim(-1, 1).float().div_(255)
+    return normalize(to_float(images), pre, channels_last)
+
+
+def normalize(x: torch.Tensor, pre: Preprocessing, channels_last: bool = False) -> torch.Tensor:
     shape = (1, -1) + (1,) * (x.ndim - 2)
     mean = torch.tensor(pre.mean, device=x.device).view(shape)
     std = torch.tensor(pre.std, device=x.device).view(shape)
@@ -37,23 +45,73 @@ def to_input(images: torch.Tensor, pre: Preprocessing, channels_last: bool = Fal
     return x
 
 
-def augment(x: torch.Tensor, kind: str, generator: torch.Generator, pad: int = 4) -> torch.Tensor:
-    """'crop': random translation by up to ``pad`` pixels (reflect padding); 'flip-crop' adds
-    horizontal flips. Volumes get flips only. Random numbers come from ``generator`` (resumable)."""
+AUGMENTS = ("none", "crop", "flip-crop", "flip-crop-jitter", "randaugment", "mixup", "cutmix")
+
+
+def _crop(x: torch.Tensor, generator: torch.Generator, pad: int = 4) -> torch.Tensor:
+    """Random translation by up to ``pad`` pixels with reflect padding, one offset per image."""
+    b, c, h, w = x.shape
+    if min(h, w) <= 2 * pad:
+        return x
+    padded = F.pad(x, (pad, pad, pad, pad), mode="reflect")
+    dy = torch.randint(0, 2 * pad + 1, (b,), generator=generator).to(x.device)
+    dx = torch.randint(0, 2 * pad + 1, (b,), generator=generator).to(x.device)
+    rows = (dy[:, None] + torch.arange(h, device=x.device))[:, None, :, None]
+    cols = (dx[:, None] + torch.arange(w, device=x.device))[:, None, None, :]
+    return padded[torch.arange(b, device=x.device)[:, None, None, None],
+                  torch.arange(c, device=x.device)[None, :, None, None], rows, cols]
+
+
+def _flip(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    flip = (torch.rand(x.shape[0], generator=generator) < 0.5).to(x.device).view(-1, *([1] * (x.ndim - 1)))
+    return torch.where(flip, x.flip(-1), x)
+
+
+def _rotate_jitter(x: torch.Tensor, generator: torch.Generator, degrees: float = 15.0,
+                   strength: float = 0.3) -> torch.Tensor:
+    """Per-image rotation (one batched grid_sample) and brightness / contrast jitter, on [0, 1] pixels."""
+    b = x.shape[0]
+    angle = (torch.rand(b, generator=generator) * 2 - 1) * degrees * torch.pi / 180
+    cos, sin = angle.cos(), angle.sin()
+    theta = torch.stack([torch.stack([cos, -sin, torch.zeros(b)], 1), torch.stack([sin, cos, torch.zeros(b)], 1)], 1)
+    grid = F.affine_grid(theta.to(x.device, x.dtype), list(x.shape), align_corners=False)
+    x = F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+    brightness = (1 + (torch.rand(b, generator=generator) * 2 - 1) * strength).to(x.device).view(-1, 1, 1, 1)
+    contrast = (1 + (torch.rand(b, generator=generator) * 2 - 1) * strength).to(x.device).view(-1, 1, 1, 1)
+    mean = x.mean(dim=(1, 2, 3), keepdim=True)
+    return ((x * brightness - mean) * contrast + mean).clamp_(0, 1)
+
+
+def _randaugment(x: torch.Tensor, chunk: int = 16) -> torch.Tensor:
+    """torchvision's RandAugment draws one operation per call, so it runs per chunk of images for
+    variety within a batch (uses torch's global RNG, which checkpoints save)."""
+    from torchvision.transforms import v2
+
+    ops = v2.RandAugment()
+    as_uint8 = (x * 255).round_().to(torch.uint8)
+    return torch.cat([ops(part) for part in as_uint8.split(chunk)]).float().div_(255)
+
+
+def augment(x: torch.Tensor, kind: str, generator: torch.Generator) -> torch.Tensor:
+    """Per-batch augmentation of [0, 1] images on their device. Volumes get flips only; mixup and
+    cutmix (which also change the labels) run after this, in ``mix``."""
     if kind == "none":
         return x
-    b = x.shape[0]
-    if x.ndim == 4 and kind in ("crop", "flip-crop") and min(x.shape[-2:]) > 2 * pad:
-        h, w = x.shape[-2:]
-        padded = F.pad(x, (pad, pad, pad, pad), mode="reflect")
-        dy = torch.randint(0, 2 * pad + 1, (b,), generator=generator).to(x.device)
-        dx = torch.randint(0, 2 * pad + 1, (b,), generator=generator).to(x.device)
-        rows = (dy[:, None] + torch.arange(h, device=x.device))[:, None, :, None]
-        cols = (dx[:, None] + torch.arange(w, device=x.device))[:, None, None, :]
-        batch = torch.arange(b, device=x.device)[:, None, None, None]
-        chans = torch.arange(x.shape[1], device=x.device)[None, :, None, None]
-        x = padded[batch, chans, rows, cols]
-    if kind == "flip-crop":
-        flip = (torch.rand(b, generator=generator) < 0.5).to(x.device).view(-1, *([1] * (x.ndim - 1)))
-        x = torch.where(flip, x.flip(-1), x)
+    if x.ndim != 4:
+        return _flip(x, generator) if kind != "crop" else x
+    if kind == "randaugment":
+        x = _randaugment(x)
+    x = _crop(x, generator)
+    if kind != "crop":
+        x = _flip(x, generator)
+    if kind == "flip-crop-jitter":
+        x = _rotate_jitter(x, generator)
     return x
+
+
+def mix(x: torch.Tensor, y: torch.Tensor, kind: str, num_classes: int):
+    """mixup / cutmix (torchvision.transforms.v2): returns images and soft (B, K) targets."""
+    from torchvision.transforms import v2
+
+    op = v2.MixUp(num_classes=num_classes) if kind == "mixup" else v2.CutMix(num_classes=num_classes)
+    return op(x, y)
