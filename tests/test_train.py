@@ -237,3 +237,29 @@ def test_every_augmentation_preset_trains(augment, runs_dir, capsys):
                  "--epochs", "6", "--lr", "0.003", "--augment", augment]) == 0
     # Regularisers slow early progress (and flips hurt digits); 4x chance after 6 epochs shows learning.
     assert json.loads((_latest(runs_dir) / "metrics.json").read_text())["accuracy"] > 0.4
+
+
+@pytest.mark.slow
+def test_ddp_two_gloo_processes_match_one_process(tmp_path):
+    """torchrun, 2 CPU processes, gloo: each rank takes every other item of the shared shuffled order,
+    so 2 x 32 covers the same items per step as 1 x 64, and DDP's averaged gradients equal the
+    single-process ones: the runs must agree (up to float summation order)."""
+    common = ["train", "digits", "--model", "mlp", "--epochs", "3", "--max-train", "1280", "--precision", "fp32",
+              "--deterministic"]
+    env = {**os.environ, "CLASSLAB_RUNS": str(tmp_path / "one"), "OMP_NUM_THREADS": "1"}
+    subprocess.run(_cli(*common, "--batch-size", "64"), env=env, check=True, capture_output=True, timeout=600)
+    env["CLASSLAB_RUNS"] = str(tmp_path / "two")
+    torchrun = os.path.join(os.path.dirname(sys.executable), "torchrun")
+    result = subprocess.run([torchrun, "--standalone", "--nproc_per_node=2", "-m", "classlab", *common,
+                             "--batch-size", "32"], env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    runs = list((tmp_path / "two").iterdir())
+    assert len(runs) == 1  # rank 0 alone made and wrote the run
+    two, one = runs[0], _latest(tmp_path / "one")
+    for name in ("metrics.json", "history.csv", "best.pt", "last.pt", "report.md", "split.csv"):
+        assert (two / name).is_file(), name
+    assert json.loads((two / "config.json").read_text())["options"]["world_size"] == 2
+    m1, m2 = (json.loads((r / "metrics.json").read_text()) for r in (one, two))
+    assert m2["accuracy"] == m1["accuracy"] and m2["cross_entropy"] == pytest.approx(m1["cross_entropy"], rel=1e-3)
+    w1, w2 = (load_checkpoint(r / "last.pt")["model"] for r in (one, two))
+    assert all(torch.allclose(w1[k], w2[k], atol=1e-5) for k in w1)

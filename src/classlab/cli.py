@@ -179,6 +179,8 @@ def cmd_train(args) -> None:
     if args.resume is None:
         cfg.validate()
     result = run_train(_options(args), cfg, args.runs_dir, resume=args.resume, given=given)
+    if "evaluation" not in result:  # a DDP rank other than 0: rank 0 reports
+        return
     print(result["evaluation"].text())
     print(f"report: {result['report']}")
 

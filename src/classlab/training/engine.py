@@ -15,6 +15,7 @@ from tqdm.auto import tqdm
 from ..errors import ClasslabError
 from .checkpoint import save_checkpoint
 from .config import TrainConfig
+from .distributed import Dist
 from .tensors import Preprocessing, augment, mix, normalize, to_float, to_input
 
 
@@ -100,20 +101,30 @@ def predict_logits(model, data: SplitTensors, pre: Preprocessing, batch_size: in
 
 
 def fit(model, train: SplitTensors, val: SplitTensors, cfg: TrainConfig, pre: Preprocessing, run_dir: Path,
-        extra_state: dict, resume: dict | None = None, progress: bool = True) -> FitState:
-    """Train ``model`` in place. Writes last.pt every epoch and best.pt on a new best validation accuracy."""
+        extra_state: dict, resume: dict | None = None, progress: bool = True, ddp: Dist | None = None) -> FitState:
+    """Train ``model`` in place. Writes last.pt every epoch and best.pt on a new best validation accuracy.
+    Under DDP every process takes its own slice of each epoch's shuffled order; only rank 0 writes."""
+    ddp = ddp or Dist()
+    progress = progress and ddp.main
     device = train.images.device
     n, num_classes = len(train.labels), extra_state["model_info"]["num_classes"]
     if cfg.batch_size > n:
         raise ClasslabError(f"--batch-size {cfg.batch_size} is larger than the training split ({n} images); "
                             f"use --batch-size {min(n, 64)} or less")
-    steps = n // cfg.batch_size if n % cfg.batch_size == 1 else math.ceil(n / cfg.batch_size)  # no 1-image batch
+    per_rank = n // ddp.world  # equal shares: every rank must take the same number of steps
+    steps = per_rank // cfg.batch_size if per_rank % cfg.batch_size == 1 else math.ceil(per_rank / cfg.batch_size)
     bf16 = use_bf16(cfg, device)
     channels_last = bf16 and train.images.ndim == 4
     if channels_last:
         model.to(memory_format=torch.channels_last)
     optimizer = make_optimizer(cfg, model.parameters())
-    forward = torch.compile(model) if cfg.compile else model  # shares parameters; checkpoints use `model`
+    forward = model
+    if ddp.active:
+        from torch.nn.parallel import DistributedDataParallel
+
+        forward = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    if cfg.compile:
+        forward = torch.compile(forward)  # shares parameters with `model`, which checkpoints use
     schedule = make_schedule(cfg, optimizer, steps)
     counts = torch.bincount(train.labels, minlength=num_classes).float()
     balanced = (counts.sum() / (num_classes * counts.clamp_min(1))).to(device)
@@ -129,6 +140,8 @@ def fit(model, train: SplitTensors, val: SplitTensors, cfg: TrainConfig, pre: Pr
         state = FitState(**resume["fit_state"])
 
     def checkpoint(name: str):
+        if not ddp.main:
+            return
         save_checkpoint(run_dir / name, {
             **extra_state, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
             "scheduler": schedule.state_dict(), "config": cfg.to_dict(), "preprocessing": pre.to_dict(),
@@ -142,7 +155,7 @@ def fit(model, train: SplitTensors, val: SplitTensors, cfg: TrainConfig, pre: Pr
             order = torch.multinomial(weights, n, replacement=True, generator=generator)
         else:
             order = torch.randperm(n, generator=generator)
-        order = order.to(device)
+        order = order[ddp.rank : per_rank * ddp.world : ddp.world].to(device)  # same order on every rank: a slice
         t0, seen, loss_sum, correct = time.perf_counter(), 0, 0.0, 0
         bar = tqdm(range(steps), desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch", leave=False,
                    disable=None if progress else True)

@@ -17,6 +17,7 @@ from ..fileio import write_csv
 from ..models import count_parameters, create_model
 from ..prepare import DataOptions, load_and_split, record_split, split_summary
 from ..runs import Run
+from . import distributed
 from .checkpoint import load_checkpoint
 from .config import TrainConfig
 from .engine import FitState, SplitTensors, fit, predict_logits, set_determinism, use_bf16
@@ -54,7 +55,17 @@ def run_train(opts: DataOptions, cfg: TrainConfig, runs_dir=None, resume: str | 
         opts.split = str(run_dir / "split.csv")  # the same items in the same splits
     cfg.validate()
     set_determinism(cfg)
+    ddp = distributed.setup()  # under torchrun: one process per device; a no-op otherwise
+    try:
+        return _train(opts, cfg, runs_dir, ckpt, run_dir if resume else None, progress, ddp)
+    finally:
+        distributed.teardown(ddp)
+
+
+def _train(opts, cfg, runs_dir, ckpt, run_dir, progress, ddp) -> dict:
     device = pick_device(cfg.device)
+    if ddp.active and device.type == "cuda":
+        device = torch.device("cuda", ddp.local_rank)
     ds, split = load_and_split(opts)
     train_idx, val_idx, test_idx = (split.indices(s) for s in ("train", "val", "test"))
     if len(train_idx) == 0 or len(test_idx) == 0:
@@ -66,14 +77,23 @@ def run_train(opts: DataOptions, cfg: TrainConfig, runs_dir=None, resume: str | 
         run = Run.existing(run_dir)
         pre = Preprocessing(**ckpt["preprocessing"])
     else:
-        run = Run("train", ds.name, runs_dir)
-        run.write_config({"data": vars(opts), "train": cfg.to_dict(), "model": model_info}, cfg.seed)
-        record_split(run, ds, split)
+        path = None
+        if ddp.main:  # one run directory, made by rank 0, used by all
+            run = Run("train", ds.name, runs_dir)
+            run.write_config({"data": vars(opts), "train": cfg.to_dict(), "model": model_info,
+                              "world_size": ddp.world}, cfg.seed)
+            record_split(run, ds, split)
+            path = run.path
+        path = ddp.broadcast(path)
+        run = Run.existing(path) if not ddp.main else run
         mean, std = channel_stats(ds.images[train_idx])
         pre = Preprocessing(list(ds.item_shape[:-1]), ds.channels, mean, [max(s, 1e-6) for s in std])
     extra = {"model_info": model_info, "class_names": ds.class_names}
     train_t, val_t = _tensors(ds, train_idx, device), _tensors(ds, val_idx, device)
-    state: FitState = fit(model, train_t, val_t, cfg, pre, run.path, extra, resume=ckpt, progress=progress)
+    state: FitState = fit(model, train_t, val_t, cfg, pre, run.path, extra, resume=ckpt, progress=progress, ddp=ddp)
+    ddp.barrier()  # best.pt is complete before anyone reads it
+    if not ddp.main:
+        return {"run_dir": run.path, "rank": ddp.rank}
 
     best = load_checkpoint(run.path / "best.pt", map_location=device)
     model.load_state_dict(best["model"])
