@@ -263,3 +263,13 @@ def test_ddp_two_gloo_processes_match_one_process(tmp_path):
     assert m2["accuracy"] == m1["accuracy"] and m2["cross_entropy"] == pytest.approx(m1["cross_entropy"], rel=1e-3)
     w1, w2 = (load_checkpoint(r / "last.pt")["model"] for r in (one, two))
     assert all(torch.allclose(w1[k], w2[k], atol=1e-5) for k in w1)
+
+
+def test_tensorboard_logs_every_epoch(runs_dir, capsys):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    assert main(["train", "digits", "--model", "mlp", "--epochs", "3", "--tensorboard"]) == 0
+    events = EventAccumulator(str(_latest(runs_dir) / "tensorboard"))
+    events.Reload()
+    assert {"train/loss", "train/acc", "val/loss", "val/acc", "lr"} <= set(events.Tags()["scalars"])
+    assert [e.step for e in events.Scalars("val/acc")] == [1, 2, 3]

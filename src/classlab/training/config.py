@@ -40,6 +40,7 @@ class TrainConfig:
     precision: str = "auto"
     device: str = "auto"
     compile: bool = False  # torch.compile the model (slower start, faster steps on long runs)
+    tensorboard: bool = False  # also log per-epoch scalars to RUN/tensorboard
 
     def validate(self) -> "TrainConfig":
         def bad(msg):

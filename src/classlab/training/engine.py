@@ -148,6 +148,7 @@ def fit(model, train: SplitTensors, val: SplitTensors, cfg: TrainConfig, pre: Pr
             "rng": {"generator": generator.get_state(), "torch": torch.get_rng_state()},
             "fit_state": vars(state).copy()})
 
+    writer = _tensorboard(run_dir) if cfg.tensorboard and ddp.main else None
     for epoch in range(state.epoch, cfg.epochs):
         model.train()
         if cfg.sampler == "balanced":  # each image drawn with probability inverse to its class size
@@ -209,9 +210,25 @@ def fit(model, train: SplitTensors, val: SplitTensors, cfg: TrainConfig, pre: Pr
             state.stopped_early = state.epochs_without_improvement >= cfg.early_stopping and epoch + 1 < cfg.epochs
         checkpoint("last.pt")  # after best.pt: a kill between the two loses nothing
         _log(row, progress)
+        if writer is not None:
+            for key, value in row.items():
+                if key != "epoch":
+                    writer.add_scalar(key.replace("_", "/", 1) if key.startswith(("train_", "val_")) else key,
+                                      value, row["epoch"])
+            writer.flush()
         if state.stopped_early:
             break
+    if writer is not None:
+        writer.close()
     return state
+
+
+def _tensorboard(run_dir: Path):
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        raise ClasslabError("--tensorboard needs the tensorboard package: pip install 'classlab[tensorboard]'") from None
+    return SummaryWriter(str(run_dir / "tensorboard"))
 
 
 def _log(row: dict, progress: bool) -> None:
