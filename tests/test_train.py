@@ -273,3 +273,28 @@ def test_tensorboard_logs_every_epoch(runs_dir, capsys):
     events.Reload()
     assert {"train/loss", "train/acc", "val/loss", "val/acc", "lr"} <= set(events.Tags()["scalars"])
     assert [e.step for e in events.Scalars("val/acc")] == [1, 2, 3]
+
+
+def test_folders_too_large_for_memory_stream_and_train_identically(tmp_path):
+    """A zip of images decoded lazily by DataLoader workers trains to exactly the in-memory result."""
+    import zipfile
+
+    import classlab
+    from PIL import Image
+    from classlab.prepare import DataOptions
+    from classlab.training import TrainConfig, run_train
+
+    ds = classlab.load_dataset("digits")
+    archive = tmp_path / "digits.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        for i in range(600):
+            buf = __import__("io").BytesIO()
+            Image.fromarray(ds.images[i, :, :, 0]).save(buf, format="PNG")
+            z.writestr(f"digits/{ds.labels[i]}/{i:04d}.png", buf.getvalue())
+    cfg = dict(model="mlp", epochs=3, batch_size=32, precision="fp32", deterministic=True, augment="crop")
+    eager = run_train(DataOptions(data=str(archive)), TrainConfig(**cfg), tmp_path / "eager", progress=False)
+    lazy = run_train(DataOptions(data=str(archive), max_memory_mb=0), TrainConfig(**cfg), tmp_path / "lazy",
+                     progress=False)
+    assert "decoded lazily" in (lazy["run_dir"] / "report.md").read_text()
+    assert lazy["evaluation"].metrics["accuracy"] == eager["evaluation"].metrics["accuracy"]
+    assert [h["train_loss"] for h in lazy["history"]] == pytest.approx([h["train_loss"] for h in eager["history"]])

@@ -51,6 +51,8 @@ def _data_args(p: argparse.ArgumentParser, splits: bool = True) -> None:
     p.add_argument("--channels", type=int, choices=(1, 3), help="convert to 1 (grayscale) or 3 (RGB) channels "
                                                                 "(default: the majority mode)")
     p.add_argument("--coarse-labels", action="store_true", help="CIFAR-100: use the 20 coarse classes")
+    p.add_argument("--max-memory", type=int, metavar="MB", help="image folders whose pixels exceed this are decoded "
+                                                                "lazily, batch by batch (default 4096)")
     p.add_argument("--runs-dir", help="where run directories go (default: $CLASSLAB_RUNS or ./runs)")
     if splits:
         p.add_argument("--split", metavar="MANIFEST", help="reproduce the split in this split.csv (or run directory)")
@@ -65,14 +67,14 @@ def _data_args(p: argparse.ArgumentParser, splits: bool = True) -> None:
 def _options(args):
     from .prepare import DataOptions
 
-    for name in ("max_train", "max_eval"):
+    for name in ("max_train", "max_eval", "max_memory"):
         value = getattr(args, name)
         if value is not None and value < 1:
             raise ClasslabError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
     return DataOptions(data=args.data, data_dir=args.data_dir, image_size=args.image_size, channels=args.channels,
                        coarse_labels=args.coarse_labels, split=args.split, val_fraction=args.val_fraction,
                        test_fraction=args.test_fraction, seed=args.seed if args.seed is not None else 0, max_train=args.max_train,
-                       max_eval=args.max_eval)
+                       max_eval=args.max_eval, max_memory_mb=args.max_memory)
 
 
 def cmd_explore(args) -> None:

@@ -26,11 +26,15 @@ class DataOptions:
     seed: int = 0
     max_train: int | None = None
     max_eval: int | None = None  # cap on val and test, each
+    max_memory_mb: int | None = None  # decode image folders lazily above this many MB of pixels
 
 
 def load_and_split(opts: DataOptions) -> tuple[ImageDataset, Split]:
+    from .data.folders import DEFAULT_MAX_MEMORY
+
+    memory = DEFAULT_MAX_MEMORY if opts.max_memory_mb is None else opts.max_memory_mb << 20
     ds = load_dataset(opts.data, data_dir=opts.data_dir, image_size=opts.image_size,
-                      channels=opts.channels, coarse_labels=opts.coarse_labels)
+                      channels=opts.channels, coarse_labels=opts.coarse_labels, max_memory=memory)
     split = load_manifest(ds, opts.split) if opts.split else make_split(ds, opts.val_fraction, opts.test_fraction, opts.seed)
     if opts.max_train or opts.max_eval:
         split = subsample(split, ds.labels, {"train": opts.max_train, "val": opts.max_eval, "test": opts.max_eval}, opts.seed)

@@ -68,7 +68,7 @@ class ZipTree:
     """A zip read in place. A single wrapping folder (``cifar10/train/...``) is looked through."""
 
     def __init__(self, path: Path):
-        self.display, self.path = str(path), path
+        self.display, self.path, self._pid = str(path), path, os.getpid()
         try:
             self._zip = zipfile.ZipFile(path)
         except (zipfile.BadZipFile, OSError) as e:
@@ -95,6 +95,8 @@ class ZipTree:
         return sorted(files), dirs
 
     def read(self, rel: str) -> bytes:
+        if self._pid != os.getpid():  # a forked worker: a shared file offset would interleave reads
+            self._zip, self._pid = zipfile.ZipFile(self.path), os.getpid()
         return self._zip.read(self._prefix + rel)
 
 

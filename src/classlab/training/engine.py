@@ -21,8 +21,50 @@ from .tensors import Preprocessing, augment, mix, normalize, to_float, to_input
 
 @dataclass
 class SplitTensors:
+    """A split held whole on the device: every batch is an index into one uint8 tensor."""
+
     images: torch.Tensor  # uint8 (N, [D,] H, W, C) on the device
     labels: torch.Tensor  # int64 (N,) on the device
+
+    @property
+    def device(self) -> torch.device:
+        return self.images.device
+
+    def batches(self, order: torch.Tensor, batch_size: int):
+        """(indices, uint8 images) per batch of ``order``."""
+        for start in range(0, len(order), batch_size):
+            idx = order[start : start + batch_size]
+            yield idx, self.images[idx]
+
+
+class StreamedSplit:
+    """A split too large for memory: images decoded by DataLoader workers, batch by batch, in the
+    order the engine chose (so shuffling, sampling and resuming behave as in memory)."""
+
+    def __init__(self, images, labels: torch.Tensor, device: torch.device, workers: int | None = None):
+        import os
+        import sys
+
+        self.images, self.labels, self._device = images, labels, device
+        # Workers inherit the decoder by fork; where processes spawn, decode in the main process.
+        self.workers = (min(4, os.cpu_count() or 1) if workers is None else workers) \
+            if sys.platform.startswith("linux") else 0
+        self.ndim = images.ndim
+
+    @property
+    def device(self) -> torch.device:
+        return self._device
+
+    def batches(self, order: torch.Tensor, batch_size: int):
+        from torch.utils.data import DataLoader
+
+        cpu_order = order.cpu()
+        chunks = [cpu_order[i : i + batch_size].tolist() for i in range(0, len(cpu_order), batch_size)]
+        loader = DataLoader(range(len(self.labels)), batch_sampler=chunks, num_workers=self.workers,
+                            collate_fn=lambda rows: torch.from_numpy(self.images[np.array(rows)]),
+                            pin_memory=self._device.type == "cuda")
+        for chunk, images in zip(chunks, loader):
+            yield torch.tensor(chunk, device=self._device), images.to(self._device, non_blocking=True)
 
 
 @dataclass
@@ -93,8 +135,8 @@ def predict_logits(model, data: SplitTensors, pre: Preprocessing, batch_size: in
                    channels_last: bool) -> torch.Tensor:
     model.eval()
     out = []
-    for start in range(0, len(data.labels), batch_size):
-        x = to_input(data.images[start : start + batch_size], pre, channels_last)
+    for _, images in data.batches(torch.arange(len(data.labels), device=data.device), batch_size):
+        x = to_input(images, pre, channels_last)
         with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
             out.append(model(x).float())
     return torch.cat(out) if out else torch.empty(0)
@@ -106,7 +148,7 @@ def fit(model, train: SplitTensors, val: SplitTensors, cfg: TrainConfig, pre: Pr
     Under DDP every process takes its own slice of each epoch's shuffled order; only rank 0 writes."""
     ddp = ddp or Dist()
     progress = progress and ddp.main
-    device = train.images.device
+    device = train.device
     n, num_classes = len(train.labels), extra_state["model_info"]["num_classes"]
     if cfg.batch_size > n:
         raise ClasslabError(f"--batch-size {cfg.batch_size} is larger than the training split ({n} images); "
@@ -160,9 +202,8 @@ def fit(model, train: SplitTensors, val: SplitTensors, cfg: TrainConfig, pre: Pr
         t0, seen, loss_sum, correct = time.perf_counter(), 0, 0.0, 0
         bar = tqdm(range(steps), desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch", leave=False,
                    disable=None if progress else True)
-        for step in bar:
-            idx = order[step * cfg.batch_size : (step + 1) * cfg.batch_size]
-            x = augment(to_float(train.images[idx]), cfg.augment, generator)
+        for step, (idx, images) in zip(bar, train.batches(order[: steps * cfg.batch_size], cfg.batch_size)):
+            x = augment(to_float(images), cfg.augment, generator)
             y = target = train.labels[idx]
             if cfg.augment in ("mixup", "cutmix") and x.ndim == 4:
                 x, target = mix(x, y, cfg.augment, num_classes)  # soft targets; accuracy still counts y

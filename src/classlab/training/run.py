@@ -20,15 +20,17 @@ from ..runs import Run
 from . import distributed
 from .checkpoint import load_checkpoint
 from .config import TrainConfig
-from .engine import FitState, SplitTensors, fit, predict_logits, set_determinism, use_bf16
+from .engine import FitState, SplitTensors, StreamedSplit, fit, predict_logits, set_determinism, use_bf16
 from .tensors import Preprocessing
 
 RESUMABLE_CHANGES = {"epochs", "device"}  # what may differ when a run is continued
 
 
-def _tensors(ds: ImageDataset, indices: np.ndarray, device) -> SplitTensors:
-    images = torch.from_numpy(np.ascontiguousarray(ds.images[indices]))
-    return SplitTensors(images.to(device), torch.from_numpy(ds.labels[indices]).to(device))
+def _tensors(ds: ImageDataset, indices: np.ndarray, device) -> SplitTensors | StreamedSplit:
+    labels = torch.from_numpy(ds.labels[indices]).to(device)
+    if ds.is_lazy:  # too large for memory: decoded by DataLoader workers as batches are needed
+        return StreamedSplit(ds.images.subset(indices), labels, device)
+    return SplitTensors(torch.from_numpy(np.ascontiguousarray(ds.images[indices])).to(device), labels)
 
 
 def _resume_state(resume: str | Path, cfg: TrainConfig, given: set[str]):
