@@ -226,10 +226,12 @@ def cmd_models(args) -> None:
     print(f"{'model':14}  {'parameters':>12}  description (at {args.input}, {args.num_classes} classes)")
     for name in list_models():
         entry = get_entry(name)
-        c, *size = shape if entry.volume == (len(shape) == 4) else ((shape[0], 28, 28, 28) if entry.volume else (shape[0], 32, 32))
+        size = shape[1:]
+        if entry.volume != (len(shape) == 4):  # a 2D --input for a volume model, or the reverse: its default
+            size = (28, 28, 28) if entry.volume else (32, 32)
         try:
             with torch.device("meta"):
-                total, _ = count_parameters(create_model(name, args.num_classes, c, tuple(size)))
+                total, _ = count_parameters(create_model(name, args.num_classes, shape[0], size))
             count = f"{total:,}"
         except ClasslabError:
             count = "too small"

@@ -4,7 +4,6 @@ preprocessing contract (size, channels, scaling, mean/std), checked against PyTo
 from __future__ import annotations
 
 import io
-import json
 import shutil
 import tempfile
 import warnings

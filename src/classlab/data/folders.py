@@ -282,7 +282,7 @@ def _decode_tree(path: Path, scan: TreeScan, image_size, channels, max_memory) -
     h, w = image_size if good else (0, 0)
     nbytes = len(good) * h * w * (channels or 3)
     if nbytes > max_memory:
-        images, good = _lazy(tree, good, (h, w), channels, path), good
+        images = _lazy(tree, good, (h, w), channels, path)
         notes.append(f"{nbytes / 2**30:.1f} GiB of pixels exceeds the memory budget; images are decoded lazily")
     else:
         images, good, failed = _eager(tree, good, (h, w), channels)
