@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .data.dataset import SPLIT_NAMES, ImageDataset, iter_blocks
+from .data.dataset import SPLIT_NAMES, ImageDataset, channel_stats
 from .fileio import atomic_write_text, write_json
 from .plots import bar_chart_png, image_grid_png
 from .prepare import DataOptions, load_and_split, record_split, split_summary
@@ -15,19 +15,6 @@ from .runs import Run
 
 MAX_GRID_CLASSES = 20
 SAMPLES_PER_CLASS = 8
-
-
-def channel_stats(images) -> tuple[list[float], list[float]]:
-    """Per-channel mean and std of pixel values scaled to [0, 1], in float64, block by block."""
-    c = images.shape[-1]
-    total, sq, n = np.zeros(c), np.zeros(c), 0
-    for _, block in iter_blocks(images):
-        flat = block.reshape(-1, c).astype(np.float64) / 255.0
-        total += flat.sum(0)
-        sq += (flat * flat).sum(0)
-        n += len(flat)
-    mean = total / n
-    return mean.tolist(), np.sqrt(np.maximum(sq / n - mean**2, 0)).tolist()
 
 
 def dataset_stats(ds: ImageDataset, assignment: np.ndarray) -> dict:

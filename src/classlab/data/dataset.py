@@ -52,6 +52,19 @@ def iter_blocks(images, block: int = 4096):
         yield start, np.asarray(images[start : start + block])
 
 
+def channel_stats(images) -> tuple[list[float], list[float]]:
+    """Per-channel mean and std of pixel values scaled to [0, 1], in float64, block by block."""
+    c = images.shape[-1]
+    total, sq, n = np.zeros(c), np.zeros(c), 0
+    for _, block in iter_blocks(images):
+        flat = block.reshape(-1, c).astype(np.float64) / 255.0
+        total += flat.sum(0)
+        sq += (flat * flat).sum(0)
+        n += len(flat)
+    mean = total / n
+    return mean.tolist(), np.sqrt(np.maximum(sq / n - mean**2, 0)).tolist()
+
+
 @dataclass
 class ImageDataset:
     """Images (uint8, N x H x W x C, or N x D x H x W x C for volumes), labels and class names.

@@ -11,7 +11,6 @@ import torch
 
 from ..device import pick_device
 from ..errors import ClasslabError
-from ..explore import channel_stats
 from ..fileio import write_csv, write_json
 from ..models import create_model
 from ..prepare import DataOptions, load_and_split, record_split
@@ -37,8 +36,7 @@ def lr_find(opts: DataOptions, cfg: TrainConfig, start: float = 1e-7, end: float
     run = Run("lr-find", ds.name, runs_dir)
     run.write_config({"data": vars(opts), "train": cfg.to_dict(), "start": start, "end": end, "steps": steps}, cfg.seed)
     record_split(run, ds, split)
-    mean, std = channel_stats(ds.images[train])
-    pre = Preprocessing(list(ds.item_shape[:-1]), ds.channels, mean, [max(s, 1e-6) for s in std])
+    pre = Preprocessing.from_images(ds.subset(train).images)
     model = create_model(cfg.model, ds.num_classes, ds.channels, ds.item_shape[:-1], **cfg.model_options).to(device)
     images = torch.from_numpy(np.ascontiguousarray(ds.images[train])).to(device)
     labels = torch.from_numpy(ds.labels[train]).to(device)

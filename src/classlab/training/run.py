@@ -12,7 +12,6 @@ from ..data.dataset import ImageDataset
 from ..device import pick_device
 from ..errors import ClasslabError
 from ..evaluation import evaluate
-from ..explore import channel_stats
 from ..fileio import write_csv
 from ..models import count_parameters, create_model
 from ..prepare import DataOptions, load_and_split, record_split, split_summary
@@ -88,8 +87,7 @@ def _train(opts, cfg, runs_dir, ckpt, run_dir, progress, ddp) -> dict:
             path = run.path
         path = ddp.broadcast(path)
         run = Run.existing(path) if not ddp.main else run
-        mean, std = channel_stats(ds.images[train_idx])
-        pre = Preprocessing(list(ds.item_shape[:-1]), ds.channels, mean, [max(s, 1e-6) for s in std])
+        pre = Preprocessing.from_images(ds.subset(train_idx).images)  # lazy stays lazy: streamed in blocks
     extra = {"model_info": model_info, "class_names": ds.class_names}
     train_t, val_t = _tensors(ds, train_idx, device), _tensors(ds, val_idx, device)
     state: FitState = fit(model, train_t, val_t, cfg, pre, run.path, extra, resume=ckpt, progress=progress, ddp=ddp)

@@ -24,6 +24,14 @@ class Preprocessing:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    @classmethod
+    def from_images(cls, images) -> "Preprocessing":
+        """The contract for uint8 (N, [D,] H, W, C) training images: their size, channels, mean and std."""
+        from ..data.dataset import channel_stats
+
+        mean, std = channel_stats(images)
+        return cls(list(images.shape[1:-1]), int(images.shape[-1]), mean, [max(s, 1e-6) for s in std])
+
 
 def to_float(images: torch.Tensor) -> torch.Tensor:
     """(B, [D,] H, W, C) uint8 -> (B, C, [D,] H, W) float in [0, 1]."""
