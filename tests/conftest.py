@@ -1,4 +1,7 @@
+import http.server
 import io
+import threading
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -51,3 +54,18 @@ def make_class_folder(root: Path, classes=("cat", "dog"), per_class=6, size=(12,
             seed = start + c_i * 1000 + i
             (folder / f"{i:03d}.png").write_bytes(png_bytes(pattern(seed, size)))
     return root
+
+
+@pytest.fixture
+def server(tmp_path):
+    """A static HTTP server on 127.0.0.1 serving tmp_path/served: (folder, base URL)."""
+    root = tmp_path / "served"
+    root.mkdir()
+    handler = partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
+    handler.log_message = lambda *a, **k: None
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield root, f"http://127.0.0.1:{httpd.server_address[1]}/"
+    httpd.shutdown()
+    httpd.server_close()

@@ -1,29 +1,12 @@
 """Downloads against a local HTTP server: checksums, atomic writes, offline messages."""
 
 import hashlib
-import http.server
-import threading
-from functools import partial
 
 import pytest
 
 from classlab import ClasslabError, load_dataset
 from classlab.data import download, download_file
 from classlab.data import registry
-
-
-@pytest.fixture
-def server(tmp_path):
-    root = tmp_path / "served"
-    root.mkdir()
-    handler = partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
-    handler.log_message = lambda *a, **k: None
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield root, f"http://127.0.0.1:{httpd.server_address[1]}/"
-    httpd.shutdown()
-    httpd.server_close()
 
 
 def test_download_verifies_and_writes_atomically(server, tmp_path):

@@ -13,6 +13,7 @@ _API = {
     "load_dataset": ".data",
     "make_split": ".data",
     "train": ".training",
+    "transfer": ".transfer",
     "TrainedRun": ".predictor",
 }
 __all__ = [*_API, "__version__"]

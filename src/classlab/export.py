@@ -60,14 +60,14 @@ def export_run(run_dir: str | Path, fmt: str = "onnx", out_dir: str | Path | Non
     pre = run.preprocessing
     model = run.model.float().eval()
     torch.manual_seed(0)
-    example = torch.randn(2, pre.channels, *pre.image_size)
+    example = torch.randn(2, pre.model_channels, *pre.model_size)
     out = Path(out_dir) if out_dir else run.run_dir / f"export-{fmt}"
     name = "model.onnx" if fmt == "onnx" else "model.pt"
     with tempfile.TemporaryDirectory(dir=out.parent if out.parent.exists() else None) as tmp:
         staged = Path(tmp) / name
         (_onnx if fmt == "onnx" else _torchscript)(model, example, staged)
         # The bundle is kept only if the exported model gives PyTorch's answers on a new batch size.
-        check = torch.randn(5, pre.channels, *pre.image_size)
+        check = torch.randn(5, pre.model_channels, *pre.model_size)
         with torch.no_grad():
             expected = model(check).numpy()
         diff = float(np.abs(run_exported(staged, check.numpy()) - expected).max())
@@ -76,12 +76,18 @@ def export_run(run_dir: str | Path, fmt: str = "onnx", out_dir: str | Path | Non
         out.mkdir(parents=True, exist_ok=True)
         shutil.move(str(staged), out / name)
     write_json(out / "classes.json", run.class_names)
+    size = "x".join(map(str, pre.image_size))
+    steps = ["decode the image; apply EXIF orientation",
+             f"convert to {'grayscale (L)' if pre.channels == 1 else 'RGB'}",
+             f"resize to {size} (bilinear, antialiased)", "scale pixels to [0, 1] (divide by 255)"]
+    if pre.input_size:
+        steps.append(f"resize to {'x'.join(map(str, pre.input_size))} (bilinear, antialiased, on [0, 1] floats)")
+    if pre.input_channels:
+        steps.append(f"repeat the grayscale channel {pre.input_channels} times")
+    steps.append("subtract mean, divide by std, per channel")
     contract = {"input": {"layout": "NCHW" if len(pre.image_size) == 2 else "NCDHW", "dtype": "float32",
-                          "channels": pre.channels, "image_size": pre.image_size},
-                "steps": ["decode the image; apply EXIF orientation",
-                          f"convert to {'grayscale (L)' if pre.channels == 1 else 'RGB'}",
-                          f"resize to {'x'.join(map(str, pre.image_size))} (bilinear, antialiased)",
-                          "scale pixels to [0, 1] (divide by 255)", "subtract mean, divide by std, per channel"],
+                          "channels": pre.model_channels, "image_size": pre.model_size},
+                "steps": steps, "normalisation_from": pre.source,
                 "mean": pre.mean, "std": pre.std, "output": "logits; softmax gives class probabilities",
                 "max_abs_difference_vs_pytorch": diff}
     write_json(out / "preprocessing.json", contract)

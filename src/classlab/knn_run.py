@@ -16,12 +16,45 @@ from .prepare import DataOptions, load_and_split, record_split, split_summary
 from .runs import Run
 
 
+def _embedding_rows(ds, split, plan, features: dict, device, progress: bool):
+    """rows(indices) -> the backbone's (cached) embeddings of those images, and a description."""
+    from .device import pick_device
+    from .transfer.features import cached_features
+
+    pre, in_channels = plan.contract(ds, features.get("image_size"))
+    backbone, width = plan.backbone_only(in_channels)
+    table = {}
+    for s in ("train", "val", "test"):
+        idx = split.indices(s)
+        if len(idx):
+            f, _ = cached_features(backbone, ds.subset(idx).images, ds.labels[idx], pre, pick_device(device), plan.spec,
+                                   progress=progress, desc=f"features ({s})")
+            table.update(zip(idx.tolist(), f.numpy()))
+
+    def rows(indices):
+        return np.stack([table[i] for i in np.asarray(indices).tolist()]) if len(indices) else np.zeros((0, width))
+    return rows, (f"{width}-dimensional embeddings from `{features['backbone']}` ({plan.weights}; images resized to "
+                  f"{'x'.join(map(str, pre.model_size))}, normalised as the weights expect)")
+
+
 def run_knn(opts: DataOptions, ks=(1, 3, 5), metric: str = "l2", device: str | None = None,
-            runs_dir: str | Path | None = None, progress: bool = True) -> dict:
+            runs_dir: str | Path | None = None, progress: bool = True, features: dict | None = None) -> dict:
+    """k-NN on raw pixels, or with ``features`` ({"backbone", "weights", "image_size"}) on a pretrained
+    backbone's embeddings (cached on disk), in the same report format."""
     ks = sorted({_check_k(k) for k in ks})
     model = KNNClassifier(ks[0], metric, device, progress=progress)  # validates metric and device up front
+    plan = None
+    if features:
+        from .transfer.backbone import plan_backbone
+
+        plan = plan_backbone(features["backbone"], features.get("weights"), progress)
+        if plan.channels is not None:  # a run's backbone wants the channels it was trained on
+            opts.channels = plan.channels
     ds, split = load_and_split(opts)
     train, val, test = (split.indices(s) for s in ("train", "val", "test"))
+    rows, space = ds.flat, "flattened raw pixels"
+    if plan is not None:
+        rows, space = _embedding_rows(ds, split, plan, features, device, progress)
     if ks[-1] > len(train):
         raise ClasslabError(f"k={ks[-1]} is larger than the training set ({len(train)} images); use k <= {len(train)}")
     if len(test) == 0:
@@ -30,26 +63,27 @@ def run_knn(opts: DataOptions, ks=(1, 3, 5), metric: str = "l2", device: str | N
         raise ClasslabError("choosing among several k needs a validation split; use --val-fraction > 0, or give one k")
 
     run = Run("knn", ds.name, runs_dir)
-    run.write_config({**vars(opts), "ks": ks, "metric": metric, "device": str(model.device)}, opts.seed)
+    run.write_config({**vars(opts), "ks": ks, "metric": metric, "device": str(model.device), "features": features},
+                     opts.seed)
     record_split(run, ds, split)
 
     t0 = time.perf_counter()
-    model.fit(ds.flat(train), ds.labels[train], num_classes=ds.num_classes)
+    model.fit(rows(train), ds.labels[train], num_classes=ds.num_classes)
     val_acc = {}
     if len(val):
-        for k, (pred, _) in model.predict_for_ks(ds.flat(val), ks).items():
+        for k, (pred, _) in model.predict_for_ks(rows(val), ks).items():
             val_acc[k] = float(np.mean(pred == ds.labels[val]))
         best = max(ks, key=lambda k: (val_acc[k], -k))  # highest validation accuracy, then the smaller k
     else:
         best = ks[0]
-    on_test = model.predict_for_ks(ds.flat(test), ks)
+    on_test = model.predict_for_ks(rows(test), ks)
     seconds = time.perf_counter() - t0
     test_acc = {k: float(np.mean(p == ds.labels[test])) for k, (p, _) in on_test.items()}
     y_pred, proba = on_test[best]
     ev = evaluate(ds.labels[test], y_pred, proba, ds.class_names, seed=opts.seed)
     selection = {"metric": metric, "k": best, "chosen_on": "validation" if val_acc else "only k given",
                  "validation_accuracy": val_acc, "test_accuracy_by_k": test_acc, "seconds": seconds}
-    paths = ev.save(run.path, extra={"model": "knn", "knn": selection})
+    paths = ev.save(run.path, extra={"model": "knn", "knn": selection, "space": space})
     run.write_predictions([ds.ids[i] for i in test], ds.labels[test], y_pred, proba, ds.class_names)
     series = {"test (for reference only)": [test_acc[k] for k in ks]}
     if val_acc:
@@ -58,9 +92,9 @@ def run_knn(opts: DataOptions, ks=(1, 3, 5), metric: str = "l2", device: str | N
                   mark_x=best)
     k_table = "| k | validation accuracy | test accuracy |\n|---|---|---|\n" + "\n".join(
         f"| {k}{' (chosen)' if k == best else ''} | {val_acc.get(k, float('nan')):.4f} | {test_acc[k]:.4f} |" for k in ks)
-    report = run.write_report(f"k-NN on {ds.name}", [
+    report = run.write_report(f"k-NN on {ds.name}" + (f" ({features['backbone']} embeddings)" if plan else ""), [
         ("Data", split_summary(ds, split)),
-        ("Model", f"Exact k-NN on flattened raw pixels ({ds.flat(train[:1]).shape[1]} values per image), "
+        ("Model", f"Exact k-NN on {space} ({rows(train[:1]).shape[1]} values per image), "
                   f"{metric} distance, k chosen on the validation split: **k = {best}**. "
                   f"Search took {seconds:.1f} s on {model.device}.\n\n{k_table}\n\n![accuracy vs k](accuracy_vs_k.png)"),
         ("Test results", f"```\n{ev.text()}```\n\n![confusion matrix](confusion_matrix.png)\n\n"

@@ -52,7 +52,7 @@ def get_entry(name: str) -> ModelEntry:
 
 
 def _load_families() -> None:
-    from . import classic, cnn, fast, mlp, volume  # noqa: F401  (registration happens on import)
+    from . import classic, cnn, fast, mlp, transfer, volume  # noqa: F401  (registration happens on import)
 
 
 def normalise_size(image_size, volume: bool) -> tuple[int, ...]:
@@ -79,7 +79,8 @@ def create_model(name: str, num_classes: int, in_channels: int = 3, image_size=3
     if unknown:
         raise ClasslabError(f"model '{name}' has no option {', '.join(sorted(unknown))}; "
                             f"its options: {', '.join(entry.options) or 'none'}")
-    check_input_size(entry, num_classes, in_channels, size, options)
+    # Pretrained weights handed to a builder (``state``) play no part in the shape check.
+    check_input_size(entry, num_classes, in_channels, size, {k: v for k, v in options.items() if k != "state"})
     return entry.builder(num_classes=num_classes, in_channels=in_channels, image_size=size, **options)
 
 

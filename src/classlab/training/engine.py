@@ -143,9 +143,12 @@ def predict_logits(model, data: SplitTensors, pre: Preprocessing, batch_size: in
 
 
 def fit(model, train: SplitTensors, val: SplitTensors, cfg: TrainConfig, pre: Preprocessing, run_dir: Path,
-        extra_state: dict, resume: dict | None = None, progress: bool = True, ddp: Dist | None = None) -> FitState:
+        extra_state: dict, resume: dict | None = None, progress: bool = True, ddp: Dist | None = None,
+        param_groups: list[dict] | None = None) -> FitState:
     """Train ``model`` in place. Writes last.pt every epoch and best.pt on a new best validation accuracy.
-    Under DDP every process takes its own slice of each epoch's shuffled order; only rank 0 writes."""
+    Under DDP every process takes its own slice of each epoch's shuffled order; only rank 0 writes.
+    ``param_groups`` (optimizer groups, e.g. a lower rate for a pretrained backbone) default to every
+    trainable parameter at ``cfg.lr``; frozen parameters are never handed to the optimizer."""
     ddp = ddp or Dist()
     progress = progress and ddp.main
     device = train.device
@@ -159,7 +162,7 @@ def fit(model, train: SplitTensors, val: SplitTensors, cfg: TrainConfig, pre: Pr
     channels_last = bf16 and train.images.ndim == 4
     if channels_last:
         model.to(memory_format=torch.channels_last)
-    optimizer = make_optimizer(cfg, model.parameters())
+    optimizer = make_optimizer(cfg, param_groups or [p for p in model.parameters() if p.requires_grad])
     forward = model
     if ddp.active:
         from torch.nn.parallel import DistributedDataParallel
@@ -203,7 +206,7 @@ def fit(model, train: SplitTensors, val: SplitTensors, cfg: TrainConfig, pre: Pr
         bar = tqdm(range(steps), desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch", leave=False,
                    disable=None if progress else True)
         for step, (idx, images) in zip(bar, train.batches(order[: steps * cfg.batch_size], cfg.batch_size)):
-            x = augment(to_float(images), cfg.augment, generator)
+            x = augment(to_float(images, pre), cfg.augment, generator)
             y = target = train.labels[idx]
             if cfg.augment in ("mixup", "cutmix") and x.ndim == 4:
                 x, target = mix(x, y, cfg.augment, num_classes)  # soft targets; accuracy still counts y

@@ -25,7 +25,7 @@ from .tensors import Preprocessing
 RESUMABLE_CHANGES = {"epochs", "device"}  # what may differ when a run is continued
 
 
-def _tensors(ds: ImageDataset, indices: np.ndarray, device) -> SplitTensors | StreamedSplit:
+def tensors_for(ds: ImageDataset, indices: np.ndarray, device) -> SplitTensors | StreamedSplit:
     labels = torch.from_numpy(ds.labels[indices]).to(device)
     if ds.is_lazy:  # too large for memory: decoded by DataLoader workers as batches are needed
         return StreamedSplit(ds.images.subset(indices), labels, device)
@@ -89,7 +89,7 @@ def _train(opts, cfg, runs_dir, ckpt, run_dir, progress, ddp) -> dict:
         run = Run.existing(path) if not ddp.main else run
         pre = Preprocessing.from_images(ds.subset(train_idx).images)  # lazy stays lazy: streamed in blocks
     extra = {"model_info": model_info, "class_names": ds.class_names}
-    train_t, val_t = _tensors(ds, train_idx, device), _tensors(ds, val_idx, device)
+    train_t, val_t = tensors_for(ds, train_idx, device), tensors_for(ds, val_idx, device)
     state: FitState = fit(model, train_t, val_t, cfg, pre, run.path, extra, resume=ckpt, progress=progress, ddp=ddp)
     ddp.barrier()  # best.pt is complete before anyone reads it
     if not ddp.main:
@@ -100,7 +100,7 @@ def _train(opts, cfg, runs_dir, ckpt, run_dir, progress, ddp) -> dict:
     bf16 = use_bf16(cfg, device)
     model.to(memory_format=torch.contiguous_format)
     # Scored in fp32 whatever the training precision, so predict, export and re-evaluation agree with it.
-    logits = predict_logits(model, _tensors(ds, test_idx, device), pre, 256, False, False)
+    logits = predict_logits(model, tensors_for(ds, test_idx, device), pre, 256, False, False)
     proba = logits.softmax(1).cpu().numpy()
     y_true, y_pred = ds.labels[test_idx], proba.argmax(1)
     ev = evaluate(y_true, y_pred, proba, ds.class_names, seed=cfg.seed)
@@ -110,7 +110,7 @@ def _train(opts, cfg, runs_dir, ckpt, run_dir, progress, ddp) -> dict:
                "train_seconds": sum(h["seconds"] for h in state.history), "bf16": bf16, "device": str(device)}
     paths = ev.save(run.path, extra={"train": summary})
     run.write_predictions([ds.ids[i] for i in test_idx], y_true, y_pred, proba, ds.class_names)
-    _history_files(run, state.history)
+    history_files(run.path, state.history)
     report = run.write_report(f"{cfg.model} on {ds.name}", [
         ("Data", split_summary(ds, split)),
         ("Model and training", f"`{cfg.model}` ({total:,} parameters), {state.epoch} epochs "
@@ -126,9 +126,10 @@ def _train(opts, cfg, runs_dir, ckpt, run_dir, progress, ddp) -> dict:
     return {"run_dir": run.path, "report": report, "evaluation": ev, "history": state.history, **paths}
 
 
-def _history_files(run: Run, history: list[dict]) -> None:
+def history_files(folder: Path, history: list[dict]) -> None:
+    """history.csv and curves.png (loss and accuracy, train vs validation) in ``folder``."""
     keys = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds", "images_per_s"]
-    write_csv(run.file("history.csv"), keys, ([h.get(k, "") for k in keys] for h in history))
+    write_csv(folder / "history.csv", keys, ([h.get(k, "") for k in keys] for h in history))
     epochs = [h["epoch"] for h in history]
     import matplotlib.pyplot as plt
 
@@ -145,4 +146,4 @@ def _history_files(run: Run, history: list[dict]) -> None:
         ax.legend()
     ax1.set_title("Loss: a widening gap between the curves means overfitting")
     ax2.set_title("Accuracy")
-    save_figure(fig, run.file("curves.png"))
+    save_figure(fig, folder / "curves.png")

@@ -14,12 +14,29 @@ import torch.nn.functional as F
 
 @dataclass
 class Preprocessing:
-    """What an image must go through before the model sees it; saved with every checkpoint."""
+    """What an image must go through before the model sees it; saved with every checkpoint.
+
+    Images are stored (and decoded) at ``image_size`` with ``channels``. A pretrained backbone may want
+    another input: ``input_size`` resizes on the device (bilinear, antialiased, as torchvision's weights
+    transforms do) and ``input_channels`` = 3 replicates grayscale. ``source`` says where mean/std came
+    from: the training split ("data") or the pretrained weights (e.g. "MobileNet_V2_Weights.IMAGENET1K_V1").
+    """
 
     image_size: list[int]
     channels: int
     mean: list[float]
     std: list[float]
+    input_size: list[int] | None = None
+    input_channels: int | None = None
+    source: str = "data"
+
+    @property
+    def model_size(self) -> list[int]:
+        return list(self.input_size or self.image_size)
+
+    @property
+    def model_channels(self) -> int:
+        return self.input_channels or self.channels
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -33,14 +50,24 @@ class Preprocessing:
         return cls(list(images.shape[1:-1]), int(images.shape[-1]), mean, [max(s, 1e-6) for s in std])
 
 
-def to_float(images: torch.Tensor) -> torch.Tensor:
-    """(B, [D,] H, W, C) uint8 -> (B, C, [D,] H, W) float in [0, 1]."""
-    return images.movedim(-1, 1).float().div_(255)
+def to_float(images: torch.Tensor, pre: Preprocessing | None = None) -> torch.Tensor:
+    """(B, [D,] H, W, C) uint8 -> (B, C, [D,] H, W) float in [0, 1], resized and channel-replicated to
+    the model's input when the contract says so. Float rows (cached features) pass through."""
+    if images.is_floating_point():
+        return images.float()
+    x = images.movedim(-1, 1).float().div_(255)
+    if pre is not None and pre.input_size and list(x.shape[2:]) != list(pre.input_size):
+        from torchvision.transforms.v2 import functional as TF
+
+        x = TF.resize(x, list(pre.input_size), antialias=True).clamp_(0, 1)
+    if pre is not None and pre.input_channels and x.shape[1] != pre.input_channels:
+        x = x.expand(-1, pre.input_channels, *x.shape[2:])
+    return x
 
 
 def to_input(images: torch.Tensor, pre: Preprocessing, channels_last: bool = False) -> torch.Tensor:
-    """(B, [D,] H, W, C) uint8 -> (B, C, [D,] H, W) float, normalised with the training split's mean/std."""
-    return normalize(to_float(images), pre, channels_last)
+    """(B, [D,] H, W, C) uint8 -> (B, C, [D,] H, W) float, as the contract says: resized, replicated, normalised."""
+    return normalize(to_float(images, pre), pre, channels_last)
 
 
 def normalize(x: torch.Tensor, pre: Preprocessing, channels_last: bool = False) -> torch.Tensor:
@@ -51,6 +78,23 @@ def normalize(x: torch.Tensor, pre: Preprocessing, channels_last: bool = False) 
     if channels_last and x.ndim == 4:
         x = x.contiguous(memory_format=torch.channels_last)
     return x
+
+
+def contract_mismatch(x: torch.Tensor) -> str | None:
+    """Why a batch that should be normalised (about mean 0, std 1) clearly is not, or None.
+
+    The classic transfer-learning mistake is feeding [0, 1] pixels (std about 0.25) or 0-255 pixels
+    where ImageNet normalisation is expected; both stand out in one batch's statistics."""
+    if x.numel() < 64 or not x.is_floating_point():
+        return None
+    mean, std = float(x.float().mean()), float(x.float().std())
+    if 0 <= x.min() and x.max() <= 1 and std < 0.4:
+        return f"inputs lie in [0, 1] (mean {mean:.2f}, std {std:.2f}): pixels scaled by 1/255 but not normalised"
+    if x.max() > 20:
+        return f"inputs reach {float(x.max()):.0f} (mean {mean:.1f}): raw 0-255 pixels, not normalised"
+    if std < 0.1 or std > 10 or abs(mean) > 3:
+        return f"inputs have mean {mean:.2f} and std {std:.2f}, far from normalised data (about 0 and 1)"
+    return None
 
 
 AUGMENTS = ("none", "crop", "flip-crop", "flip-crop-jitter", "randaugment", "mixup", "cutmix")

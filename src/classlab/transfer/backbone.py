@@ -1,0 +1,93 @@
+"""Where a backbone comes from, and the preprocessing contract it imposes on the data.
+
+``plan_backbone`` resolves ``--backbone`` (a torchvision name, or an earlier classlab run) and its
+weights before any data is loaded, because the contract decides how data is loaded: a run trained on
+grayscale MNIST wants grayscale input, ImageNet weights want RGB normalised with ImageNet's mean/std.
+``BackbonePlan.contract`` then fits a dataset to it: the resize to the backbone's input size, and
+grayscale either replicated to 3 channels or fed to a first convolution summed down to 1.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import ClasslabError
+from ..models.transfer import GRAY_MODES, build_backbone, check_backbone_name
+from ..training.checkpoint import load_checkpoint
+from ..training.tensors import Preprocessing
+from .weights import resolve
+
+
+@dataclass
+class BackbonePlan:
+    name: str  # torchvision name, or "run"
+    source: dict | None  # an earlier run's model_info
+    state: dict | None
+    weights: str  # what the weights are, for reports
+    fingerprint: str
+    mean: list[float]
+    std: list[float]
+    default_size: list[int]
+    min_size: int
+    channels: int | None  # the channels the backbone was trained on, when data must be converted to them
+
+    @property
+    def spec(self) -> dict:
+        """What identifies the backbone's features (the cache key's part)."""
+        return {"backbone": self.name, "source": self.source, "weights": self.weights, "fingerprint": self.fingerprint}
+
+    def contract(self, ds, image_size: int | None, gray: str = "replicate") -> tuple[Preprocessing, int]:
+        """(preprocessing for ``ds``, the model's input channels)."""
+        if ds.is_volume:
+            raise ClasslabError("transfer learning takes 2D images; this dataset holds volumes (use cnn3d)")
+        if gray not in GRAY_MODES:
+            raise ClasslabError(f"--gray takes {' or '.join(GRAY_MODES)}, got '{gray}'")
+        size = [image_size, image_size] if image_size else list(self.default_size)
+        if min(size) < self.min_size:
+            raise ClasslabError(f"--image-size {min(size)} is below {self.name}'s minimum of {self.min_size} px; "
+                                f"use --image-size {self.min_size} or more ({self.default_size[0]} is the size "
+                                "it was trained at)")
+        stored = list(ds.item_shape[:-1])
+        mean, std, in_channels, replicate = self.mean, self.std, len(self.mean), None
+        if ds.channels == 1 and len(self.mean) == 3:
+            if gray == "replicate":
+                replicate = 3
+            else:  # the first convolution's filters summed: one input channel with the average statistics
+                mean, std, in_channels = [sum(self.mean) / 3], [sum(self.std) / 3], 1
+        pre = Preprocessing(stored, ds.channels, list(mean), list(std), input_size=size if size != stored else None,
+                            input_channels=replicate, source=self.weights)
+        return pre, in_channels
+
+    def build_options(self, dense, dropout, bn) -> dict:
+        return {"backbone": self.name, "source": self.source, "dense": dense, "dropout": dropout, "bn": bn}
+
+    def backbone_only(self, in_channels: int):
+        """(backbone module, feature width), pretrained weights loaded: for k-NN on embeddings."""
+        return build_backbone(self.name, self.source, in_channels, self.state, self.weights)
+
+
+def plan_backbone(backbone: str, weights: str | None = None, progress: bool = True) -> BackbonePlan:
+    path = Path(backbone).expanduser()
+    if (path / "best.pt").is_file():
+        return _from_run(path, weights)
+    if path.is_dir() or "/" in backbone:
+        raise ClasslabError(f"--backbone {backbone}: no classlab run there (a run directory holds best.pt)")
+    check_backbone_name(backbone)
+    w = resolve(backbone, weights, progress)
+    return BackbonePlan(backbone, None, w.state, w.name, w.fingerprint, w.mean, w.std, [w.crop_size] * 2,
+                        w.min_size if w.state is not None else 1, None)
+
+
+def _from_run(run_dir: Path, weights: str | None) -> BackbonePlan:
+    if weights is not None:
+        raise ClasslabError("--weights does not apply when the backbone is a classlab run (its best.pt is used)")
+    ckpt_path = run_dir / "best.pt"
+    ckpt = load_checkpoint(ckpt_path)
+    pre = Preprocessing(**ckpt["preprocessing"])
+    if len(pre.image_size) != 2:
+        raise ClasslabError(f"{run_dir} holds a model for volumes; transfer learning takes 2D images")
+    fingerprint = hashlib.blake2b(ckpt_path.read_bytes(), digest_size=16).hexdigest()
+    return BackbonePlan("run", ckpt["model_info"], ckpt["model"], f"run:{run_dir.resolve()}", fingerprint,
+                        pre.mean, pre.std, pre.model_size, 1, pre.channels)

@@ -1,0 +1,69 @@
+"""Frozen-backbone features, computed once per image and cached on disk.
+
+The key covers everything a feature vector depends on: the images' exact pixels and labels (hashed),
+the backbone (name, or the source run's model), the exact weights (a hash of the file), the
+preprocessing contract and the precision. A second head, or k-NN on the same embeddings, then costs
+a file read instead of a pass through the backbone. Entries are .npy files written atomically and read
+with allow_pickle=False; ``CLASSLAB_CACHE=off`` disables the cache.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from ..data.cache import cache_dir
+from ..data.dataset import iter_blocks
+from ..fileio import atomic_write_bytes
+from ..training.tensors import Preprocessing, to_input
+
+FORMAT = 1
+
+
+def feature_key(images, labels: np.ndarray, spec: dict) -> str:
+    h = hashlib.blake2b(digest_size=16)
+    h.update(json.dumps([FORMAT, spec], sort_keys=True, default=str).encode())
+    h.update(np.ascontiguousarray(labels).tobytes())
+    for _, block in iter_blocks(images):
+        h.update(np.ascontiguousarray(block).tobytes())
+    return h.hexdigest()
+
+
+@torch.no_grad()
+def compute_features(backbone: torch.nn.Module, images, pre: Preprocessing, device: torch.device,
+                     batch_size: int = 128, bf16: bool = False, progress: bool = True, desc: str = "features") -> torch.Tensor:
+    """(N, D) float32 features on the CPU: one forward pass per image, in eval mode."""
+    backbone.eval().to(device)
+    out = []
+    with tqdm(total=len(images), desc=desc, unit="img", leave=False, disable=None if progress else True) as bar:
+        for _, block in iter_blocks(images, block=batch_size):
+            x = to_input(torch.from_numpy(block).to(device), pre)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+                out.append(backbone(x).float().flatten(1).cpu())
+            bar.update(len(block))
+    return torch.cat(out)
+
+
+def cached_features(backbone, images, labels: np.ndarray, pre: Preprocessing, device, spec: dict,
+                    batch_size: int = 128, bf16: bool = False, progress: bool = True,
+                    desc: str = "features") -> tuple[torch.Tensor, bool]:
+    """(features, came_from_cache). ``spec`` names the backbone and weights (see module docstring)."""
+    folder = cache_dir()
+    key = feature_key(images, labels, {**spec, "preprocessing": pre.to_dict(), "bf16": bf16}) if folder else None
+    path = folder / "features" / f"{key}.npy" if folder else None
+    if path is not None and path.is_file():
+        try:
+            return torch.from_numpy(np.load(path, allow_pickle=False)), True
+        except (OSError, ValueError):  # a damaged entry is a miss
+            pass
+    feats = compute_features(backbone, images, pre, device, batch_size, bf16, progress, desc)
+    if path is not None:
+        buf = io.BytesIO()
+        np.save(buf, feats.numpy())
+        atomic_write_bytes(path, buf.getvalue())
+    return feats, False

@@ -1,0 +1,261 @@
+"""Transfer learning: weights resolution offline, the preprocessing contract, cached features, fine-tuning,
+run-as-backbone, and every bad input the issue names. The real MobileNetV2 weights come from
+../shared/weights through a temporary TORCH_HOME; nothing here touches the network."""
+
+import os
+import shutil
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from classlab import ClasslabError, TrainedRun
+from classlab.cli import main
+from classlab.models import create_model
+from classlab.models.transfer import adapt_first_conv, build_backbone
+from classlab.transfer import transfer
+from classlab.transfer.backbone import plan_backbone
+from classlab.transfer.weights import resolve
+
+from conftest import DATA, SHARED, need, png_bytes
+
+MOBILENET = SHARED / "weights" / "mobilenet_v2-b0353104.pth"
+
+
+@pytest.fixture
+def torch_home(tmp_path, monkeypatch):
+    """A private TORCH_HOME whose hub cache holds the shared MobileNetV2 file (linked, not copied)."""
+    need(MOBILENET)
+    home = tmp_path / "torch-home"
+    (home / "hub" / "checkpoints").mkdir(parents=True)
+    os.symlink(MOBILENET.resolve(), home / "hub" / "checkpoints" / MOBILENET.name)
+    monkeypatch.setenv("TORCH_HOME", str(home))
+    monkeypatch.setenv("CLASSLAB_OFFLINE", "1")  # any download attempt would fail loudly
+    return home
+
+
+@pytest.fixture
+def empty_torch_home(tmp_path, monkeypatch):
+    home = tmp_path / "empty-torch-home"
+    home.mkdir()
+    monkeypatch.setenv("TORCH_HOME", str(home))
+    return home
+
+
+DIGITS_32 = dict(image_size=32, head_epochs=3, progress=False)
+
+
+# -- weights, offline --------------------------------------------------------------------------------
+
+def test_weights_come_from_the_hub_cache_with_their_own_preprocessing(torch_home):
+    w = resolve("mobilenet_v2")
+    assert w.name == "MobileNet_V2_Weights.IMAGENET1K_V1"  # the cached version, though V2 is the default
+    assert w.mean == [0.485, 0.456, 0.406] and w.std == [0.229, 0.224, 0.225] and w.crop_size == 224
+    assert "features.0.0.weight" in w.state and w.state["classifier.1.weight"].shape == (1000, 1280)
+
+
+def test_missing_weights_offline_name_the_file_and_folder(empty_torch_home, monkeypatch):
+    monkeypatch.setenv("CLASSLAB_OFFLINE", "1")
+    with pytest.raises(ClasslabError) as e:
+        resolve("mobilenet_v2")
+    msg = str(e.value)
+    assert "mobilenet_v2-7ebf99e0.pth" in msg and str(empty_torch_home / "hub" / "checkpoints") in msg
+
+
+def test_unreachable_download_fails_fast_with_the_same_advice(empty_torch_home, monkeypatch):
+    import socket
+    import time
+
+    with socket.socket() as s:  # a port on 127.0.0.1 with nothing listening
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("CLASSLAB_WEIGHTS_MIRROR", f"http://127.0.0.1:{port}/models")
+    t = time.perf_counter()
+    with pytest.raises(ClasslabError, match="mobilenet_v2-7ebf99e0.pth.*hub/checkpoints"):
+        resolve("mobilenet_v2", progress=False)
+    assert time.perf_counter() - t < 5
+
+
+def test_weights_download_from_a_mirror_checked_by_their_hash(empty_torch_home, monkeypatch, server):
+    need(MOBILENET)
+    root, url = server
+    shutil.copyfile(MOBILENET, root / MOBILENET.name)
+    monkeypatch.setenv("CLASSLAB_WEIGHTS_MIRROR", url)
+    w = resolve("mobilenet_v2", "IMAGENET1K_V1", progress=False)
+    assert w.file == empty_torch_home / "hub" / "checkpoints" / MOBILENET.name and w.file.is_file()
+    assert w.name.endswith("IMAGENET1K_V1")
+    (root / MOBILENET.name).write_bytes(MOBILENET.read_bytes()[:-10] + b"0123456789")  # corrupt copy
+    w.file.unlink()
+    with pytest.raises(ClasslabError, match="corrupt"):
+        resolve("mobilenet_v2", "IMAGENET1K_V1", progress=False)
+    assert not w.file.exists()
+
+
+def test_truncated_weights_file(tmp_path, empty_torch_home):
+    need(MOBILENET)
+    cut = tmp_path / "mobilenet_v2-b0353104.pth"
+    cut.write_bytes(MOBILENET.read_bytes()[: 1 << 20])
+    with pytest.raises(ClasslabError, match="damaged or truncated"):
+        resolve("mobilenet_v2", str(cut))
+
+
+def test_weights_of_another_architecture_say_which_keys_mismatch(tmp_path, empty_torch_home):
+    other = tmp_path / "resnet18.pth"
+    torch.save(create_model("resnet18", 1000, 3, 224).state_dict(), other)
+    plan = plan_backbone("mobilenet_v2", str(other))
+    with pytest.raises(ClasslabError, match=r"does not fit.*missing keys \(\d+\): features\.0\.0\.weight.*unexpected"):
+        plan.backbone_only(3)
+
+
+def test_unknown_backbone_lists_some(empty_torch_home):
+    with pytest.raises(ClasslabError, match="unknown backbone 'mobilenet_v9'.*mobilenet_v2, resnet18"):
+        plan_backbone("mobilenet_v9")
+    assert main(["transfer", "digits", "--backbone", "no_such_net"]) == 2
+
+
+# -- architecture and mechanics, random weights --------------------------------------------------------
+
+@pytest.mark.parametrize("name,width,blocks", [("resnet18", 512, 10), ("efficientnet_b0", 1280, 18),
+                                               ("vgg16", 4096, 15), ("resnet50", 2048, 18)])
+def test_other_backbones_random_weights(name, width, blocks):
+    big = name in ("vgg16", "resnet50")
+    with torch.device("meta" if big else "cpu"):  # the two large ones: structure only
+        net = create_model("transfer", 5, 3, 64, backbone=name, dense=16)
+    assert net.width == width and len(net.blocks()) == blocks
+    assert net.freeze("last:2") == 2
+    trainable = [n for n, p in net.backbone.named_parameters() if p.requires_grad]
+    assert trainable and all(p.requires_grad for p in net.blocks()[-1].parameters())
+    assert not any(p.requires_grad for p in net.blocks()[0].parameters())
+    if not big:
+        assert net.eval()(torch.randn(2, 3, 64, 64)).shape == (2, 5)
+
+
+def test_unfreeze_more_blocks_than_the_backbone_has():
+    net = create_model("transfer", 3, 3, 32, backbone="mobilenet_v2")
+    assert len(net.blocks()) == 19  # MobileNetV2's feature blocks
+    with pytest.raises(ClasslabError, match="more blocks than the backbone has \\(19\\).*last:1 to last:19"):
+        net.freeze("last:20")
+    with pytest.raises(ClasslabError, match="'all' or 'last:N'"):
+        net.freeze("first:2")
+
+
+def test_summed_first_conv_equals_replicated_grayscale():
+    torch.manual_seed(0)
+    rgb, _ = build_backbone("resnet18", None, 3)
+    gray = build_backbone("resnet18", None, 3)[0]
+    gray.load_state_dict(rgb.state_dict())
+    adapt_first_conv(gray, 1)
+    assert gray.conv1.weight.shape[1] == 1
+    x = torch.rand(2, 1, 32, 32)
+    assert torch.allclose(F.conv2d(x, gray.conv1.weight, stride=2, padding=3),
+                          F.conv2d(x.expand(-1, 3, -1, -1), rgb.conv1.weight, stride=2, padding=3), atol=1e-5)
+
+
+def test_frozen_batchnorm_keeps_running_statistics():
+    net = create_model("transfer", 3, 3, 32, backbone="resnet18", bn="frozen")
+    net.freeze("all")
+    before = net.backbone.bn1.running_mean.clone()
+    net.train()
+    net(torch.randn(4, 3, 32, 32) * 3 + 1)
+    assert torch.equal(before, net.backbone.bn1.running_mean) and not net.backbone.bn1.training
+    net2 = create_model("transfer", 3, 3, 32, backbone="resnet18", bn="train").train()
+    net2(torch.randn(4, 3, 32, 32) * 3 + 1)
+    assert not torch.equal(before, net2.backbone.bn1.running_mean)
+
+
+# -- runs with the real MobileNetV2 weights ------------------------------------------------------------
+
+def test_image_size_below_the_backbones_minimum(torch_home, runs_dir, capsys):
+    assert main(["transfer", "digits", "--image-size", "16", "--mode", "features"]) == 2
+    assert "below mobilenet_v2's minimum of 32 px" in capsys.readouterr().err
+
+
+def test_features_then_finetune_on_digits(torch_home, runs_dir, tmp_path):
+    run = transfer("digits", "mobilenet_v2", mode="both", dense=32, finetune_epochs=1, **DIGITS_32)
+    metrics = __import__("json").loads((run.run_dir / "metrics.json").read_text())
+    stages = metrics["stages"]
+    assert set(stages) == {"features", "finetune"} and metrics["chosen_stage"] in stages
+    assert stages["features"]["accuracy"] > 0.6  # 10 classes: chance is 0.1
+    report = (run.run_dir / "report.md").read_text()
+    assert "| features" in report and "| finetune" in report and "IMAGENET1K_V1" in report
+    for stage in ("features", "finetune"):
+        assert (run.run_dir / stage / "curves.png").is_file() and (run.run_dir / stage / "metrics.json").is_file()
+    # The contract travels: re-evaluation from best.pt reproduces the chosen stage's test accuracy.
+    assert run.preprocessing.source == "MobileNet_V2_Weights.IMAGENET1K_V1"
+    assert run.preprocessing.input_size == [32, 32] and run.preprocessing.input_channels == 3
+    assert run.evaluate().accuracy == pytest.approx(stages[metrics["chosen_stage"]]["accuracy"], abs=1e-9)
+    # predict applies it to a user image file: same answer as torchvision's own transforms by hand.
+    from sklearn.datasets import load_digits
+    from torchvision.transforms import v2
+
+    image = (load_digits().images[5] * 255 / 16).astype(np.uint8)
+    (tmp_path / "five.png").write_bytes(png_bytes(image))
+    top = run.predict(tmp_path / "five.png", top_k=1)[0]["top"][0]
+    x = v2.Compose([v2.Resize(32, antialias=True), v2.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])])(
+        torch.from_numpy(image).float().div(255)[None, None].expand(-1, 3, -1, -1))
+    with torch.no_grad():
+        by_hand = run.model.eval()(x).softmax(1)[0]
+    assert top[1] == pytest.approx(float(by_hand.max()), abs=1e-5)
+    assert run.class_names.index(top[0]) == int(by_hand.argmax())
+    # export reuses it too
+    assert main(["export", str(run.run_dir), "--format", "onnx"]) == 0
+    contract = __import__("json").loads((run.run_dir / "export-onnx" / "preprocessing.json").read_text())
+    assert contract["input"] == {"layout": "NCHW", "dtype": "float32", "channels": 3, "image_size": [32, 32]}
+    assert contract["mean"] == [0.485, 0.456, 0.406] and "repeat the grayscale channel 3 times" in contract["steps"]
+
+
+def test_unnormalised_tensors_fed_to_the_model_warn(torch_home, runs_dir, capsys):
+    run = transfer("digits", "mobilenet_v2", mode="features", **DIGITS_32)
+    fresh = TrainedRun.load(run.run_dir)
+    fresh.model(torch.rand(8, 3, 32, 32))  # [0, 1] pixels where ImageNet normalisation is expected
+    assert "inputs lie in [0, 1]" in capsys.readouterr().err
+    other = TrainedRun.load(run.run_dir)
+    other.predict_proba(np.zeros((4, 8, 8, 1), np.uint8) + 100)
+    assert "warning" not in capsys.readouterr().err  # the run's own preprocessing: no warning
+
+
+def test_second_head_reads_the_feature_cache(torch_home, runs_dir, private_cache):
+    first = transfer("digits", "mobilenet_v2", mode="features", **DIGITS_32)
+    second = transfer("digits", "mobilenet_v2", mode="features", dense=64, **DIGITS_32)
+    read = lambda run: __import__("json").loads((run.run_dir / "metrics.json").read_text())["stages"]["features"]
+    assert set(read(first)["features_from_cache"].values()) == {False}
+    assert set(read(second)["features_from_cache"].values()) == {True}
+    assert len(list((private_cache / "features").glob("*.npy"))) == 3
+    transfer("digits", "mobilenet_v2", mode="features", **{**DIGITS_32, "image_size": 40})  # new contract: new key
+    assert len(list((private_cache / "features").glob("*.npy"))) == 6
+
+
+def test_unfreeze_last_n_too_many_on_a_run(torch_home, runs_dir, capsys):
+    code = main(["transfer", "digits", "--image-size", "32", "--mode", "finetune", "--unfreeze", "last:40"])
+    assert code == 2 and "(19)" in capsys.readouterr().err
+
+
+def test_gray_sum_mode_takes_one_channel(torch_home, runs_dir):
+    run = transfer("digits", "mobilenet_v2", mode="features", gray="sum", **DIGITS_32)
+    assert run.model.backbone.features[0][0].in_channels == 1 and run.preprocessing.input_channels is None
+    assert len(run.preprocessing.mean) == 1 and run.evaluate().accuracy > 0.3
+
+
+def test_knn_on_embeddings_beside_pixels(torch_home, runs_dir, capsys):
+    assert main(["knn", "digits", "--features", "mobilenet_v2", "--feature-size", "32", "--k", "1,3"]) == 0
+    run = sorted(runs_dir.iterdir())[-1]
+    metrics = __import__("json").loads((run / "metrics.json").read_text())
+    assert "1280-dimensional embeddings" in metrics["space"] and metrics["accuracy"] > 0.5
+    assert "embeddings" in (run / "report.md").read_text()
+
+
+def test_mnist_run_transferred_to_fashion_mnist(runs_dir):
+    need(DATA / "mnist")
+    need(DATA / "fashion-mnist")
+    from classlab.training import train
+
+    source = train("mnist", "workshop-cnn", epochs=1, progress=False,
+                   data_options={"data_dir": str(DATA), "max_train": 3000, "max_eval": 500})
+    run = transfer("fashion-mnist", str(source.run_dir), mode="both", head_epochs=10, finetune_epochs=2,
+                   progress=False, data_options={"data_dir": str(DATA), "max_train": 3000, "max_eval": 500})
+    metrics = __import__("json").loads((run.run_dir / "metrics.json").read_text())
+    assert metrics["weights"].startswith("run:") and run.preprocessing.channels == 1
+    assert metrics["stages"]["features"]["feature_width"] == 128  # the deck CNN's dense layer
+    assert metrics["stages"]["features"]["accuracy"] > 0.6 and metrics["accuracy"] > 0.6
+    assert run.evaluate().accuracy == pytest.approx(metrics["accuracy"], abs=1e-9)
