@@ -409,6 +409,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--option", action="append", metavar="KEY=VALUE",
                    help="model option, repeatable, e.g. -o hidden=128,64 -o dropout=0.5")
     p.add_argument("--json", action="store_true", help="print the table as JSON")
+    from .cli_learn import EXAMPLES as LEARN_EXAMPLES, add_commands
+
+    EXAMPLES.update(LEARN_EXAMPLES)
+    add_commands(add, _data_args, _options)
     p = add("download", "Download a named dataset's official files, checksummed.", cmd_download)
     p.add_argument("name", help="mnist, fashion-mnist, cifar10 or cifar100")
     p.add_argument("--data-dir", help="target folder (default: $CLASSLAB_DATA or ~/.cache/classlab/datasets)")

@@ -49,6 +49,12 @@ def _resume_state(resume: str | Path, cfg: TrainConfig, given: set[str]):
 def run_train(opts: DataOptions, cfg: TrainConfig, runs_dir=None, resume: str | Path | None = None,
               given: set[str] | None = None, progress: bool = True) -> dict:
     """Train, pick the best epoch on validation, score the test split once, write the report."""
+    if cfg.model == "scratch-mlp":  # the NumPy MLP: same run format, its own loop
+        if resume:
+            raise ClasslabError("scratch-mlp runs are short and cannot be resumed; start a new run")
+        from ..scratch.run import run_scratch
+
+        return run_scratch(opts, cfg, runs_dir, progress)
     ckpt = None
     if resume:
         run_dir, ckpt, cfg = _resume_state(resume, cfg, given or set())

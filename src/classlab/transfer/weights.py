@@ -129,5 +129,4 @@ def _download(member, folder: Path, progress: bool) -> Path:
     try:
         return download_file(url, folder / name, f"sha256-prefix:{digest}", timeout=10, progress=progress)
     except ClasslabError as e:
-        raise ClasslabError(f"pretrained weights {member} are not on this machine and the download failed: {e}. "
-                            f"To fix: {where}") from None
+        raise ClasslabError(f"pretrained weights {member} are not on this machine: {e}; or pass --weights FILE") from None

@@ -1,0 +1,112 @@
+"""``classlab train DATA --model scratch-mlp``: the NumPy MLP in the same run format as the torch models
+(config, split manifest, history.csv + curves.png, evaluation report, predictions), so the two compare
+line by line. The weights are saved as ``scratch.npz`` (plain arrays, no pickle)."""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ClasslabError
+from ..evaluation import evaluate
+from ..fileio import atomic_write_bytes
+from ..prepare import DataOptions, load_and_split, record_split, split_summary
+from ..runs import Run
+from .mlp import ScratchMLP
+
+OPTIONS = ("hidden", "activation", "dropout", "dtype")
+_DEFAULTS = {"schedule": "constant", "warmup_epochs": 0.0, "label_smoothing": 0.0, "loss": "ce", "grad_clip": None,
+             "augment": "none", "class_weight": None, "sampler": None, "early_stopping": None, "compile": False,
+             "tensorboard": False, "deterministic": False}
+
+
+def _check(cfg) -> None:
+    unsupported = [k for k, v in _DEFAULTS.items() if getattr(cfg, k) != v]
+    if unsupported:
+        raise ClasslabError(f"the scratch MLP does not implement {', '.join('--' + k.replace('_', '-') for k in unsupported)};"
+                            " it takes --epochs, --batch-size, --lr, --optimizer (sgd, nesterov, adam), --momentum, "
+                            "--weight-decay, --seed and -o hidden=..., activation=..., dropout=...")
+    unknown = set(cfg.model_options) - set(OPTIONS)
+    if unknown:
+        raise ClasslabError(f"scratch-mlp has no option {', '.join(sorted(unknown))}; its options: {', '.join(OPTIONS)}")
+    if cfg.optimizer not in ("sgd", "nesterov", "adam"):
+        raise ClasslabError(f"the scratch MLP's optimizers are sgd (with --momentum), nesterov and adam; got {cfg.optimizer}")
+
+
+def build(cfg) -> ScratchMLP:
+    o = cfg.model_options
+    hidden = o.get("hidden", [128])
+    hidden = [hidden] if isinstance(hidden, int) else list(hidden)
+    optimizer = {"sgd": "momentum" if cfg.momentum else "sgd"}.get(cfg.optimizer, cfg.optimizer)
+    return ScratchMLP(hidden, o.get("activation", "relu"), float(o.get("dropout", 0.0)), optimizer, cfg.lr,
+                      cfg.momentum, cfg.weight_decay, cfg.batch_size, cfg.epochs, cfg.seed,
+                      np.float64 if o.get("dtype") == "float64" else np.float32)
+
+
+def rows(ds, indices, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+    """Flattened pixels standardised per channel with the training split's statistics (as the torch models are)."""
+    x = np.asarray(ds.images[indices], np.float32) / 255
+    return ((x - mean) / std).reshape(len(indices), -1)
+
+
+def run_scratch(opts: DataOptions, cfg, runs_dir=None, progress: bool = True) -> dict:
+    from ..data.dataset import channel_stats
+    from ..training.run import history_files
+
+    _check(cfg)
+    cfg.validate()
+    model = build(cfg)  # validates hidden sizes, activation, dropout before any data is read
+    ds, split = load_and_split(opts)
+    train, val, test = (split.indices(s) for s in ("train", "val", "test"))
+    if cfg.batch_size > len(train):
+        raise ClasslabError(f"--batch-size {cfg.batch_size} is larger than the training split ({len(train)} images)")
+    mean, std = (np.array(v, np.float32) for v in channel_stats(ds.subset(train).images))
+    std = np.maximum(std, 1e-6)
+    run = Run("train", ds.name, runs_dir)
+    run.write_config({"data": vars(opts), "train": cfg.to_dict(), "model": {"name": "scratch-mlp", **cfg.model_options}},
+                     cfg.seed)
+    record_split(run, ds, split)
+    x_train, x_val, x_test = (rows(ds, i, mean, std) for i in (train, val, test))
+
+    def log(row):
+        row["seconds"] = time.perf_counter() - log.t
+        log.t = time.perf_counter()
+        if progress:
+            val_text = f"  val_acc {row['val_acc']:.4f}" if "val_acc" in row else ""
+            print(f"epoch {row['epoch']:3d}  loss {row['train_loss']:.4f}  acc {row['train_acc']:.4f}{val_text}", flush=True)
+    log.t = time.perf_counter()
+    t0 = time.perf_counter()
+    model.fit(x_train, ds.labels[train], x_val, ds.labels[val], num_classes=ds.num_classes, on_epoch=log)
+    seconds = time.perf_counter() - t0
+    proba = model.predict_proba(x_test)
+    y_true, y_pred = ds.labels[test], proba.argmax(1)
+    ev = evaluate(y_true, y_pred, proba, ds.class_names, seed=cfg.seed)
+    n_params = int(sum(p.size for p in model.params))
+    summary = {"model": "scratch-mlp", "parameters": n_params, "epochs_run": cfg.epochs, "train_seconds": seconds,
+               "hidden": model.hidden, "activation": model.activation, "optimizer": model.optimizer}
+    paths = ev.save(run.path, extra={"train": summary})
+    run.write_predictions([ds.ids[i] for i in test], y_true, y_pred, proba, ds.class_names)
+    history_files(run.path, model.history)
+    save_weights(run.path / "scratch.npz", model, mean, std, ds.class_names)
+    report = run.write_report(f"scratch-mlp (NumPy) on {ds.name}", [
+        ("Data", split_summary(ds, split)),
+        ("Model and training", f"A NumPy MLP written from scratch (`classlab.scratch.ScratchMLP`): hidden "
+                               f"{model.hidden}, {model.activation}, dropout {model.dropout}; {n_params:,} parameters; "
+                               f"{model.optimizer}, lr {cfg.lr}, batch {cfg.batch_size}, {cfg.epochs} epochs in "
+                               f"{seconds:.1f} s. The final epoch's weights are scored (`scratch.npz`).\n\n"
+                               "![training curves](curves.png)"),
+        ("Test results", f"```\n{ev.text()}```\n\n![confusion matrix](confusion_matrix.png)"),
+    ])
+    return {"run_dir": run.path, "report": report, "evaluation": ev, "history": model.history, **paths}
+
+
+def save_weights(path: Path, model: ScratchMLP, mean, std, class_names) -> Path:
+    buf = io.BytesIO()
+    meta = {"hidden": model.hidden, "activation": model.activation, "class_names": class_names}
+    np.savez(buf, meta=np.array(json.dumps(meta)), mean=mean, std=std,
+             **{f"param{i}": p for i, p in enumerate(model.params)})
+    return atomic_write_bytes(path, buf.getvalue())

@@ -1,0 +1,211 @@
+"""``classlab workshop DATA``: the decks' path in one command, each stop a normal run, then one comparison.
+
+Stops: explore -> k-NN on pixels (k chosen on validation) -> the NumPy scratch MLP -> a torch MLP -> a
+CNN -> transfer learning (frozen MobileNetV2 + head, when its weights are on this machine). Every
+stop scores the same test images. ``--budget`` shares the time out among the stops (by weight, re-shared
+after each stop with what is left) and fits each one into its share: fewer epochs first, then a
+stratified subset of the training images, estimated from rough 2-core CPU rates. What was scaled down
+is reported.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .errors import ClasslabError, warn
+from .fileio import save_figure, write_csv, write_json
+from .prepare import DataOptions, load_and_split
+from .runs import Run
+
+MIN_PER_CLASS = 5  # one each for validation and test, and a few to learn from
+BUDGET_EVAL = 2000  # under a budget, every stop scores the same (at most) 2,000 test images
+
+
+@dataclass
+class Stop:
+    name: str
+    weight: float  # share of the budget
+    epochs: int = 0
+    min_epochs: int = 0
+    rate: float = 0.0  # training images per second at 784 pixels, 2 CPU cores (rough)
+
+
+STOPS = [Stop("explore", 0.03), Stop("knn", 0.12), Stop("scratch-mlp", 0.15, 20, 3, 20000),
+         Stop("mlp", 0.15, 20, 3, 40000), Stop("cnn", 0.35, 8, 2, 2500), Stop("transfer", 0.20, 10, 5)]
+
+
+@dataclass
+class Plan:
+    epochs: int
+    max_train: int | None
+    notes: list[str] = field(default_factory=list)
+
+
+def fit_to_share(stop: Stop, share: float | None, n_train: int, pixels: int) -> Plan:
+    """Epochs and training subset so that epochs x images / rate fits in ``share`` seconds."""
+    if share is None:
+        return Plan(stop.epochs, None)
+    rate = stop.rate * 784 / max(pixels, 1)
+    epochs = stop.epochs
+    while epochs > stop.min_epochs and epochs * n_train / rate > share:
+        epochs -= 1
+    notes = [f"{epochs} epochs instead of {stop.epochs}"] if epochs < stop.epochs else []
+    cap = int(share * rate / epochs)
+    if cap < n_train:
+        cap = max(cap, 50)
+        notes.append(f"trained on {cap:,} of {n_train:,} training images")
+        return Plan(epochs, cap, notes)
+    return Plan(epochs, None, notes)
+
+
+def _weights_available(weights: str | None) -> str | None:
+    """None when the transfer stop can run offline, else why not."""
+    if weights:
+        return None if Path(weights).is_file() else f"--weights {weights} does not exist"
+    from torchvision.models import MobileNet_V2_Weights
+
+    from .transfer.weights import hub_checkpoints
+
+    files = [m.url.rsplit("/", 1)[-1] for m in MobileNet_V2_Weights]
+    if any((hub_checkpoints() / f).is_file() for f in files):
+        return None
+    return (f"MobileNetV2's pretrained weights are not on this machine: put {' or '.join(files)} into "
+            f"{hub_checkpoints()} (or pass --weights FILE) to add the transfer-learning stop")
+
+
+def run_workshop(opts: DataOptions, budget: float | None = None, runs_dir=None, weights: str | None = None,
+                 progress: bool = False) -> dict:
+    t_start = time.perf_counter()
+    ds, split = load_and_split(opts)
+    counts = np.bincount(ds.labels, minlength=ds.num_classes)
+    if counts.min() < MIN_PER_CLASS:
+        small = [f"'{ds.class_names[c]}' ({counts[c]})" for c in np.flatnonzero(counts < MIN_PER_CLASS)[:5]]
+        raise ClasslabError(f"the workshop needs at least {MIN_PER_CLASS} images per class (one each for validation "
+                            f"and test, the rest to learn from); too few in {', '.join(small)}")
+    if ds.is_volume:
+        raise ClasslabError("the workshop path is for 2D images; train volumes with --model cnn3d")
+    pixels = int(np.prod(ds.item_shape))
+    n_train = len(split.indices("train"))
+    base = copy.copy(opts)
+    scaled = []
+    if budget is not None and len(split.indices("test")) > BUDGET_EVAL:
+        base.max_eval = BUDGET_EVAL
+        scaled.append(f"all stops: validation and test capped at {BUDGET_EVAL:,} images each")
+    skip_transfer = _weights_available(weights)
+    stops = [s for s in STOPS if s.name != "transfer" or skip_transfer is None]
+    results = []
+    for i, stop in enumerate(stops):
+        left = None if budget is None else max(1.0, budget - (time.perf_counter() - t_start))
+        share = None if left is None else left * stop.weight / sum(s.weight for s in stops[i:])
+        if progress:
+            print(f"stop {i + 1}/{len(stops)}: {stop.name}", flush=True)
+        row = _run_stop(stop, share, base, n_train, pixels, runs_dir, weights, ds)
+        scaled += [f"{stop.name}: {n}" for n in row.pop("notes")]
+        results.append(row)
+    return _compare(results, ds, scaled, skip_transfer, budget, time.perf_counter() - t_start, runs_dir)
+
+
+def _run_stop(stop: Stop, share, base: DataOptions, n_train: int, pixels: int, runs_dir, weights, ds) -> dict:
+    opts = copy.copy(base)
+    t = time.perf_counter()
+    notes: list[str] = []
+    if stop.name == "explore":
+        from .explore import explore
+
+        result = explore(opts, runs_dir)
+        return {"stop": "explore", "method": "explore the data", "run_dir": result["run_dir"],
+                "report": result["report"], "seconds": time.perf_counter() - t, "notes": notes}
+    if stop.name == "knn":
+        from .knn_run import run_knn
+
+        if share is not None:  # exact k-NN costs train x eval x pixels; about 3e11 per second here
+            n_eval = min(BUDGET_EVAL, len(ds)) * 2
+            cap = int(share * 3e11 / max(1, n_eval * pixels))
+            if cap < n_train:
+                opts.max_train = max(cap, 50)
+                notes.append(f"searched {opts.max_train:,} of {n_train:,} training images")
+        result = run_knn(opts, (1, 3, 5, 7), runs_dir=runs_dir, progress=False)
+        return _row("knn", f"k-NN on pixels (k={result['k']})", result, t, notes)
+    plan = fit_to_share(stop, share, n_train, pixels)
+    opts.max_train = plan.max_train
+    if stop.name == "transfer":
+        from .transfer import TransferConfig, run_transfer
+
+        tc = TransferConfig(weights=weights, mode="features", image_size=64, dense=128, head_epochs=plan.epochs)
+        result = run_transfer(opts, tc, runs_dir, progress=False)
+        return _row("transfer", "MobileNetV2 frozen + head", result, t, plan.notes)
+    from .training import TrainConfig, run_train
+
+    configs = {"scratch-mlp": dict(model="scratch-mlp", model_options={"hidden": [128]}, lr=1e-3, optimizer="adam"),
+               "mlp": dict(model="mlp", model_options={"hidden": [256, 128]}, lr=1e-3, optimizer="adam"),
+               "cnn": dict(model="cnn", model_options={"filters": [32, 64], "dense": [128], "batch_norm": True},
+                           lr=2e-3, optimizer="adam", schedule="cosine")}
+    cfg = TrainConfig(epochs=plan.epochs, batch_size=64, seed=opts.seed, **configs[stop.name])
+    result = run_train(opts, cfg, runs_dir, progress=False)
+    method = {"scratch-mlp": "MLP from scratch (NumPy)", "mlp": "MLP (PyTorch)", "cnn": "CNN (PyTorch)"}[stop.name]
+    return _row(stop.name, method, result, t, plan.notes)
+
+
+def _row(stop: str, method: str, result: dict, t: float, notes: list[str]) -> dict:
+    ev = result["evaluation"]
+    return {"stop": stop, "method": method, "run_dir": result["run_dir"], "report": result["report"],
+            "accuracy": ev.accuracy, "macro_f1": ev.metrics["macro_avg"]["f1"], "seconds": time.perf_counter() - t,
+            "notes": notes}
+
+
+def _compare(results, ds, scaled, skip_transfer, budget, total, runs_dir) -> dict:
+    run = Run("workshop", ds.name, runs_dir)
+    scored = [r for r in results if "accuracy" in r]
+    keys = ["stop", "method", "accuracy", "macro_f1", "seconds", "run_dir"]
+    write_csv(run.file("comparison.csv"), keys, ([r[k] for k in keys] for r in scored))
+    write_json(run.file("comparison.json"), {"data": ds.name, "budget_seconds": budget, "total_seconds": total,
+                                             "stops": [{k: (str(v) if isinstance(v, Path) else v) for k, v in r.items()}
+                                                       for r in results],
+                                             "scaled_down": scaled, "skipped": skip_transfer})
+    _comparison_png(scored, run.file("comparison.png"), ds.name)
+    lines = ["| stop | method | test accuracy | macro F1 | time | report |", "|---|---|---|---|---|---|"]
+    for r in results:
+        link = Path(r["report"]).relative_to(run.path.parent) if "report" in r else ""
+        acc = f"{r['accuracy']:.4f} | {r['macro_f1']:.4f}" if "accuracy" in r else "- | -"
+        lines.append(f"| {r['stop']} | {r['method']} | {acc} | {r['seconds']:.1f} s | [report](../{link}) |")
+    table = "\n".join(lines)
+    notes = [f"Budget: {budget:.0f} s; the path took {total:.0f} s." if budget else f"No budget; the path took {total:.0f} s."]
+    notes += [f"Scaled down: {s}." for s in scaled]
+    if skip_transfer:
+        notes.append(f"Transfer learning skipped: {skip_transfer}.")
+    report = run.write_report(f"Workshop path on {ds.name}", [
+        ("Comparison (same test images for every stop)", table + "\n\n![comparison](comparison.png)"),
+        ("Notes", "\n\n".join(notes) + "\n\nMachine-readable: `comparison.json`, `comparison.csv`."),
+    ])
+    if skip_transfer:
+        warn(f"transfer stop skipped: {skip_transfer}")
+    text = "\n".join(f"{r['stop']:12} {r['method']:32} " + (f"acc {r['accuracy']:.4f}  macro F1 {r['macro_f1']:.4f}  "
+                                                             if "accuracy" in r else " " * 31) + f"{r['seconds']:6.1f} s"
+                     for r in results)
+    return {"run_dir": run.path, "report": report, "table": text, "results": results, "scaled": scaled,
+            "skipped": skip_transfer}
+
+
+def _comparison_png(rows, path: Path, data: str) -> Path:
+    import matplotlib.pyplot as plt
+
+    names = [r["method"] for r in rows]
+    y = np.arange(len(rows))
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 0.6 * len(rows) + 1.8), sharey=True)
+    ax1.barh(y - 0.2, [r["accuracy"] for r in rows], 0.4, label="test accuracy")
+    ax1.barh(y + 0.2, [r["macro_f1"] for r in rows], 0.4, label="macro F1")
+    ax1.set_yticks(y, labels=names)
+    ax1.set_xlim(0, 1)
+    ax1.invert_yaxis()
+    ax1.legend(loc="lower right")
+    ax1.set_title(f"{data}: test scores")
+    ax2.barh(y, [r["seconds"] for r in rows], 0.5, color="gray")
+    ax2.set_title("time (s, training and scoring)")
+    for ax in (ax1, ax2):
+        ax.grid(axis="x", alpha=0.3)
+    return save_figure(fig, path)

@@ -1,0 +1,86 @@
+"""Looking inside CNNs (visualize) and the guided workshop path."""
+
+import json
+
+import numpy as np
+import pytest
+
+from classlab.cli import main
+from classlab.cli_learn import parse_budget
+from classlab.training import train
+from classlab.workshop import Stop, fit_to_share, run_workshop
+from classlab.prepare import DataOptions
+
+from conftest import make_class_folder, png_bytes
+
+
+@pytest.fixture
+def cnn_run(runs_dir):
+    return train("digits", "cnn", epochs=1, progress=False, model_options={"filters": [6, 8]})
+
+
+def test_visualize_filters_and_feature_maps(cnn_run, tmp_path):
+    image = tmp_path / "digit.png"
+    from sklearn.datasets import load_digits
+
+    image.write_bytes(png_bytes((load_digits().images[3] * 16).astype(np.uint8)))
+    assert main(["visualize", str(cnn_run.run_dir), "--filters", "--feature-maps", str(image)]) == 0
+    vis = cnn_run.run_dir / "visualize"
+    assert (vis / "filters.png").read_bytes()[:4] == b"\x89PNG"
+    assert json.loads((vis / "filters.json").read_text())["weight_shape"] == [6, 1, 3, 3]
+    index = json.loads((vis / "feature_maps-digit" / "feature_maps.json").read_text())
+    assert [layer["shape"][0] for layer in index["layers"]] == [6, 8]  # every convolution, its channels
+    for layer in index["layers"]:
+        assert (vis / "feature_maps-digit" / layer["png"]).is_file()
+
+
+@pytest.mark.parametrize("model", ["lenet5", "resnet18"])
+def test_visualize_any_cnn_in_the_registry(runs_dir, tmp_path, model):
+    run = train("digits", model, epochs=1, progress=False, data_options={"image_size": 32, "max_train": 200})
+    image = tmp_path / "x.png"
+    image.write_bytes(png_bytes(np.full((32, 32), 128, np.uint8)))
+    assert main(["visualize", str(run.run_dir), "--feature-maps", str(image), "--filters"]) == 0
+    layers = json.loads((run.run_dir / "visualize" / "feature_maps-x" / "feature_maps.json").read_text())["layers"]
+    assert len(layers) == (2 if model == "lenet5" else 20)
+
+
+def test_visualize_a_model_without_convolutions(runs_dir, capsys):
+    run = train("digits", "mlp", epochs=1, progress=False)
+    assert main(["visualize", str(run.run_dir), "--filters"]) == 2
+    assert "has no convolution layers" in capsys.readouterr().err
+
+
+def test_budget_parsing_and_scaling():
+    assert parse_budget("5m") == 300 and parse_budget("90s") == 90 and parse_budget("1h") == 3600
+    assert parse_budget(None) is None
+    with pytest.raises(Exception, match="duration like"):
+        parse_budget("five minutes")
+    stop = Stop("cnn", 0.35, 8, 2, 2500)
+    assert fit_to_share(stop, None, 54000, 784).epochs == 8
+    plan = fit_to_share(stop, 30.0, 54000, 784)  # 30 s at 2500 img/s: 2 epochs of 37,500 images
+    assert plan.epochs == 2 and plan.max_train == 37500 and len(plan.notes) == 2
+
+
+def test_workshop_on_digits(runs_dir, monkeypatch, tmp_path):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "no-weights"))  # transfer skipped with a note
+    result = run_workshop(DataOptions(data="digits"), budget=None)
+    stops = [r["stop"] for r in result["results"]]
+    assert stops == ["explore", "knn", "scratch-mlp", "mlp", "cnn"]
+    scores = {r["stop"]: r["accuracy"] for r in result["results"] if "accuracy" in r}
+    assert scores["knn"] > 0.95 and scores["scratch-mlp"] > 0.9 and scores["cnn"] > 0.9
+    run = result["run_dir"]
+    data = json.loads((run / "comparison.json").read_text())
+    assert "mobilenet_v2-b0353104.pth" in data["skipped"] and len(data["stops"]) == 5
+    assert (run / "comparison.png").is_file() and (run / "comparison.csv").is_file()
+    report = (run / "report.md").read_text()
+    assert "Transfer learning skipped" in report and "| cnn | CNN (PyTorch)" in report
+    # every stop is a normal run with its own report, scored on the same test images
+    tests = {tuple(np.loadtxt(r["run_dir"] / "split.csv", dtype=str, delimiter=",", skiprows=1)[:, -1])
+             for r in result["results"]}
+    assert len(tests) == 1
+
+
+def test_workshop_refuses_a_dataset_too_small(runs_dir, tmp_path, capsys):
+    make_class_folder(tmp_path / "tiny", per_class=3)
+    assert main(["workshop", str(tmp_path / "tiny")]) == 2
+    assert "at least 5 images per class" in capsys.readouterr().err
