@@ -141,7 +141,7 @@ def test_mlp_bad_input(runs_dir, capsys):
 
     X, y = load_digits(return_X_y=True)
     with pytest.raises(ClasslabError, match="diverged.*too high; try --lr"):
-        ScratchMLP([32], optimizer="sgd", lr=1e6, epochs=3).fit(X, y)
+        ScratchMLP([32], optimizer="sgd", lr=1e30, epochs=3).fit(X, y)
     assert main(["train", "digits", "--model", "scratch-mlp", "-o", "hidden=", "--epochs", "1"]) == 2
     assert "at least one hidden layer" in capsys.readouterr().err
     assert main(["train", "digits", "--model", "scratch-mlp", "--augment", "flip-crop"]) == 2

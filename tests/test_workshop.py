@@ -83,4 +83,5 @@ def test_workshop_on_digits(runs_dir, monkeypatch, tmp_path):
 def test_workshop_refuses_a_dataset_too_small(runs_dir, tmp_path, capsys):
     make_class_folder(tmp_path / "tiny", per_class=3)
     assert main(["workshop", str(tmp_path / "tiny")]) == 2
-    assert "at least 5 images per class" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "give each class at least 10 images" in err and "smallest class has 3" in err

@@ -78,7 +78,7 @@ class ScratchMLP:
         _, df = ACTIVATIONS[self.activation]
         n = len(y)
         p = softmax(logits, axis=1)
-        loss = float(-np.mean(np.log(np.clip(p[np.arange(n), y], 1e-300, None))))
+        loss = float(-np.mean(np.log(np.clip(p[np.arange(n), y], np.finfo(p.dtype).tiny, None))))
         dz = p
         dz[np.arange(n), y] -= 1
         dz /= n  # d loss / d logits
@@ -134,18 +134,23 @@ class ScratchMLP:
             loss_sum = correct = 0.0
             for start in range(0, len(X), self.batch_size):
                 idx = order[start : start + self.batch_size]
-                logits, cache = self.forward(X[idx], train=True, rng=rng)
-                loss, grads = self.backward(cache, logits, y[idx])
+                with np.errstate(over="ignore", invalid="ignore"):  # divergence is caught and explained below
+                    logits, cache = self.forward(X[idx], train=True, rng=rng)
+                    loss, grads = self.backward(cache, logits, y[idx])
                 if not np.isfinite(loss) or not all(np.isfinite(g).all() for g in grads):
                     raise ClasslabError(f"the scratch MLP diverged in epoch {epoch + 1} (loss {loss}): the learning "
                                         f"rate {self.lr} is too high; try --lr {self.lr / 10:g}")
                 self.step(grads)
+                if not all(np.isfinite(p).all() for p in self.params):
+                    raise ClasslabError(f"the scratch MLP diverged in epoch {epoch + 1} (weights overflowed to inf/NaN): "
+                                        f"the learning rate {self.lr} is too high; try --lr {self.lr / 10:g}")
                 loss_sum += loss * len(idx)
                 correct += float(np.sum(logits.argmax(1) == y[idx]))
             row = {"epoch": epoch + 1, "train_loss": loss_sum / len(X), "train_acc": correct / len(X)}
             if X_val is not None and len(X_val):
                 proba = self.predict_proba(X_val)
-                row["val_loss"] = float(-np.mean(np.log(np.clip(proba[np.arange(len(y_val)), y_val], 1e-300, None))))
+                row["val_loss"] = float(-np.mean(np.log(np.clip(proba[np.arange(len(y_val)), y_val],
+                                                                 np.finfo(proba.dtype).tiny, None))))
                 row["val_acc"] = float(np.mean(proba.argmax(1) == y_val))
             self.history.append(row)
             if on_epoch:
