@@ -13,8 +13,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/classlab explore digits
-	$(VENV)/bin/classlab knn digits --k 1,3,5,7
+	$(VENV)/bin/classlab workshop digits
 
 test: $(STAMP)
 	$(PY) -m pytest -n 2 -q

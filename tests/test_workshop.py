@@ -44,6 +44,22 @@ def test_visualize_any_cnn_in_the_registry(runs_dir, tmp_path, model):
     assert len(layers) == (2 if model == "lenet5" else 20)
 
 
+def test_visualize_a_3d_cnn_on_a_volume(runs_dir, tmp_path):
+    rng = np.random.default_rng(0)
+    arrays = {}
+    for split, n in (("train", 40), ("val", 8), ("test", 8)):
+        arrays[f"{split}_images"] = rng.integers(0, 255, (n, 8, 12, 12), dtype=np.uint8)
+        arrays[f"{split}_labels"] = (np.arange(n) % 2)[:, None]
+    np.savez(tmp_path / "vol.npz", **arrays)
+    run = train(str(tmp_path / "vol.npz"), "cnn3d", epochs=1, batch_size=8, progress=False)
+    np.save(tmp_path / "one.npy", arrays["test_images"][0])
+    assert main(["visualize", str(run.run_dir), "--filters", "--feature-maps", str(tmp_path / "one.npy")]) == 0
+    layers = json.loads((run.run_dir / "visualize" / "feature_maps-one" / "feature_maps.json").read_text())["layers"]
+    assert layers and all(len(layer["shape"]) == 4 for layer in layers)  # C x D x H x W, middle slice drawn
+    np.save(tmp_path / "bad.npy", np.zeros((3, 3), np.float32))
+    assert main(["visualize", str(run.run_dir), "--feature-maps", str(tmp_path / "bad.npy")]) == 2
+
+
 def test_visualize_a_model_without_convolutions(runs_dir, capsys):
     run = train("digits", "mlp", epochs=1, progress=False)
     assert main(["visualize", str(run.run_dir), "--filters"]) == 2
@@ -85,3 +101,20 @@ def test_workshop_refuses_a_dataset_too_small(runs_dir, tmp_path, capsys):
     assert main(["workshop", str(tmp_path / "tiny")]) == 2
     err = capsys.readouterr().err
     assert "give each class at least 10 images" in err and "smallest class has 3" in err
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("data,budget", [("mnist", 60), ("cifar10", 90)])
+def test_workshop_on_real_data_within_a_budget(runs_dir, monkeypatch, tmp_path, data, budget):
+    from conftest import CIFAR_ZIP, DATA, need
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "no-weights"))
+    opts = DataOptions(data="mnist", data_dir=str(need(DATA / "mnist")).rsplit("/", 1)[0]) if data == "mnist" \
+        else DataOptions(data=str(need(CIFAR_ZIP)))
+    result = run_workshop(opts, budget=budget)
+    assert [r["stop"] for r in result["results"]] == ["explore", "knn", "scratch-mlp", "mlp", "cnn"]
+    assert any("trained on" in s for s in result["scaled"]) and any("capped at 2,000" in s for s in result["scaled"])
+    scores = {r["stop"]: r["accuracy"] for r in result["results"] if "accuracy" in r}
+    assert min(scores.values()) > (0.8 if data == "mnist" else 0.2)  # well above chance (0.1) at these budgets
+    report = (result["run_dir"] / "report.md").read_text()
+    assert "Scaled down" in report and f"Budget: {budget} s" in report

@@ -77,7 +77,8 @@ def parse_budget(text: str | None) -> float | None:
 def cmd_workshop(args, options) -> None:
     from .workshop import run_workshop
 
-    result = run_workshop(options(args), parse_budget(args.budget), args.runs_dir, weights=args.weights)
+    result = run_workshop(options(args), parse_budget(args.budget), args.runs_dir, weights=args.weights,
+                          progress=True)
     print(result["table"])
     print(f"report: {result['report']}")
 

@@ -65,11 +65,30 @@ def filters(run_dir, out_dir=None) -> dict:
     return {"png": path, "layer": name, "shape": list(conv.weight.shape)}
 
 
+def _load_one(run: TrainedRun, path: Path) -> np.ndarray:
+    """An image file with the run's preprocessing, or a uint8 .npy array (a volume for 3D models)."""
+    if path.suffix.lower() != ".npy":
+        return run.load_images([path])[0]
+    if not path.is_file():
+        raise ClasslabError(f"{path} does not exist")
+    try:
+        array = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as e:
+        raise ClasslabError(f"cannot read {path} as a NumPy array ({e})") from None
+    expected = (*run.preprocessing.image_size, run.preprocessing.channels)
+    if array.ndim == len(expected) - 1:
+        array = array[..., None]
+    if array.dtype != np.uint8 or array.shape != expected:
+        raise ClasslabError(f"{path} holds {array.dtype} {array.shape}; this run takes uint8 arrays of shape "
+                            f"{expected} (or without the channel axis)")
+    return array[None]
+
+
 def feature_maps(run_dir, image, out_dir=None, max_maps: int = 64) -> dict:
     """One PNG grid per convolution layer: its output channels for ``image`` (up to ``max_maps`` each)."""
     run = TrainedRun.load(run_dir)
     convs = _convs(run.model, run.run_dir)
-    images, _ = run.load_images([Path(image)])
+    images = _load_one(run, Path(image))
     outputs: dict[str, torch.Tensor] = {}
     hooks = [m.register_forward_hook(lambda _m, _i, o, n=n: outputs.__setitem__(n, o.detach()))
              for n, m in convs]

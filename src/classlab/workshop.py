@@ -103,7 +103,7 @@ def run_workshop(opts: DataOptions, budget: float | None = None, runs_dir=None, 
         left = None if budget is None else max(1.0, budget - (time.perf_counter() - t_start))
         share = None if left is None else left * stop.weight / sum(s.weight for s in stops[i:])
         if progress:
-            print(f"stop {i + 1}/{len(stops)}: {stop.name}", flush=True)
+            print(f"stop {i + 1}/{len(stops)}: {stop.name}" + (f" (about {share:.0f} s)" if share else ""), flush=True)
         row = _run_stop(stop, share, base, n_train, pixels, runs_dir, weights, ds)
         scaled += [f"{stop.name}: {n}" for n in row.pop("notes")]
         results.append(row)

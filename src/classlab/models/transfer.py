@@ -11,6 +11,8 @@ can be rebuilt from its checkpoint), and ``classlab.transfer`` loads the pretrai
 
 from __future__ import annotations
 
+import functools
+
 import torch
 from torch import nn
 
@@ -22,6 +24,7 @@ GRAY_MODES = ("replicate", "sum")
 BN_MODES = ("frozen", "train")
 
 
+@functools.lru_cache(maxsize=1)
 def torchvision_names() -> list[str]:
     from torchvision import models
 
