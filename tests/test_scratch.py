@@ -36,9 +36,15 @@ def test_activation_derivatives_equal_autograd(name):
     np.testing.assert_allclose(df(x), t.grad.numpy(), atol=1e-12)
 
 
-def test_plot_activations(tmp_path):
+def test_plot_activations_and_the_neuron(tmp_path, capsys):
     assert main(["plot", "activations", "--output", str(tmp_path / "a.png")]) == 0
     assert (tmp_path / "a.png").read_bytes()[:4] == b"\x89PNG"
+    assert main(["plot", "neuron", "--output", str(tmp_path / "n.png")]) == 0
+    out = capsys.readouterr().out
+    assert "random starting weights: [-0.16595599  0.44064899 -0.99977125]" in out
+    assert "weights after training:  [ 9.67299303 -0.2078435  -4.62963669]" in out
+    assert (tmp_path / "n.png").read_bytes()[:4] == b"\x89PNG"
+    assert main(["plot", "spiders"]) == 2
 
 
 # -- the sigmoid neuron, perceptron, logistic regression ------------------------------------------------

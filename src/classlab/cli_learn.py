@@ -3,14 +3,13 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
 from .errors import ClasslabError
 
 EXAMPLES = {
-    "plot": "examples:\n  classlab plot activations\n  classlab plot activations --output activations.png",
+    "plot": "examples:\n  classlab plot activations\n  classlab plot neuron      # the decks' sigmoid neuron, before and after",
     "conv-size": "examples:\n  classlab conv-size --input 32 --kernel 3 --padding 1 --stride 2\n"
                  "  classlab conv-size --input 50 --layers conv3p1,pool2,conv3,pool2,conv3    # the deck's 50x50 CNN\n"
                  "  classlab conv-size --input 16x64x64 --layers conv3p1,pool2                 # 3D: DxHxW",
@@ -24,10 +23,16 @@ EXAMPLES = {
 
 def cmd_plot(args) -> None:
     from .scratch.activations import plot_activations
+    from .scratch.neuron import plot_neuron, sigmoid_neuron
 
-    if args.what != "activations":
-        raise ClasslabError(f"unknown plot '{args.what}'; available: activations")
-    print(f"plot: {plot_activations(Path(args.output))}")
+    if args.what == "activations":
+        print(f"plot: {plot_activations(Path(args.output or 'activations.png'))}")
+    elif args.what == "neuron":  # the decks' sigmoid neuron: weights and outputs before and after training
+        trace = sigmoid_neuron()
+        print(trace.text())
+        print(f"plot: {plot_neuron(trace, Path(args.output or 'neuron.png'))}")
+    else:
+        raise ClasslabError(f"unknown plot '{args.what}'; available: activations, neuron")
 
 
 def cmd_conv_size(args) -> None:
@@ -86,8 +91,9 @@ def cmd_workshop(args, options) -> None:
 def add_commands(add, data_args, options) -> None:
     """``add(name, help, func)`` makes a subparser; ``data_args`` / ``options`` are cli.py's data flags."""
     p = add("plot", "Plots of the building blocks: activation functions with their derivatives.", cmd_plot)
-    p.add_argument("what", nargs="?", default="activations", help="activations")
-    p.add_argument("--output", default="activations.png", help="PNG path (default activations.png)")
+    p.add_argument("what", nargs="?", default="activations",
+                   help="activations (with derivatives) or neuron (the decks' sigmoid neuron, trained)")
+    p.add_argument("--output", help="PNG path (default activations.png / neuron.png)")
     p = add("conv-size", "Output sizes of convolution and pooling: n_out = floor((n_in + 2p - k) / s) + 1.",
             cmd_conv_size)
     p.add_argument("--input", required=True, help="input size: N, HxW or DxHxW")

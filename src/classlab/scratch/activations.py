@@ -7,6 +7,8 @@ without overflow for large logits (the deck's ``exp(x) / sum(exp(x))`` overflows
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 
@@ -60,7 +62,7 @@ ACTIVATIONS = {
 }
 
 
-def plot_activations(path, x_range=(-6.0, 6.0)) -> "Path":
+def plot_activations(path, x_range=(-6.0, 6.0)) -> Path:
     """One panel per activation, each with its derivative, as the decks plot them; a PNG."""
     import matplotlib.pyplot as plt
 

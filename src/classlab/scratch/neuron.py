@@ -50,6 +50,28 @@ def sigmoid_neuron(inputs=DECK_INPUTS, targets=DECK_TARGETS, updates: int = 10_0
     return NeuronTrace(before, sigmoid(inputs @ before), weights, sigmoid(inputs @ weights), curve)
 
 
+def plot_neuron(trace: NeuronTrace, path):
+    """The error falling over the updates, and the outputs against the targets before and after; a PNG."""
+    import matplotlib.pyplot as plt
+
+    from ..fileio import save_figure
+
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.8))
+    ax1.plot(np.arange(len(trace.loss_curve)) * 100, trace.loss_curve)
+    ax1.set_yscale("log")
+    ax1.set_xlabel("update")
+    ax1.set_ylabel("mean squared error")
+    ax1.set_title("sigmoid neuron: error while training")
+    x = np.arange(len(DECK_TARGETS))
+    ax2.bar(x - 0.25, trace.outputs_before.ravel(), 0.25, label="before")
+    ax2.bar(x, trace.outputs_after.ravel(), 0.25, label="after")
+    ax2.bar(x + 0.25, DECK_TARGETS.ravel(), 0.25, label="target")
+    ax2.set_xticks(x, labels=[str(row.astype(int).tolist()) for row in DECK_INPUTS])
+    ax2.set_title("outputs per input")
+    ax2.legend()
+    return save_figure(fig, path)
+
+
 class Perceptron:
     """Rosenblatt's perceptron: a step function, updated only on mistakes (labels 0/1)."""
 
