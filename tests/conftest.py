@@ -1,5 +1,6 @@
 import http.server
 import io
+import os
 import threading
 from functools import partial
 from pathlib import Path
@@ -7,6 +8,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+
+# One torch thread pool per core: pytest-xdist runs one worker per core, and two workers each spinning two
+# OpenMP threads on two cores measured 15x slower on the transfer tests. Subprocesses inherit the setting.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    _threads = max(1, (os.cpu_count() or 1) // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))
+    os.environ["OMP_NUM_THREADS"] = str(_threads)
+    import torch
+
+    torch.set_num_threads(_threads)
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 DATA = SHARED / "data"
