@@ -9,7 +9,6 @@ validation accuracy becomes the run's model (best.pt), which predict, export and
 
 from __future__ import annotations
 
-import shutil
 import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -19,6 +18,7 @@ import torch
 from ..device import pick_device
 from ..errors import ClasslabError
 from ..evaluation import evaluate
+from ..fileio import atomic_write_bytes
 from ..models import count_parameters, create_model
 from ..models.transfer import BN_MODES, parse_unfreeze
 from ..prepare import DataOptions, load_and_split, record_split, split_summary
@@ -191,8 +191,7 @@ def _finish(run, ds, split, idx, stages, model, tc, plan) -> dict:
     # Model selection on validation only: the stage whose best epoch scored higher there.
     chosen = max(stages, key=lambda s: (stages[s]["info"]["best_val_acc"], s == "finetune"))
     src = stages[chosen]["dir"] / ("model.pt" if chosen == "features" else "best.pt")
-    shutil.copyfile(src, run.path / ".best.pt.part")
-    (run.path / ".best.pt.part").replace(run.path / "best.pt")
+    atomic_write_bytes(run.path / "best.pt", src.read_bytes())
     ev = stages[chosen]["evaluation"]
     proba = stages[chosen]["proba"]
     y_true = ds.labels[idx["test"]]
