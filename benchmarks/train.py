@@ -98,6 +98,7 @@ def main() -> None:
     p.add_argument("--model", default="fastnet")
     p.add_argument("--lr", type=float, default=0.2)
     p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--tta", action="store_true", help="score each test image and its mirror image, averaged")
     args = p.parse_args()
     import tempfile
 
@@ -109,9 +110,9 @@ def main() -> None:
     base = baseline(train_x, train_y, test_x, test_y, args.baseline_epochs)
     cfg = TrainConfig(model=args.model, epochs=args.ours_epochs, batch_size=args.batch_size, lr=args.lr,
                       optimizer="nesterov", weight_decay=5e-4, schedule="onecycle", label_smoothing=0.2,
-                      augment="flip-crop")
+                      augment="flip-crop", tta=args.tta)
     print(f"classlab ({args.model}, nesterov lr {args.lr}, batch {args.batch_size}, one-cycle, flip-crop, "
-          f"label smoothing 0.2, {args.ours_epochs} epochs):")
+          f"label smoothing 0.2, {args.ours_epochs} epochs{', flip TTA' if args.tta else ''}):")
     with tempfile.TemporaryDirectory() as tmp:
         mine = ours(train_x, train_y, test_x, test_y, args.model, cfg.validate(), {}, Path(tmp))
     target = base[-1][1]

@@ -298,3 +298,51 @@ def test_folders_too_large_for_memory_stream_and_train_identically(tmp_path):
     assert "decoded lazily" in (lazy["run_dir"] / "report.md").read_text()
     assert lazy["evaluation"].metrics["accuracy"] == eager["evaluation"].metrics["accuracy"]
     assert [h["train_loss"] for h in lazy["history"]] == pytest.approx([h["train_loss"] for h in eager["history"]])
+
+
+def test_fastnet_patch_whitening_decorrelates_and_freezes_the_stem():
+    import torch
+
+    from classlab.models import create_model
+
+    model = create_model("fastnet", 10, 3, 32)
+    x = torch.randn(400, 3, 32, 32)
+    x[:, 1] = 0.9 * x[:, 0] + 0.1 * x[:, 1]  # strongly correlated channels, as in real photos
+    model.init_from_data(x)
+    w = model.stem[0].weight
+    z = torch.nn.functional.conv2d(x, w[:12]).permute(0, 2, 3, 1).reshape(-1, 12)
+    cov = torch.cov(z.T)
+    off_diagonal = cov - torch.diag(cov.diag())
+    assert off_diagonal.abs().max() < 1e-3  # decorrelated
+    assert cov.diag().min() > 0.8 and cov.diag().max() < 1.001  # unit variance (eps damps the faintest direction)
+    assert torch.equal(w[12:], -w[:12]) and not w.requires_grad
+
+
+def test_tta_scores_with_mirror_images_and_predict_reuses_it(runs_dir, capsys):
+    import classlab
+    import numpy as np
+    import torch
+
+    from classlab.training.engine import forward_tta
+
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 3))
+    x = torch.randn(4, 1, 3, 4)
+    by_hand = (model(x).softmax(1) + model(x.flip(-1)).softmax(1)) / 2
+    assert torch.allclose(forward_tta(model, x, True).softmax(1), by_hand, atol=1e-6)
+    assert torch.equal(forward_tta(model, x, False), model(x))
+    run = classlab.train("digits", "cnn", epochs=1, tta=True, progress=False)
+    assert run.tta
+    metrics = json.loads((run.run_dir / "metrics.json").read_text())
+    assert run.evaluate().accuracy == pytest.approx(metrics["accuracy"])
+    ds = classlab.load_dataset("digits")
+    plain = classlab.TrainedRun.load(run.run_dir)
+    plain.tta = False
+    assert not np.allclose(run.predict_proba(ds.images[:20]), plain.predict_proba(ds.images[:20]))
+
+
+def test_fastnet_resumes_with_its_frozen_stem(runs_dir, capsys):
+    assert main(["train", "digits", "--model", "fastnet", "--image-size", "16", "--epochs", "1",
+                 "--batch-size", "128"]) == 0
+    run = _latest(runs_dir)
+    assert main(["train", "--resume", str(run), "--epochs", "2"]) == 0
+    assert len((run / "history.csv").read_text().splitlines()) == 3

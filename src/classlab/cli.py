@@ -158,7 +158,8 @@ def parse_input_shape(text: str) -> tuple[int, ...]:
 
 TRAIN_FLAGS = ("model", "epochs", "batch_size", "lr", "optimizer", "momentum", "weight_decay", "schedule",
                "warmup_epochs", "step_size", "label_smoothing", "loss", "grad_clip", "augment", "class_weight",
-               "sampler", "early_stopping", "seed", "deterministic", "precision", "device", "compile", "tensorboard")
+               "sampler", "early_stopping", "seed", "deterministic", "precision", "device", "compile", "tensorboard",
+               "tta")
 
 
 def _train_config(args):
@@ -288,6 +289,7 @@ def _train_args(p: argparse.ArgumentParser):
     t.add_argument("--precision", help="auto (bf16 where supported), bf16, fp32")
     t.add_argument("--device", help="auto, cpu, cuda, mps")
     t.add_argument("--compile", action="store_true", help="torch.compile the model (faster steps, slower start)")
+    t.add_argument("--tta", action="store_true", help="score (and predict) each image and its mirror image, averaged")
     t.add_argument("--tensorboard", action="store_true", help="also log to RUN/tensorboard (tensorboard --logdir runs)")
     return t
 

@@ -22,6 +22,7 @@ from .errors import ClasslabError, warn
 from .fileio import write_csv
 from .models import create_model
 from .training.checkpoint import load_checkpoint
+from .training.engine import forward_tta
 from .training.tensors import Preprocessing, to_input
 
 
@@ -51,6 +52,7 @@ class TrainedRun:
     class_names: list[str]
     preprocessing: Preprocessing
     device: torch.device
+    tta: bool = False  # the run scored each image and its mirror image, averaged (--tta)
 
     @classmethod
     def load(cls, run_dir: str | Path, device: str | None = "cpu") -> "TrainedRun":
@@ -64,7 +66,8 @@ class TrainedRun:
             model = create_model(info["name"], info["num_classes"], info["in_channels"], tuple(info["image_size"]),
                                  **info["options"])
         model.load_state_dict(ckpt["model"], assign=True)
-        return cls(run_dir, model.to(dev).eval(), ckpt["class_names"], Preprocessing(**ckpt["preprocessing"]), dev)
+        return cls(run_dir, model.to(dev).eval(), ckpt["class_names"], Preprocessing(**ckpt["preprocessing"]), dev,
+                   bool(ckpt.get("config", {}).get("tta", False)))
 
     def predict_proba(self, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
         """uint8 (N, H, W, C) images already at the run's size and channels -> class probabilities."""
@@ -76,7 +79,7 @@ class TrainedRun:
         with torch.no_grad():
             for start in range(0, len(images), batch_size):
                 batch = torch.from_numpy(np.ascontiguousarray(images[start : start + batch_size])).to(self.device)
-                out.append(self.model(to_input(batch, self.preprocessing)).float().softmax(1).cpu())
+                out.append(forward_tta(self.model, to_input(batch, self.preprocessing), self.tta).softmax(1).cpu())
         return torch.cat(out).numpy()
 
     def load_images(self, files: list[Path]) -> tuple[np.ndarray, list[Path]]:

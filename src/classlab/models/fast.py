@@ -42,6 +42,22 @@ class FastNet(nn.Module):
         x = self.pool(self.stages(self.stem(x))).flatten(1)
         return self.head(x) * self.logit_scale
 
+    @torch.no_grad()
+    def init_from_data(self, x: torch.Tensor, eps: float = 5e-4) -> None:
+        """Patch whitening (the speed-run work's first layer): the stem's 2x2 filters become the
+        eigenvectors of the training patches' covariance, scaled by 1/sqrt(eigenvalue), each with its
+        negative, so the first layer decorrelates pixels from step one. Its weights then stay fixed.
+        ``x``: a normalised sample of training images (N, C, H, W); the engine calls this before training."""
+        conv = self.stem[0]
+        dims = conv.in_channels * conv.kernel_size[0] * conv.kernel_size[1]
+        if conv.out_channels != 2 * dims or x.ndim != 4:
+            return  # only for the stem shape it was designed for (3 channels: 12 directions, 24 filters)
+        patches = torch.nn.functional.unfold(x.float(), conv.kernel_size).transpose(1, 2).reshape(-1, dims)
+        eigval, eigvec = torch.linalg.eigh(torch.cov(patches.T.double()))
+        filters = (eigvec.T / torch.sqrt(eigval.clamp_min(0) + eps)[:, None]).flip(0).float()  # largest first
+        conv.weight.copy_(torch.cat([filters, -filters]).reshape(conv.weight.shape))
+        conv.weight.requires_grad_(False)
+
 
 @register("fastnet", "fast CIFAR-sized network (speed-run design: 3 wide stages, global max-pool)")
 def fastnet(num_classes, in_channels, image_size, width: float = 1.0):

@@ -41,6 +41,7 @@ class TrainConfig:
     device: str = "auto"
     compile: bool = False  # torch.compile the model (slower start, faster steps on long runs)
     tensorboard: bool = False  # also log per-epoch scalars to RUN/tensorboard
+    tta: bool = False  # score validation, test and predictions on each image and its mirror image, averaged
 
     def validate(self) -> "TrainConfig":
         def bad(msg):

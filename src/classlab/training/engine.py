@@ -130,15 +130,24 @@ def loss_fn(cfg: TrainConfig, num_classes: int, class_weights: torch.Tensor | No
     return lambda logits, y: F.cross_entropy(logits.float(), y, weight=class_weights, label_smoothing=cfg.label_smoothing)
 
 
+def forward_tta(model, x: torch.Tensor, tta: bool) -> torch.Tensor:
+    """Logits; with ``tta``, the log of the probabilities averaged over the image and its mirror image."""
+    logits = model(x).float()
+    if not tta or x.ndim != 4:
+        return logits
+    return torch.logsumexp(torch.stack([logits.log_softmax(1), model(x.flip(-1)).float().log_softmax(1)]), 0) \
+        - math.log(2)
+
+
 @torch.no_grad()
 def predict_logits(model, data: SplitTensors, pre: Preprocessing, batch_size: int, bf16: bool,
-                   channels_last: bool) -> torch.Tensor:
+                   channels_last: bool, tta: bool = False) -> torch.Tensor:
     model.eval()
     out = []
     for _, images in data.batches(torch.arange(len(data.labels), device=data.device), batch_size):
         x = to_input(images, pre, channels_last)
         with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
-            out.append(model(x).float())
+            out.append(forward_tta(model, x, tta))
     return torch.cat(out) if out else torch.empty(0)
 
 
@@ -166,6 +175,12 @@ def fit(model, train: SplitTensors, val: SplitTensors, cfg: TrainConfig, pre: Pr
     channels_last = bf16 and train.images.ndim == 4
     if channels_last:
         model.to(memory_format=torch.channels_last)
+    if hasattr(model, "init_from_data"):  # data-dependent init (fastnet's whitening); on resume it also freezes
+        # what the first run froze, so the optimizer's parameter list matches its saved state
+        pick = torch.randperm(n, generator=torch.Generator().manual_seed(cfg.seed))[:5000].sort().values
+        sample = train.images[pick.to(train.images.device)] if torch.is_tensor(train.images) else \
+            torch.from_numpy(np.asarray(train.images[pick.numpy()]))
+        model.init_from_data(normalize(to_float(sample.to(device), pre), pre))
     optimizer = make_optimizer(cfg, param_groups or [p for p in model.parameters() if p.requires_grad])
     forward = model
     if ddp.active:
@@ -243,7 +258,7 @@ def fit(model, train: SplitTensors, val: SplitTensors, cfg: TrainConfig, pre: Pr
         row = {"epoch": epoch + 1, "train_loss": loss_sum / seen, "train_acc": correct / seen,
                "lr": optimizer.param_groups[0]["lr"], "seconds": train_seconds, "images_per_s": seen / train_seconds}
         if len(val.labels):
-            logits = predict_logits(model, val, pre, max(cfg.batch_size, 256), bf16, channels_last)
+            logits = predict_logits(model, val, pre, max(cfg.batch_size, 256), bf16, channels_last, cfg.tta)
             row["val_loss"] = F.cross_entropy(logits, val.labels).item()
             row["val_acc"] = (logits.argmax(1) == val.labels).float().mean().item()
         state.history.append(row)

@@ -106,7 +106,7 @@ def _train(opts, cfg, runs_dir, ckpt, run_dir, progress, ddp) -> dict:
     bf16 = use_bf16(cfg, device)
     model.to(memory_format=torch.contiguous_format)
     # Scored in fp32 whatever the training precision, so predict, export and re-evaluation agree with it.
-    logits = predict_logits(model, tensors_for(ds, test_idx, device), pre, 256, False, False)
+    logits = predict_logits(model, tensors_for(ds, test_idx, device), pre, 256, False, False, cfg.tta)
     proba = logits.softmax(1).cpu().numpy()
     y_true, y_pred = ds.labels[test_idx], proba.argmax(1)
     ev = evaluate(y_true, y_pred, proba, ds.class_names, seed=cfg.seed)
