@@ -259,3 +259,14 @@ def test_mnist_run_transferred_to_fashion_mnist(runs_dir):
     assert metrics["stages"]["features"]["feature_width"] == 128  # the deck CNN's dense layer
     assert metrics["stages"]["features"]["accuracy"] > 0.6 and metrics["accuracy"] > 0.6
     assert run.evaluate().accuracy == pytest.approx(metrics["accuracy"], abs=1e-9)
+
+
+def test_workshop_includes_the_transfer_stop_when_weights_are_cached(torch_home, runs_dir):
+    from classlab.prepare import DataOptions
+    from classlab.workshop import run_workshop
+
+    result = run_workshop(DataOptions(data="digits"))
+    stops = {r["stop"]: r for r in result["results"]}
+    assert list(stops) == ["explore", "knn", "scratch-mlp", "mlp", "cnn", "transfer"] and result["skipped"] is None
+    assert stops["transfer"]["accuracy"] > 0.6
+    assert "MobileNetV2 frozen + head" in (result["run_dir"] / "report.md").read_text()
