@@ -12,9 +12,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ClasslabError
-from ..evaluation import evaluate
 from ..fileio import atomic_write_bytes
-from ..prepare import DataOptions, load_and_split, record_split, split_summary
+from ..prepare import DataOptions, load_and_split, record_split
 from ..runs import Run
 from .mlp import ScratchMLP
 
@@ -55,7 +54,7 @@ def rows(ds, indices, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
 
 def run_scratch(opts: DataOptions, cfg, runs_dir=None, progress: bool = True) -> dict:
     from ..data.dataset import channel_stats
-    from ..training.run import history_files
+    from ..training.run import write_results
 
     _check(cfg)
     cfg.validate()
@@ -83,25 +82,16 @@ def run_scratch(opts: DataOptions, cfg, runs_dir=None, progress: bool = True) ->
     model.fit(x_train, ds.labels[train], x_val, ds.labels[val], num_classes=ds.num_classes, on_epoch=log)
     seconds = time.perf_counter() - t0
     proba = model.predict_proba(x_test)
-    y_true, y_pred = ds.labels[test], proba.argmax(1)
-    ev = evaluate(y_true, y_pred, proba, ds.class_names, seed=cfg.seed)
     n_params = int(sum(p.size for p in model.params))
     summary = {"model": "scratch-mlp", "parameters": n_params, "epochs_run": cfg.epochs, "train_seconds": seconds,
                "hidden": model.hidden, "activation": model.activation, "optimizer": model.optimizer}
-    paths = ev.save(run.path, extra={"train": summary})
-    run.write_predictions([ds.ids[i] for i in test], y_true, y_pred, proba, ds.class_names)
-    history_files(run.path, model.history)
     save_weights(run.path / "scratch.npz", model, mean, std, ds.class_names)
-    report = run.write_report(f"scratch-mlp (NumPy) on {ds.name}", [
-        ("Data", split_summary(ds, split)),
-        ("Model and training", f"A NumPy MLP written from scratch (`classlab.scratch.ScratchMLP`): hidden "
-                               f"{model.hidden}, {model.activation}, dropout {model.dropout}; {n_params:,} parameters; "
-                               f"{model.optimizer}, lr {cfg.lr}, batch {cfg.batch_size}, {cfg.epochs} epochs in "
-                               f"{seconds:.1f} s. The final epoch's weights are scored (`scratch.npz`).\n\n"
-                               "![training curves](curves.png)"),
-        ("Test results", f"```\n{ev.text()}```\n\n![confusion matrix](confusion_matrix.png)"),
-    ])
-    return {"run_dir": run.path, "report": report, "evaluation": ev, "history": model.history, **paths}
+    model_text = (f"A NumPy MLP written from scratch (`classlab.scratch.ScratchMLP`): hidden {model.hidden}, "
+                  f"{model.activation}, dropout {model.dropout}; {n_params:,} parameters; {model.optimizer}, lr "
+                  f"{cfg.lr}, batch {cfg.batch_size}, {cfg.epochs} epochs in {seconds:.1f} s. The final epoch's "
+                  "weights are scored (`scratch.npz`).")
+    return write_results(run, ds, split, test, proba, cfg.seed, model.history, summary,
+                         f"scratch-mlp (NumPy) on {ds.name}", model_text)
 
 
 def save_weights(path: Path, model: ScratchMLP, mean, std, class_names) -> Path:

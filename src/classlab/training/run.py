@@ -108,28 +108,34 @@ def _train(opts, cfg, runs_dir, ckpt, run_dir, progress, ddp) -> dict:
     # Scored in fp32 whatever the training precision, so predict, export and re-evaluation agree with it.
     logits = predict_logits(model, tensors_for(ds, test_idx, device), pre, 256, False, False, cfg.tta)
     proba = logits.softmax(1).cpu().numpy()
-    y_true, y_pred = ds.labels[test_idx], proba.argmax(1)
-    ev = evaluate(y_true, y_pred, proba, ds.class_names, seed=cfg.seed)
     total, trainable = count_parameters(model)
     summary = {"model": model_info, "parameters": total, "trainable_parameters": trainable,
                "best_epoch": state.best_epoch, "epochs_run": state.epoch, "stopped_early": state.stopped_early,
                "train_seconds": sum(h["seconds"] for h in state.history), "bf16": bf16, "device": str(device)}
+    model_text = (f"`{cfg.model}` ({total:,} parameters), {state.epoch} epochs "
+                  f"({'stopped early' if state.stopped_early else 'as configured'}), best validation "
+                  f"epoch {state.best_epoch}; {cfg.optimizer}, lr {cfg.lr}, batch {cfg.batch_size}, "
+                  f"{cfg.schedule} schedule, augment {cfg.augment}, "
+                  f"{'bf16' if bf16 else 'fp32'} on {device}. Configuration: `config.json`.")
+    return write_results(run, ds, split, test_idx, proba, cfg.seed, state.history, summary,
+                         f"{cfg.model} on {ds.name}", model_text, "Test results (best validation epoch, test scored once)")
+
+
+def write_results(run: Run, ds: ImageDataset, split, test_idx, proba: np.ndarray, seed: int, history: list[dict],
+                  summary: dict, title: str, model_text: str, test_heading: str = "Test results") -> dict:
+    """What every training run leaves: metrics and plots, predictions.csv, history.csv + curves.png, report.md."""
+    y_true, y_pred = ds.labels[test_idx], proba.argmax(1)
+    ev = evaluate(y_true, y_pred, proba, ds.class_names, seed=seed)
     paths = ev.save(run.path, extra={"train": summary})
     run.write_predictions([ds.ids[i] for i in test_idx], y_true, y_pred, proba, ds.class_names)
-    history_files(run.path, state.history)
-    report = run.write_report(f"{cfg.model} on {ds.name}", [
+    history_files(run.path, history)
+    report = run.write_report(title, [
         ("Data", split_summary(ds, split)),
-        ("Model and training", f"`{cfg.model}` ({total:,} parameters), {state.epoch} epochs "
-                               f"({'stopped early' if state.stopped_early else 'as configured'}), best validation "
-                               f"epoch {state.best_epoch}; {cfg.optimizer}, lr {cfg.lr}, batch {cfg.batch_size}, "
-                               f"{cfg.schedule} schedule, augment {cfg.augment}, "
-                               f"{'bf16' if bf16 else 'fp32'} on {device}. Configuration: `config.json`.\n\n"
-                               "![training curves](curves.png)\n\nPer epoch: `history.csv`."),
-        ("Test results (best validation epoch, test scored once)",
-         f"```\n{ev.text()}```\n\n![confusion matrix](confusion_matrix.png)\n\n"
-         "![normalised confusion matrix](confusion_matrix_normalized.png)"),
+        ("Model and training", model_text + "\n\n![training curves](curves.png)\n\nPer epoch: `history.csv`."),
+        (test_heading, f"```\n{ev.text()}```\n\n![confusion matrix](confusion_matrix.png)\n\n"
+                       "![normalised confusion matrix](confusion_matrix_normalized.png)"),
     ])
-    return {"run_dir": run.path, "report": report, "evaluation": ev, "history": state.history, **paths}
+    return {"run_dir": run.path, "report": report, "evaluation": ev, "history": history, **paths}
 
 
 def history_files(folder: Path, history: list[dict]) -> None:
