@@ -67,13 +67,12 @@ def _weights_available(weights: str | None) -> str | None:
     """None when the transfer stop can run offline, else why not."""
     if weights:
         return None if Path(weights).is_file() else f"--weights {weights} does not exist"
-    from torchvision.models import MobileNet_V2_Weights
+    from .transfer.weights import cached_file, hub_checkpoints, weight_versions
 
-    from .transfer.weights import hub_checkpoints
-
-    files = [m.url.rsplit("/", 1)[-1] for m in MobileNet_V2_Weights]
-    if any((hub_checkpoints() / f).is_file() for f in files):
+    versions = weight_versions("mobilenet_v2")
+    if cached_file(versions) is not None:
         return None
+    files = [m.url.rsplit("/", 1)[-1] for m in versions]
     return (f"MobileNetV2's pretrained weights are not on this machine: put {' or '.join(files)} into "
             f"{hub_checkpoints()} (or pass --weights FILE) to add the transfer-learning stop")
 

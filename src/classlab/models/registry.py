@@ -79,8 +79,7 @@ def create_model(name: str, num_classes: int, in_channels: int = 3, image_size=3
     if unknown:
         raise ClasslabError(f"model '{name}' has no option {', '.join(sorted(unknown))}; "
                             f"its options: {', '.join(entry.options) or 'none'}")
-    # Pretrained weights handed to a builder (``state``) play no part in the shape check.
-    check_input_size(entry, num_classes, in_channels, size, {k: v for k, v in options.items() if k != "state"})
+    check_input_size(entry, num_classes, in_channels, size, options)
     return entry.builder(num_classes=num_classes, in_channels=in_channels, image_size=size, **options)
 
 

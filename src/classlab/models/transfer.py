@@ -206,10 +206,9 @@ def build_backbone(backbone: str, source: dict | None, in_channels: int, state: 
 
 @register("transfer", "a pretrained backbone with a new head (built by `classlab transfer`)")
 def transfer(num_classes, in_channels, image_size, backbone: str = "mobilenet_v2", source: dict | None = None,
-             dense: int | None = None, dropout: float = 0.2, bn: str = "frozen", state: dict | None = None,
-             state_name: str = "the weights file"):
-    """``state``: pretrained weights for the backbone (not saved as an option: runs keep them in best.pt)."""
+             dense: int | None = None, dropout: float = 0.2, bn: str = "frozen"):
+    """The structure only; ``classlab.transfer`` copies the pretrained backbone in (runs keep it in best.pt)."""
     if bn not in BN_MODES:
         raise ClasslabError(f"--bn takes {' or '.join(BN_MODES)}, got '{bn}'")
-    net, width = build_backbone(backbone, source, in_channels, state, state_name)
+    net, width = build_backbone(backbone, source, in_channels)
     return TransferNet(net, width, make_head(width, num_classes, dense, dropout), bn)

@@ -18,13 +18,16 @@ from ..runs import Run
 from .mlp import ScratchMLP
 
 OPTIONS = ("hidden", "activation", "dropout", "dtype")
-_DEFAULTS = {"schedule": "constant", "warmup_epochs": 0.0, "label_smoothing": 0.0, "loss": "ce", "grad_clip": None,
-             "augment": "none", "class_weight": None, "sampler": None, "early_stopping": None, "compile": False,
-             "tensorboard": False, "deterministic": False}
+# what the NumPy MLP implements; any other training option must keep TrainConfig's default
+SUPPORTED = {"model", "model_options", "epochs", "batch_size", "lr", "optimizer", "momentum", "weight_decay", "seed",
+             "precision", "device"}
 
 
 def _check(cfg) -> None:
-    unsupported = [k for k, v in _DEFAULTS.items() if getattr(cfg, k) != v]
+    from ..training.config import TrainConfig
+
+    defaults = TrainConfig()
+    unsupported = [k for k in vars(cfg) if k not in SUPPORTED and getattr(cfg, k) != getattr(defaults, k)]
     if unsupported:
         raise ClasslabError(f"the scratch MLP does not implement {', '.join('--' + k.replace('_', '-') for k in unsupported)};"
                             " it takes --epochs, --batch-size, --lr, --optimizer (sgd, nesterov, adam), --momentum, "

@@ -107,8 +107,10 @@ def run_transfer(opts: DataOptions, tc: TransferConfig, runs_dir=None, progress:
         raise ClasslabError("transfer learning needs train and test images; check --val-fraction / --test-fraction")
     device = pick_device(tc.device)
     options = plan.build_options(tc.dense, tc.dropout, tc.bn)
-    model = create_model("transfer", ds.num_classes, in_channels, pre.model_size, **options,
-                         state=plan.state, state_name=plan.weights).to(device)
+    model = create_model("transfer", ds.num_classes, in_channels, pre.model_size, **options)
+    if plan.state is not None:  # the pretrained backbone, classifier removed and first convolution adapted
+        model.backbone.load_state_dict(plan.backbone_only(in_channels)[0].state_dict())
+    model.to(device)
     model_info = {"name": "transfer", "num_classes": ds.num_classes, "in_channels": in_channels,
                   "image_size": pre.model_size, "options": options}
     run = Run("transfer", ds.name, runs_dir)

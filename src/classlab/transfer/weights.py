@@ -39,6 +39,21 @@ def hub_checkpoints() -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints"
 
 
+def weight_versions(backbone: str) -> list:
+    """The backbone's published weights, the default version first (empty when torchvision has none)."""
+    enum = _enum(backbone)
+    return [] if enum is None else [enum.DEFAULT] + [m for m in enum if m is not enum.DEFAULT]
+
+
+def cached_file(members) -> tuple | None:
+    """(version, path) of the first of ``members`` whose file is in the torch hub cache, or None."""
+    for member in members:
+        path = hub_checkpoints() / member.url.rsplit("/", 1)[-1]
+        if path.is_file():
+            return member, path
+    return None
+
+
 def _enum(backbone: str):
     from torchvision import models
 
@@ -80,8 +95,7 @@ def _fingerprint(path: Path) -> str:
 def resolve(backbone: str, weights: str | None = None, progress: bool = True) -> ResolvedWeights:
     """``weights``: None (the default version: hub cache, then download), a version name such as
     "IMAGENET1K_V1", a file path, or "random" (architecture only)."""
-    enum = _enum(backbone)
-    members = [] if enum is None else [enum.DEFAULT] + [m for m in enum if m is not enum.DEFAULT]
+    members = weight_versions(backbone)
     imagenet = members[0] if members else None
     mean, std, crop, min_size = _transforms(imagenet) if imagenet else ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225],
                                                                          224, MIN_PRETRAINED_SIZE)
@@ -105,13 +119,12 @@ def resolve(backbone: str, weights: str | None = None, progress: bool = True) ->
     if not members:
         raise ClasslabError(f"torchvision publishes no pretrained weights for '{backbone}'; pass --weights FILE "
                             "or --weights random")
-    folder = hub_checkpoints()
-    for member in members:
-        path = folder / member.url.rsplit("/", 1)[-1]
-        if path.is_file():
-            mean, std, crop, min_size = _transforms(member)
-            return ResolvedWeights(_read(path), str(member), path, _fingerprint(path), mean, std, crop, min_size)
-    path = _download(imagenet, folder, progress)
+    found = cached_file(members)
+    if found is not None:
+        member, path = found
+        mean, std, crop, min_size = _transforms(member)
+        return ResolvedWeights(_read(path), str(member), path, _fingerprint(path), mean, std, crop, min_size)
+    path = _download(imagenet, hub_checkpoints(), progress)
     return ResolvedWeights(_read(path), str(imagenet), path, _fingerprint(path), mean, std, crop, min_size)
 
 
