@@ -11,6 +11,8 @@ import pytest
 import torch
 
 from classlab.cli import main
+from classlab.errors import ClasslabError
+from classlab.training import TrainConfig
 from classlab.training.checkpoint import load_checkpoint
 
 
@@ -338,6 +340,114 @@ def test_tta_scores_with_mirror_images_and_predict_reuses_it(runs_dir, capsys):
     plain = classlab.TrainedRun.load(run.run_dir)
     plain.tta = False
     assert not np.allclose(run.predict_proba(ds.images[:20]), plain.predict_proba(ds.images[:20]))
+
+
+def test_flip_translate_tta_weighs_six_views_by_hand():
+    import torch
+
+    from classlab.training.engine import forward_tta
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 5 * 6, 4))
+    x = torch.randn(3, 3, 5, 6)
+    padded = torch.nn.functional.pad(x, (1, 1, 1, 1), mode="reflect")
+    up_left, down_right = padded[..., :5, :6], padded[..., 2:, 2:]
+    assert torch.equal(up_left[..., 1:, 1:], x[..., :-1, :-1])  # a one-pixel shift
+    probs = lambda v: model(v).softmax(1)
+    pair = lambda v: probs(v) + probs(v.flip(-1))
+    by_hand = pair(x) / 4 + (pair(up_left) + pair(down_right)) / 8
+    assert torch.allclose(forward_tta(model, x, "flip-translate").softmax(1), by_hand, atol=1e-6)
+    assert torch.allclose(forward_tta(model, x, "flip").softmax(1), pair(x) / 2, atol=1e-6)
+    assert torch.equal(forward_tta(model, x, "none"), model(x))
+
+
+def test_fastnet_shifts_learn_faster_under_sgd_only_and_convs_start_as_identity():
+    import torch
+
+    from classlab.models import create_model
+    from classlab.training import TrainConfig
+
+    model = create_model("fastnet", 10, 3, 32)
+    conv = model.stages[1][0]  # 64 -> 256 channels
+    x = torch.randn(2, 64, 8, 8)
+    assert torch.allclose(torch.nn.functional.conv2d(x, conv.weight, padding=1)[:, :64], x)  # dirac on the first 64
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert norms and all(not m.weight.requires_grad and m.bias.requires_grad for m in norms)
+    sgd = model.param_groups(TrainConfig(optimizer="nesterov", lr=0.2, weight_decay=5e-4))
+    shifts = {id(m.bias) for m in norms}
+    assert {id(p) for p in sgd[1]["params"]} == shifts and not shifts & {id(p) for p in sgd[0]["params"]}
+    assert sgd[1]["lr"] == pytest.approx(0.2 * 64) and sgd[1]["lr"] * sgd[1]["weight_decay"] == pytest.approx(0.2 * 5e-4)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    assert sum(len(g["params"]) for g in sgd) == len(trainable)
+    adam = model.param_groups(TrainConfig(optimizer="adam"))
+    assert len(adam) == 1 and len(adam[0]["params"]) == len(trainable)
+
+
+def test_crop_padding_bounds_the_translation_and_zero_turns_it_off():
+    import torch
+
+    from classlab.training.tensors import augment
+
+    x = torch.rand(64, 3, 12, 12)
+    g = torch.Generator().manual_seed(0)
+    assert torch.equal(augment(x, "crop", g, pad=0), x)
+    shifted = augment(x, "crop", g, pad=1)
+    # every image moved by at most one pixel: its centre 10x10 appears in the shifted image's 12x12
+    for a, b in zip(x, shifted):
+        core = a[:, 1:-1, 1:-1]
+        assert any(torch.equal(b[:, dy:dy + 10, dx:dx + 10], core) for dy in range(3) for dx in range(3))
+    with pytest.raises(ClasslabError, match="crop-padding"):
+        TrainConfig(crop_padding=-1).validate()
+    assert TrainConfig(tta=True).validate().tta == "flip"  # runs saved before tta levels
+    with pytest.raises(ClasslabError, match="tta"):
+        TrainConfig(tta="rotate").validate()
+
+
+def test_lookahead_averages_every_fifth_step_by_hand():
+    import torch
+
+    from classlab.training.engine import Lookahead
+
+    model = torch.nn.Linear(2, 1, bias=False)
+    la = Lookahead(model, total_steps=20, every=5, decay=0.9, start=0.25)
+    la.begin_epoch(0)
+    assert la.average is None  # not yet in the averaged part of training
+    la.begin_epoch(5)
+    avg = model.weight.detach().clone()
+    for step in range(6, 11):
+        with torch.no_grad():
+            model.weight.add_(1.0)  # stands in for an optimizer step
+        la.step(step)
+        if step == 10:
+            rho = 0.9 ** 5 * (10 / 20) ** 3
+            avg = rho * avg + (1 - rho) * (avg + 5.0)
+            assert torch.allclose(model.weight, avg) and torch.allclose(la.average[0], avg)
+    with torch.no_grad():
+        model.weight.add_(1.0)
+    la.end_epoch()
+    assert torch.allclose(model.weight, avg)  # the epoch ends on the average
+
+
+def test_lookahead_run_stopped_after_an_epoch_resumes_to_the_same_result(runs_dir, capsys, monkeypatch):
+    from classlab.training import engine
+
+    args = ["train", "digits", "--model", "mlp", "--epochs", "4", "--optimizer", "nesterov", "--lr", "0.05",
+            "--schedule", "cosine", "--lookahead", "--deterministic", "--precision", "fp32"]
+    assert main(args) == 0
+    whole = _latest(runs_dir)
+
+    def die_after_second_epoch(row, progress):  # right after epoch 2's checkpoints, as a kill would leave it
+        if row["epoch"] == 2:
+            raise KeyboardInterrupt
+    with monkeypatch.context() as m:
+        m.setattr(engine, "_log", die_after_second_epoch)
+        assert main(args) == 130  # "interrupted"
+    part = _latest(runs_dir)
+    assert load_checkpoint(part / "last.pt")["fit_state"]["epoch"] == 2
+    assert main(["train", "--resume", str(part)]) == 0
+    a, b = (json.loads((r / "metrics.json").read_text()) for r in (whole, part))
+    assert a["accuracy"] == b["accuracy"] and a["cross_entropy"] == pytest.approx(b["cross_entropy"], rel=1e-6)
+    assert load_checkpoint(whole / "last.pt")["config"]["lookahead"] is True
 
 
 def test_fastnet_resumes_with_its_frozen_stem(runs_dir, capsys):

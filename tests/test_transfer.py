@@ -270,3 +270,34 @@ def test_workshop_includes_the_transfer_stop_when_weights_are_cached(torch_home,
     assert list(stops) == ["explore", "knn", "scratch-mlp", "mlp", "cnn", "transfer"] and result["skipped"] is None
     assert stops["transfer"]["accuracy"] > 0.6
     assert "MobileNetV2 frozen + head" in (result["run_dir"] / "report.md").read_text()
+
+
+def test_killed_transfer_run_resumes_each_stage_from_its_last_checkpoint(torch_home, runs_dir, monkeypatch):
+    import json
+
+    from classlab.training import engine
+
+    args = ["transfer", "digits", "--image-size", "32", "--mode", "both", "--dense", "32", "--head-epochs", "2",
+            "--finetune-epochs", "2", "--precision", "fp32"]
+    assert main(args) == 0
+    whole = sorted(runs_dir.iterdir())[-1]
+    logged = []
+
+    def die_in_finetuning(row, progress):  # a kill right after fine-tuning's first epoch was saved
+        logged.append(row["epoch"])
+        if len(logged) == 3:
+            raise KeyboardInterrupt
+    with monkeypatch.context() as m:
+        m.setattr(engine, "_log", die_in_finetuning)
+        assert main(args) == 130  # "interrupted"
+    part = sorted(runs_dir.iterdir())[-1]
+    assert not (part / "metrics.json").exists() and (part / "finetune" / "last.pt").is_file()
+    assert main(["transfer", "--resume", str(part), "--lr", "0.1"]) == 2  # options come from the run
+    assert main(["transfer", "--resume", str(part)]) == 0
+    a, b = (json.loads((r / "metrics.json").read_text()) for r in (whole, part))
+    for stage in ("features", "finetune"):
+        assert b["stages"][stage]["epochs_run"] == 2
+        assert b["stages"][stage]["accuracy"] == pytest.approx(a["stages"][stage]["accuracy"], abs=1e-9)
+    history = (part / "finetune" / "history.csv").read_text().splitlines()
+    assert len(history) == 3  # a header and both epochs: the first was not trained again
+    assert main(["transfer", "--resume", str(sorted(runs_dir.iterdir())[0])]) == 0  # a finished run: no work left

@@ -52,7 +52,7 @@ class TrainedRun:
     class_names: list[str]
     preprocessing: Preprocessing
     device: torch.device
-    tta: bool = False  # the run scored each image and its mirror image, averaged (--tta)
+    tta: str = "none"  # the run's test-time augmentation (--tta): none, flip or flip-translate
 
     @classmethod
     def load(cls, run_dir: str | Path, device: str | None = "cpu") -> "TrainedRun":
@@ -67,7 +67,7 @@ class TrainedRun:
                                  **info["options"])
         model.load_state_dict(ckpt["model"], assign=True)
         return cls(run_dir, model.to(dev).eval(), ckpt["class_names"], Preprocessing(**ckpt["preprocessing"]), dev,
-                   bool(ckpt.get("config", {}).get("tta", False)))
+                   ckpt.get("config", {}).get("tta", "none"))
 
     def predict_proba(self, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
         """uint8 (N, H, W, C) images already at the run's size and channels -> class probabilities."""

@@ -2,9 +2,11 @@
 
 What the CIFAR-10 speed-run work (airbench, hlb-CIFAR10) found matters, re-derived here rather than
 copied: few, wide stages (each conv -> max-pool -> BN -> GELU, then conv -> BN -> GELU) so that most
-compute runs at low resolution; batch norm without learned scale; global max pooling; a bias-free
-linear head whose logits are scaled down, which steadies early training at high learning rates.
-Training-side tricks (label smoothing, flips, a short schedule) belong to the training engine.
+compute runs at low resolution; batch norm with a learned shift but no learned scale, the shifts
+learning 64x faster under SGD; convolutions that start as identity maps (dirac) on their first input
+channels, an implicit residual; global max pooling; a bias-free linear head whose logits are scaled
+down, which steadies early training at high learning rates. Training-side tricks (label smoothing,
+flips, test-time augmentation, a short schedule) belong to the training engine.
 """
 
 from __future__ import annotations
@@ -16,13 +18,26 @@ from ..errors import ClasslabError
 from .registry import register
 
 
+BIAS_LR_SCALE = 64.0  # measured by the speed-run work: 22 -> 17 epochs to 94% on CIFAR-10
+
+
+def _conv(cin: int, cout: int) -> nn.Conv2d:
+    conv = nn.Conv2d(cin, cout, 3, padding=1, bias=False)
+    with torch.no_grad():
+        nn.init.dirac_(conv.weight[: min(cin, cout)])  # the first filters pass their input channel through
+    return conv
+
+
+def _norm(channels: int) -> nn.BatchNorm2d:
+    norm = nn.BatchNorm2d(channels, momentum=0.4)
+    norm.weight.requires_grad_(False)  # stays 1: the following conv or head can scale
+    return norm
+
+
 class _Stage(nn.Sequential):
     def __init__(self, cin: int, cout: int):
-        super().__init__(
-            nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.MaxPool2d(2),
-            nn.BatchNorm2d(cout, affine=False, momentum=0.4), nn.GELU(),
-            nn.Conv2d(cout, cout, 3, padding=1, bias=False),
-            nn.BatchNorm2d(cout, affine=False, momentum=0.4), nn.GELU())
+        super().__init__(_conv(cin, cout), nn.MaxPool2d(2), _norm(cout), nn.GELU(),
+                         _conv(cout, cout), _norm(cout), nn.GELU())
 
 
 class FastNet(nn.Module):
@@ -41,6 +56,17 @@ class FastNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.pool(self.stages(self.stem(x))).flatten(1)
         return self.head(x) * self.logit_scale
+
+    def param_groups(self, cfg) -> list[dict]:
+        """Optimizer groups for the engine: under SGD the batch-norm shifts take a 64x learning rate with
+        the same absolute weight decay as the rest (decay per step is lr x weight_decay)."""
+        trainable = [(name, p) for name, p in self.named_parameters() if p.requires_grad]
+        if cfg.optimizer not in ("sgd", "nesterov"):
+            return [{"params": [p for _, p in trainable]}]
+        shifts = {id(m.bias) for m in self.modules() if isinstance(m, nn.BatchNorm2d)}
+        return [{"params": [p for _, p in trainable if id(p) not in shifts]},
+                {"params": [p for _, p in trainable if id(p) in shifts], "lr": cfg.lr * BIAS_LR_SCALE,
+                 "weight_decay": cfg.weight_decay / BIAS_LR_SCALE}]
 
     @torch.no_grad()
     def init_from_data(self, x: torch.Tensor, eps: float = 5e-4) -> None:

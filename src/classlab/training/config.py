@@ -13,6 +13,7 @@ OPTIMIZERS = ("sgd", "nesterov", "adam", "adamw", "rmsprop")
 SCHEDULES = ("constant", "step", "cosine", "onecycle")
 LOSSES = ("ce", "mse")
 PRECISIONS = ("auto", "bf16", "fp32")
+TTAS = ("none", "flip", "flip-translate")
 
 
 @dataclass
@@ -32,6 +33,7 @@ class TrainConfig:
     loss: str = "ce"
     grad_clip: float | None = None
     augment: str = "none"
+    crop_padding: int = 4  # the crop augmentations translate images by up to this many pixels
     class_weight: str | None = None  # "balanced"
     sampler: str | None = None  # "balanced"
     early_stopping: int | None = None  # patience in epochs, on validation accuracy
@@ -41,11 +43,18 @@ class TrainConfig:
     device: str = "auto"
     compile: bool = False  # torch.compile the model (slower start, faster steps on long runs)
     tensorboard: bool = False  # also log per-epoch scalars to RUN/tensorboard
-    tta: bool = False  # score validation, test and predictions on each image and its mirror image, averaged
+    # test-time augmentation for validation, test and predictions: "flip" averages each image and its mirror
+    # image; "flip-translate" also the mirrored pair shifted one pixel up-left and down-right (six views)
+    tta: str = "none"
+    # every 5 steps from the second quarter of training on, pull the weights towards their running average
+    # (Lookahead with an exponential average whose memory grows over training, as in the CIFAR-10 speed runs)
+    lookahead: bool = False
 
     def validate(self) -> "TrainConfig":
         def bad(msg):
             raise ClasslabError(msg)
+        if isinstance(self.tta, bool) or self.tta is None:  # older runs saved tta as on/off (flip)
+            self.tta = "flip" if self.tta else "none"
         if not isinstance(self.epochs, int) or not 1 <= self.epochs <= 100_000:
             bad(f"--epochs must be a whole number from 1, got {self.epochs}")
         if not isinstance(self.batch_size, int) or self.batch_size < 1:
@@ -55,7 +64,7 @@ class TrainConfig:
                 "0.01-0.1 for SGD")
         for name, value, allowed in (("optimizer", self.optimizer, OPTIMIZERS), ("schedule", self.schedule, SCHEDULES),
                                      ("augment", self.augment, AUGMENTS), ("loss", self.loss, LOSSES),
-                                     ("precision", self.precision, PRECISIONS)):
+                                     ("precision", self.precision, PRECISIONS), ("tta", self.tta, TTAS)):
             if value not in allowed:
                 bad(f"unknown --{name} '{value}'; choose one of {', '.join(allowed)}")
         for name, value in (("class-weight", self.class_weight), ("sampler", self.sampler)):
@@ -67,6 +76,8 @@ class TrainConfig:
             bad("--weight-decay must be >= 0 and --momentum in [0, 1)")
         if self.warmup_epochs < 0 or self.warmup_epochs >= self.epochs:
             bad(f"--warmup-epochs must be in [0, epochs), got {self.warmup_epochs}")
+        if not isinstance(self.crop_padding, int) or not 0 <= self.crop_padding <= 64:
+            bad(f"--crop-padding must be a whole number of pixels from 0 to 64, got {self.crop_padding}")
         if self.grad_clip is not None and self.grad_clip <= 0:
             bad(f"--grad-clip must be positive, got {self.grad_clip}")
         if self.early_stopping is not None and self.early_stopping < 1:

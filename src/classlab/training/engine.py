@@ -106,6 +106,39 @@ def make_schedule(cfg: TrainConfig, optimizer, steps_per_epoch: int):
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
+class Lookahead:
+    """Weight averaging that feeds back into training: every ``every`` steps the running average moves
+    towards the current weights and the weights are set to it. The average's decay grows as (progress)^3,
+    so it follows the weights early and averages strongly late. At every epoch's end the weights equal
+    the average, so a checkpoint needs no extra state and a resumed run continues exactly."""
+
+    def __init__(self, model, total_steps: int, every: int = 5, decay: float = 0.95, start: float = 0.25):
+        self.model, self.total, self.every, self.base, self.start = model, total_steps, every, decay ** every, start
+        self.average = None
+
+    def begin_epoch(self, step: int) -> None:
+        active = step >= self.start * self.total
+        self.average = [t.detach().clone() for t in self._tensors()] if active else None
+
+    def _tensors(self):
+        return [t for t in self.model.state_dict().values() if t.is_floating_point()]
+
+    @torch.no_grad()
+    def end_epoch(self) -> None:
+        """The weights become the average, which is what is evaluated and checkpointed."""
+        for avg, t in zip(self.average or [], self._tensors()):
+            t.copy_(avg)
+
+    @torch.no_grad()
+    def step(self, step: int) -> None:
+        if self.average is None or step % self.every:
+            return
+        rho = self.base * (step / self.total) ** 3
+        for avg, t in zip(self.average, self._tensors()):
+            avg.lerp_(t, 1 - rho)
+            t.copy_(avg)
+
+
 def use_bf16(cfg: TrainConfig, device: torch.device) -> bool:
     if cfg.precision != "auto":
         return cfg.precision == "bf16"
@@ -130,13 +163,24 @@ def loss_fn(cfg: TrainConfig, num_classes: int, class_weights: torch.Tensor | No
     return lambda logits, y: F.cross_entropy(logits.float(), y, weight=class_weights, label_smoothing=cfg.label_smoothing)
 
 
-def forward_tta(model, x: torch.Tensor, tta: bool) -> torch.Tensor:
-    """Logits; with ``tta``, the log of the probabilities averaged over the image and its mirror image."""
-    logits = model(x).float()
-    if not tta or x.ndim != 4:
-        return logits
-    return torch.logsumexp(torch.stack([logits.log_softmax(1), model(x.flip(-1)).float().log_softmax(1)]), 0) \
-        - math.log(2)
+def forward_tta(model, x: torch.Tensor, tta: str | bool) -> torch.Tensor:
+    """Logits; with test-time augmentation, the log of the class probabilities averaged over views:
+    "flip" (or True): the image and its mirror image; "flip-translate": half the weight on that pair,
+    a quarter each on the pair shifted by one pixel up-left and down-right (reflect padding)."""
+    if tta in (None, False, "none") or x.ndim != 4:
+        return model(x).float()
+    def pair(v):
+        return [model(v).float().log_softmax(1), model(v.flip(-1)).float().log_softmax(1)]
+    views, weights = pair(x), [0.25, 0.25]
+    if tta == "flip-translate":
+        h, w = x.shape[-2:]
+        padded = F.pad(x, (1, 1, 1, 1), mode="reflect")
+        views += pair(padded[..., :h, :w]) + pair(padded[..., 2:, 2:])
+        weights += [0.125] * 4
+    else:
+        weights = [0.5, 0.5]
+    log_w = torch.tensor(weights, device=views[0].device).log().view(-1, 1, 1)
+    return torch.logsumexp(torch.stack(views) + log_w, 0)
 
 
 @torch.no_grad()
@@ -181,6 +225,8 @@ def fit(model, train: SplitTensors, val: SplitTensors, cfg: TrainConfig, pre: Pr
         sample = train.images[pick.to(train.images.device)] if torch.is_tensor(train.images) else \
             torch.from_numpy(np.asarray(train.images[pick.numpy()]))
         model.init_from_data(normalize(to_float(sample.to(device), pre), pre))
+    if param_groups is None and hasattr(model, "param_groups"):  # the model's own groups (fastnet's BN shifts)
+        param_groups = model.param_groups(cfg)
     optimizer = make_optimizer(cfg, param_groups or [p for p in model.parameters() if p.requires_grad])
     forward = model
     if ddp.active:
@@ -213,8 +259,11 @@ def fit(model, train: SplitTensors, val: SplitTensors, cfg: TrainConfig, pre: Pr
             "fit_state": vars(state).copy()})
 
     writer = _tensorboard(run_dir) if cfg.tensorboard and ddp.main else None
+    lookahead = Lookahead(model, cfg.epochs * steps) if cfg.lookahead else None
     for epoch in range(state.epoch, cfg.epochs):
         model.train()
+        if lookahead:
+            lookahead.begin_epoch(epoch * steps)
         if cfg.sampler == "balanced":  # each image drawn with probability inverse to its class size
             weights = (1.0 / counts.clamp_min(1))[train.labels.cpu()]
             order = torch.multinomial(weights, n, replacement=True, generator=generator)
@@ -225,7 +274,7 @@ def fit(model, train: SplitTensors, val: SplitTensors, cfg: TrainConfig, pre: Pr
         bar = tqdm(range(steps), desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch", leave=False,
                    disable=None if progress else True)
         for step, (idx, images) in zip(bar, train.batches(order[: steps * cfg.batch_size], cfg.batch_size)):
-            x = augment(to_float(images, pre), cfg.augment, generator)
+            x = augment(to_float(images, pre), cfg.augment, generator, cfg.crop_padding)
             y = target = train.labels[idx]
             if cfg.augment in ("mixup", "cutmix") and x.ndim == 4:
                 x, target = mix(x, y, cfg.augment, num_classes)  # soft targets; accuracy still counts y
@@ -249,11 +298,15 @@ def fit(model, train: SplitTensors, val: SplitTensors, cfg: TrainConfig, pre: Pr
                 torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
             optimizer.step()
             schedule.step()
+            if lookahead:
+                lookahead.step(epoch * steps + step + 1)
             seen += len(y)
             loss_sum += loss.item() * len(y)
             correct += (logits.argmax(1) == y).sum().item()
             bar.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{correct / seen:.4f}",
                             img_s=f"{seen / (time.perf_counter() - t0):.0f}")
+        if lookahead:
+            lookahead.end_epoch()
         train_seconds = time.perf_counter() - t0
         row = {"epoch": epoch + 1, "train_loss": loss_sum / seen, "train_acc": correct / seen,
                "lr": optimizer.param_groups[0]["lr"], "seconds": train_seconds, "images_per_s": seen / train_seconds}

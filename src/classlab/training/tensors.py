@@ -144,16 +144,17 @@ def _randaugment(x: torch.Tensor, chunk: int = 16) -> torch.Tensor:
     return torch.cat([ops(part) for part in as_uint8.split(chunk)]).float().div_(255)
 
 
-def augment(x: torch.Tensor, kind: str, generator: torch.Generator) -> torch.Tensor:
-    """Per-batch augmentation of [0, 1] images on their device. Volumes get flips only; mixup and
-    cutmix (which also change the labels) run after this, in ``mix``."""
+def augment(x: torch.Tensor, kind: str, generator: torch.Generator, pad: int = 4) -> torch.Tensor:
+    """Per-batch augmentation of [0, 1] images on their device; crops translate by up to ``pad`` pixels.
+    Volumes get flips only; mixup and cutmix (which also change the labels) run after this, in ``mix``."""
     if kind == "none":
         return x
     if x.ndim != 4:
         return _flip(x, generator) if kind != "crop" else x
     if kind == "randaugment":
         x = _randaugment(x)
-    x = _crop(x, generator)
+    if pad:
+        x = _crop(x, generator, pad)
     if kind != "crop":
         x = _flip(x, generator)
     if kind == "flip-crop-jitter":

@@ -7,16 +7,24 @@ import argparse
 EXAMPLE = ("examples:\n  classlab transfer cifar10-images.zip --backbone mobilenet_v2 --mode both --image-size 96 --dense 128 \\\n"
            "      --max-train 10000 --max-eval 2000        # the decks' laptop setting\n"
            "  classlab transfer fashion-mnist --data-dir ../shared/data --backbone runs/<mnist run> --mode features\n"
-           "  classlab transfer photos/ --backbone resnet18 --weights resnet18-f37072fd.pth --unfreeze last:2")
+           "  classlab transfer photos/ --backbone resnet18 --weights resnet18-f37072fd.pth --unfreeze last:2\n"
+           "  classlab transfer --resume runs/<killed transfer run>")
 
 
 def cmd_transfer(args, options) -> None:
+    from ..errors import ClasslabError
     from . import TransferConfig, run_transfer
 
     values = {k: getattr(args, k) for k in TRANSFER_FLAGS if getattr(args, k) is not None}
-    opts = options(args)
-    opts.image_size = None  # --image-size is the backbone's input size here, resized on the device
-    result = run_transfer(opts, TransferConfig(backbone=args.backbone, **values), args.runs_dir)
+    if args.resume:
+        if values:
+            raise ClasslabError(f"--resume continues a run with its saved options; drop "
+                                f"{', '.join('--' + k.replace('_', '-') for k in values)}")
+        result = run_transfer(None, None, resume=args.resume)
+    else:
+        opts = options(args)
+        opts.image_size = None  # --image-size is the backbone's input size here, resized on the device
+        result = run_transfer(opts, TransferConfig(backbone=args.backbone, **values), args.runs_dir)
     print(result["evaluation"].text())
     for name, s in result["stages"].items():
         print(f"{name:9} validation {s['best_val_acc']:.4f}  test {s['accuracy']:.4f}  macro F1 {s['macro_f1']:.4f}"
@@ -52,6 +60,7 @@ def _transfer_args(p: argparse.ArgumentParser) -> None:
     t.add_argument("--early-stopping", type=int, metavar="PATIENCE")
     t.add_argument("--precision", help="fine-tuning precision: auto, bf16, fp32")
     t.add_argument("--device", help="auto, cpu, cuda, mps")
+    t.add_argument("--resume", metavar="RUN", help="continue a killed transfer run (each stage from its last.pt)")
 
 
 def add_command(add, data_args, options) -> None:

@@ -9,6 +9,7 @@ validation accuracy becomes the run's model (best.pt), which predict, export and
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -94,7 +95,26 @@ class TransferConfig:
 
 
 
-def run_transfer(opts: DataOptions, tc: TransferConfig, runs_dir=None, progress: bool = True) -> dict:
+def resume_options(run_dir: str | Path) -> tuple[Run, DataOptions, TransferConfig]:
+    """An earlier transfer run's data options (pinned to its saved split) and configuration."""
+    run = Run.existing(run_dir)
+    if run.command != "transfer":
+        raise ClasslabError(f"{run.path} is a '{run.command}' run; --resume here continues transfer runs "
+                            f"(use classlab {run.command} --resume)")
+    saved = json.loads((run.path / "config.json").read_text())["options"]
+    opts = DataOptions(**saved["data"])
+    opts.split = str(run.path / "split.csv")  # the same items in the same splits
+    return run, opts, TransferConfig.from_dict(saved["transfer"])
+
+
+def run_transfer(opts: DataOptions | None, tc: TransferConfig | None, runs_dir=None, progress: bool = True,
+                 resume: str | Path | None = None) -> dict:
+    """``resume``: an earlier (killed or finished) transfer run to continue in place: each stage picks up
+    from its last.pt (a finished stage costs a cache read and no training); data and options are the
+    saved ones."""
+    run = None
+    if resume is not None:
+        run, opts, tc = resume_options(resume)
     tc.validate()
     set_determinism(tc.stage_config("head"))
     plan = plan_backbone(tc.backbone, tc.weights, progress)  # before the data: it may fix the channels
@@ -113,10 +133,11 @@ def run_transfer(opts: DataOptions, tc: TransferConfig, runs_dir=None, progress:
     model.to(device)
     model_info = {"name": "transfer", "num_classes": ds.num_classes, "in_channels": in_channels,
                   "image_size": pre.model_size, "options": options}
-    run = Run("transfer", ds.name, runs_dir)
-    run.write_config({"data": vars(opts), "transfer": tc.to_dict(), "model": model_info, "weights": plan.weights,
-                      "preprocessing": pre.to_dict()}, tc.seed)
-    record_split(run, ds, split)
+    if run is None:
+        run = Run("transfer", ds.name, runs_dir)
+        run.write_config({"data": vars(opts), "transfer": tc.to_dict(), "model": model_info, "weights": plan.weights,
+                          "preprocessing": pre.to_dict()}, tc.seed)
+        record_split(run, ds, split)
     extra = {"model_info": model_info, "class_names": ds.class_names}
     stages = {}
     if tc.mode in ("features", "both"):
@@ -124,6 +145,11 @@ def run_transfer(opts: DataOptions, tc: TransferConfig, runs_dir=None, progress:
     if tc.mode in ("finetune", "both"):
         stages["finetune"] = _finetune_stage(model, ds, idx, pre, tc, run, extra, device, progress)
     return _finish(run, ds, split, idx, stages, model, tc, plan)
+
+
+def _last(out: Path, device) -> dict | None:
+    """A stage's last checkpoint, to continue from (None: start the stage afresh)."""
+    return load_checkpoint(out / "last.pt", map_location=device) if (out / "last.pt").is_file() else None
 
 
 def _labels(ds, indices, device) -> torch.Tensor:
@@ -147,7 +173,7 @@ def _features_stage(model, ds, idx, pre, plan, tc, run, extra, device, progress)
     val = split.get("val", SplitTensors(feats["train"][:0].to(device), _labels(ds, idx["train"][:0], device)))
     t1 = time.perf_counter()
     state = fit(model.head, split["train"], val, cfg, identity, out, {"model_info": {"num_classes": ds.num_classes}},
-                progress=progress)
+                resume=_last(out, device), progress=progress)
     head_seconds = time.perf_counter() - t1
     model.head.load_state_dict(load_checkpoint(out / "best.pt", map_location=device)["model"])
     with torch.no_grad():
@@ -169,7 +195,8 @@ def _finetune_stage(model, ds, idx, pre, tc, run, extra, device, progress) -> di
     cfg = tc.stage_config("finetune")
     train_t, val_t = tensors_for(ds, idx["train"], device), tensors_for(ds, idx["val"], device)
     t0 = time.perf_counter()
-    state = fit(model, train_t, val_t, cfg, pre, out, extra, progress=progress, param_groups=groups)
+    state = fit(model, train_t, val_t, cfg, pre, out, extra, resume=_last(out, device), progress=progress,
+                param_groups=groups)
     seconds = time.perf_counter() - t0
     model.load_state_dict(load_checkpoint(out / "best.pt", map_location=device)["model"])
     model.to(memory_format=torch.contiguous_format)
