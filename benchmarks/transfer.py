@@ -103,7 +103,10 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--parts", default="head,baseline,finetune,knn")
     p.add_argument("--finetune-epochs", type=int, default=5)
+    p.add_argument("--tta", action="store_true", help="ours with flip test-time averaging (mirrored features cached)")
     args = p.parse_args()
+    if args.tta:
+        SETTING["tta"] = "flip"
     parts = args.parts.split(",")
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; TORCH_HOME={os.environ.get('TORCH_HOME')}")
     results = {}

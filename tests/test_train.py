@@ -300,6 +300,29 @@ def test_folders_too_large_for_memory_stream_and_train_identically(tmp_path):
     assert "decoded lazily" in (lazy["run_dir"] / "report.md").read_text()
     assert lazy["evaluation"].metrics["accuracy"] == eager["evaluation"].metrics["accuracy"]
     assert [h["train_loss"] for h in lazy["history"]] == pytest.approx([h["train_loss"] for h in eager["history"]])
+    # lr-find decodes only the images its steps draw, not the whole training split (counted after loading,
+    # which itself reads every file once for the leak check)
+    from classlab.data import dataset as lazy_images
+    from classlab.training import lr_find as lr_find_module
+
+    decoded = []
+    real_get, real_load = lazy_images.LazyImages.__getitem__, lr_find_module.load_and_split
+    def counting(self, key):
+        out = real_get(self, key)
+        decoded.append(len(out) if getattr(out, "ndim", 0) == 4 else 1)
+        return out
+    def load_then_count(opts):
+        loaded = real_load(opts)
+        decoded.clear()
+        return loaded
+    lazy_images.LazyImages.__getitem__ = counting
+    lr_find_module.load_and_split = load_then_count
+    try:
+        found = lr_find_module.lr_find(DataOptions(data=str(archive), max_memory_mb=0),
+                                       TrainConfig(model="mlp", batch_size=4), steps=10, runs_dir=tmp_path / "lr")
+    finally:
+        lazy_images.LazyImages.__getitem__, lr_find_module.load_and_split = real_get, real_load
+    assert found["steps_run"] >= 5 and 0 < sum(decoded) <= 40
 
 
 def test_fastnet_patch_whitening_decorrelates_and_freezes_the_stem():

@@ -301,3 +301,25 @@ def test_killed_transfer_run_resumes_each_stage_from_its_last_checkpoint(torch_h
     history = (part / "finetune" / "history.csv").read_text().splitlines()
     assert len(history) == 3  # a header and both epochs: the first was not trained again
     assert main(["transfer", "--resume", str(sorted(runs_dir.iterdir())[0])]) == 0  # a finished run: no work left
+
+
+def test_flip_tta_on_cached_features_matches_the_saved_model(torch_home, runs_dir, private_cache):
+    import json
+
+    run = transfer("digits", "mobilenet_v2", mode="features", tta="flip", **DIGITS_32)
+    stage = json.loads((run.run_dir / "metrics.json").read_text())["stages"]["features"]
+    assert set(stage["features_from_cache"]) == {"train", "val", "test", "val mirrored", "test mirrored"}
+    assert len(list((private_cache / "features").glob("*.npy"))) == 5
+    assert run.tta == "flip"
+    # scoring the saved backbone + head on images (mirror averaged) reproduces the stage's cached-feature score
+    assert run.evaluate().accuracy == pytest.approx(stage["accuracy"], abs=1e-9)
+    ds = __import__("classlab").load_dataset("digits")
+    x = run.preprocessing
+    batch = torch.from_numpy(ds.images[:6])
+    from classlab.training.tensors import to_input
+    with torch.no_grad():
+        inputs = to_input(batch, x)
+        by_hand = (run.model.eval()(inputs).softmax(1) + run.model(inputs.flip(-1)).softmax(1)) / 2
+    assert np.allclose(run.predict_proba(ds.images[:6]), by_hand.numpy(), atol=1e-5)
+    with pytest.raises(ClasslabError, match="none or flip"):
+        transfer("digits", "mobilenet_v2", mode="features", tta="flip-translate", **DIGITS_32)

@@ -36,14 +36,20 @@ def lr_find(opts: DataOptions, cfg: TrainConfig, start: float = 1e-7, end: float
     run = Run("lr-find", ds.name, runs_dir)
     run.write_config({"data": vars(opts), "train": cfg.to_dict(), "start": start, "end": end, "steps": steps}, cfg.seed)
     record_split(run, ds, split)
-    pre = Preprocessing.from_images(ds.subset(train).images)
     model = create_model(cfg.model, ds.num_classes, ds.channels, ds.item_shape[:-1], **cfg.model_options).to(device)
-    images = torch.from_numpy(np.ascontiguousarray(ds.images[train])).to(device)
-    labels = torch.from_numpy(ds.labels[train]).to(device)
+    generator = torch.Generator().manual_seed(cfg.seed)
+    picks = torch.randint(0, len(train), (steps, cfg.batch_size), generator=generator)
+    # Only the images the test will draw (at most steps x batch) are decoded: folders too large for
+    # memory stay lazy, and a 100-step test on a big dataset does not read all of it.
+    needed, where = torch.unique(picks, return_inverse=True)
+    rows = train[needed.numpy()]
+    drawn = np.ascontiguousarray(ds.images[rows])
+    pre = Preprocessing.from_images(drawn)  # mean/std of the drawn images: plenty for a range test
+    images = torch.from_numpy(drawn).to(device)
+    labels = torch.from_numpy(ds.labels[rows]).to(device)
     cfg.lr = start
     optimizer = make_optimizer(cfg, model.parameters())
     criterion = loss_fn(cfg, ds.num_classes, None)
-    generator = torch.Generator().manual_seed(cfg.seed)
     factor = (end / start) ** (1 / (steps - 1))
     lrs, losses, smooth, best = [], [], 0.0, math.inf
     model.train()
@@ -51,7 +57,7 @@ def lr_find(opts: DataOptions, cfg: TrainConfig, start: float = 1e-7, end: float
         lr = start * factor**step
         for group in optimizer.param_groups:
             group["lr"] = lr
-        idx = torch.randint(0, len(labels), (cfg.batch_size,), generator=generator).to(device)
+        idx = where[step].to(device)
         loss = criterion(model(to_input(images[idx], pre)), labels[idx])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

@@ -34,7 +34,7 @@ def cmd_transfer(args, options) -> None:
 
 TRANSFER_FLAGS = ("weights", "mode", "image_size", "gray", "dense", "dropout", "head_epochs", "finetune_epochs", "lr",
                   "backbone_lr_ratio", "unfreeze", "bn", "batch_size", "optimizer", "weight_decay", "label_smoothing",
-                  "augment", "early_stopping", "device", "precision", "seed")
+                  "augment", "early_stopping", "device", "precision", "seed", "tta")
 
 
 def _transfer_args(p: argparse.ArgumentParser) -> None:
@@ -58,6 +58,8 @@ def _transfer_args(p: argparse.ArgumentParser) -> None:
     t.add_argument("--label-smoothing", type=float)
     t.add_argument("--augment", help="fine-tuning augmentation (default flip-crop)")
     t.add_argument("--early-stopping", type=int, metavar="PATIENCE")
+    t.add_argument("--tta", nargs="?", const="flip", help="flip: score and predict each image and its mirror image, "
+                                                          "averaged (features: mirrored features cached too)")
     t.add_argument("--precision", help="fine-tuning precision: auto, bf16, fp32")
     t.add_argument("--device", help="auto, cpu, cuda, mps")
     t.add_argument("--resume", metavar="RUN", help="continue a killed transfer run (each stage from its last.pt)")

@@ -36,8 +36,10 @@ def feature_key(images, labels: np.ndarray, spec: dict) -> str:
 
 @torch.no_grad()
 def compute_features(backbone: torch.nn.Module, images, pre: Preprocessing, device: torch.device,
-                     batch_size: int = 32, bf16: bool = False, progress: bool = True, desc: str = "features") -> torch.Tensor:
-    """(N, D) float32 features on the CPU: one forward pass per image, in eval mode."""
+                     batch_size: int = 32, bf16: bool = False, progress: bool = True, desc: str = "features",
+                     mirror: bool = False) -> torch.Tensor:
+    """(N, D) float32 features on the CPU: one forward pass per image, in eval mode; ``mirror``: of each
+    image's mirror image (test-time augmentation)."""
     backbone.eval().to(device)
     # channels_last with small batches: measured 2.5x faster than (128, contiguous) for MobileNetV2 on CPU
     channels_last = len(pre.model_size) == 2
@@ -47,6 +49,8 @@ def compute_features(backbone: torch.nn.Module, images, pre: Preprocessing, devi
     with tqdm(total=len(images), desc=desc, unit="img", leave=False, disable=None if progress else True) as bar:
         for _, block in iter_blocks(images, block=batch_size):
             x = to_input(torch.from_numpy(block).to(device), pre, channels_last)
+            if mirror:
+                x = x.flip(-1)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
                 out.append(backbone(x).float().flatten(1).cpu())
             bar.update(len(block))
@@ -56,17 +60,18 @@ def compute_features(backbone: torch.nn.Module, images, pre: Preprocessing, devi
 
 def cached_features(backbone, images, labels: np.ndarray, pre: Preprocessing, device, spec: dict,
                     batch_size: int = 32, bf16: bool = False, progress: bool = True,
-                    desc: str = "features") -> tuple[torch.Tensor, bool]:
+                    desc: str = "features", mirror: bool = False) -> tuple[torch.Tensor, bool]:
     """(features, came_from_cache). ``spec`` names the backbone and weights (see module docstring)."""
     folder = cache_dir()
-    key = feature_key(images, labels, {**spec, "preprocessing": pre.to_dict(), "bf16": bf16}) if folder else None
+    view = {"mirror": True} if mirror else {}  # plain views keep their earlier keys
+    key = feature_key(images, labels, {**spec, "preprocessing": pre.to_dict(), "bf16": bf16, **view}) if folder else None
     path = folder / "features" / f"{key}.npy" if folder else None
     if path is not None and path.is_file():
         try:
             return torch.from_numpy(np.load(path, allow_pickle=False)), True
         except (OSError, ValueError):  # a damaged entry is a miss
             pass
-    feats = compute_features(backbone, images, pre, device, batch_size, bf16, progress, desc)
+    feats = compute_features(backbone, images, pre, device, batch_size, bf16, progress, desc, mirror)
     if path is not None:
         buf = io.BytesIO()
         np.save(buf, feats.numpy())

@@ -56,6 +56,7 @@ class TransferConfig:
     label_smoothing: float = 0.0
     augment: str = "flip-crop"  # fine-tuning only: cached features are of the plain images
     early_stopping: int | None = None
+    tta: str = "none"  # "flip": validation, test and predictions average each image and its mirror image
     seed: int = 0
     device: str = "auto"
     precision: str = "auto"  # fine-tuning; features and test scores are computed in fp32
@@ -68,6 +69,8 @@ class TransferConfig:
         parse_unfreeze(self.unfreeze)
         if not 0 < self.backbone_lr_ratio <= 10:
             raise ClasslabError(f"--backbone-lr-ratio must be in (0, 10], got {self.backbone_lr_ratio}")
+        if self.tta not in ("none", "flip"):
+            raise ClasslabError(f"--tta for transfer takes none or flip, got '{self.tta}'")
         if self.image_size is not None and not 1 <= self.image_size <= 1024:
             raise ClasslabError(f"--image-size must be between 1 and 1024, got {self.image_size}")
         self.stage_config("head").validate()
@@ -80,7 +83,7 @@ class TransferConfig:
             model="transfer", epochs=self.head_epochs if head else self.finetune_epochs, batch_size=self.batch_size,
             lr=self.lr, optimizer=self.optimizer, weight_decay=self.weight_decay, label_smoothing=self.label_smoothing,
             augment="none" if head else self.augment, schedule="constant" if head else "cosine",
-            early_stopping=self.early_stopping, seed=self.seed, device=self.device,
+            early_stopping=self.early_stopping, seed=self.seed, device=self.device, tta=self.tta,
             precision="fp32" if head else self.precision)
 
     def to_dict(self) -> dict:
@@ -159,11 +162,19 @@ def _labels(ds, indices, device) -> torch.Tensor:
 def _features_stage(model, ds, idx, pre, plan, tc, run, extra, device, progress) -> dict:
     model.freeze(None)
     t0 = time.perf_counter()
-    feats, hits = {}, {}
-    for s, indices in idx.items():
-        if len(indices):
-            feats[s], hits[s] = cached_features(model.backbone, ds.subset(indices).images, ds.labels[indices], pre,
-                                                device, plan.spec, progress=progress, desc=f"features ({s})")
+    feats, mirrored, hits = {}, {}, {}
+
+    def features(s, mirror=False):
+        out, hit = cached_features(model.backbone, ds.subset(idx[s]).images, ds.labels[idx[s]], pre, device, plan.spec,
+                                   progress=progress, desc=f"features ({s}{', mirrored' if mirror else ''})",
+                                   mirror=mirror)
+        hits[s + (" mirrored" if mirror else "")] = hit
+        return out
+    for s in idx:
+        if len(idx[s]):
+            feats[s] = features(s)
+            if tc.tta == "flip" and s != "train":
+                mirrored[s] = features(s, mirror=True)
     feature_seconds = time.perf_counter() - t0
     out = run.path / "features"
     cfg = tc.stage_config("head")
@@ -176,11 +187,16 @@ def _features_stage(model, ds, idx, pre, plan, tc, run, extra, device, progress)
                 resume=_last(out, device), progress=progress)
     head_seconds = time.perf_counter() - t1
     model.head.load_state_dict(load_checkpoint(out / "best.pt", map_location=device)["model"])
-    with torch.no_grad():
-        proba = model.head.eval()(split["test"].images).float().softmax(1).cpu().numpy()
+
+    @torch.no_grad()
+    def proba(s):  # with --tta flip, averaged with the mirror images' features, as predict does on images
+        p = model.head.eval()(split[s].images).float().softmax(1)
+        return (p + model.head(mirrored[s].to(device)).float().softmax(1)) / 2 if s in mirrored else p
+    if "val" in mirrored:  # the stage competes with fine-tuning on the same (averaged) validation score
+        state.best_val_acc = (proba("val").argmax(1) == split["val"].labels).float().mean().item()
     save_checkpoint(out / "model.pt", {**extra, "model": model.state_dict(), "preprocessing": pre.to_dict(),
                                        "config": cfg.to_dict()})
-    return _stage_result("features", out, ds, idx, proba, state, cfg, {
+    return _stage_result("features", out, ds, idx, proba("test").cpu().numpy(), state, cfg, {
         "feature_seconds": feature_seconds, "head_seconds": head_seconds, "features_from_cache": hits,
         "feature_width": width, "trainable_parameters": count_parameters(model.head)[0]})
 
@@ -200,7 +216,7 @@ def _finetune_stage(model, ds, idx, pre, tc, run, extra, device, progress) -> di
     seconds = time.perf_counter() - t0
     model.load_state_dict(load_checkpoint(out / "best.pt", map_location=device)["model"])
     model.to(memory_format=torch.contiguous_format)
-    logits = predict_logits(model, tensors_for(ds, idx["test"], device), pre, 256, False, False)
+    logits = predict_logits(model, tensors_for(ds, idx["test"], device), pre, 256, False, False, cfg.tta)
     return _stage_result("finetune", out, ds, idx, logits.softmax(1).cpu().numpy(), state, cfg, {
         "seconds": seconds, "unfrozen_blocks": unfrozen, "blocks": len(model.blocks()),
         "trainable_parameters": count_parameters(model)[1], "backbone_lr": tc.lr * tc.backbone_lr_ratio})
