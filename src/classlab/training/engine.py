@@ -114,19 +114,17 @@ class Lookahead:
 
     def __init__(self, model, total_steps: int, every: int = 5, decay: float = 0.95, start: float = 0.25):
         self.model, self.total, self.every, self.base, self.start = model, total_steps, every, decay ** every, start
-        self.average = None
+        self.average, self.live = None, []
 
     def begin_epoch(self, step: int) -> None:
-        active = step >= self.start * self.total
-        self.average = [t.detach().clone() for t in self._tensors()] if active else None
-
-    def _tensors(self):
-        return [t for t in self.model.state_dict().values() if t.is_floating_point()]
+        # the model's float tensors (weights and BatchNorm statistics), which loading a checkpoint fills in place
+        self.live = [t for t in self.model.state_dict().values() if t.is_floating_point()]
+        self.average = [t.detach().clone() for t in self.live] if step >= self.start * self.total else None
 
     @torch.no_grad()
     def end_epoch(self) -> None:
         """The weights become the average, which is what is evaluated and checkpointed."""
-        for avg, t in zip(self.average or [], self._tensors()):
+        for avg, t in zip(self.average or [], self.live):
             t.copy_(avg)
 
     @torch.no_grad()
@@ -134,7 +132,7 @@ class Lookahead:
         if self.average is None or step % self.every:
             return
         rho = self.base * (step / self.total) ** 3
-        for avg, t in zip(self.average, self._tensors()):
+        for avg, t in zip(self.average, self.live):
             avg.lerp_(t, 1 - rho)
             t.copy_(avg)
 
@@ -171,14 +169,12 @@ def forward_tta(model, x: torch.Tensor, tta: str | bool) -> torch.Tensor:
         return model(x).float()
     def pair(v):
         return [model(v).float().log_softmax(1), model(v.flip(-1)).float().log_softmax(1)]
-    views, weights = pair(x), [0.25, 0.25]
+    views, weights = pair(x), [0.5, 0.5]
     if tta == "flip-translate":
         h, w = x.shape[-2:]
         padded = F.pad(x, (1, 1, 1, 1), mode="reflect")
         views += pair(padded[..., :h, :w]) + pair(padded[..., 2:, 2:])
-        weights += [0.125] * 4
-    else:
-        weights = [0.5, 0.5]
+        weights = [0.25, 0.25] + [0.125] * 4
     log_w = torch.tensor(weights, device=views[0].device).log().view(-1, 1, 1)
     return torch.logsumexp(torch.stack(views) + log_w, 0)
 
