@@ -363,6 +363,17 @@ def test_tta_scores_with_mirror_images_and_predict_reuses_it(runs_dir, capsys):
     plain = classlab.TrainedRun.load(run.run_dir)
     plain.tta = False
     assert not np.allclose(run.predict_proba(ds.images[:20]), plain.predict_proba(ds.images[:20]))
+    # exports carry the averaging too: the bundle answers as predict does
+    from classlab.export import export_run, run_exported
+    from classlab.training.tensors import to_input
+
+    x = to_input(torch.from_numpy(ds.images[:20]), run.preprocessing).numpy()
+    for fmt in ("onnx", "torchscript"):
+        bundle = export_run(run.run_dir, fmt)
+        probs = torch.from_numpy(run_exported(bundle["model"], x)).softmax(1).numpy()
+        assert np.allclose(probs, run.predict_proba(ds.images[:20]), atol=1e-4)
+        contract = json.loads((bundle["bundle"] / "preprocessing.json").read_text())
+        assert "averaged over the test-time augmentation views (flip)" in contract["output"]
 
 
 def test_flip_translate_tta_weighs_six_views_by_hand():

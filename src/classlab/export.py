@@ -15,8 +15,21 @@ import torch
 from .errors import ClasslabError
 from .fileio import atomic_write_bytes, atomic_write_text, write_json
 from .predictor import TrainedRun
+from .training.engine import forward_tta
 
 FORMATS = ("onnx", "torchscript")
+
+
+class WithTTA(torch.nn.Module):
+    """The run's test-time augmentation inside the exported graph, so the bundle answers as predict does:
+    its output is the log of the class probabilities averaged over the views."""
+
+    def __init__(self, model: torch.nn.Module, tta: str):
+        super().__init__()
+        self.model, self.tta = model, tta
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return forward_tta(self.model, x, self.tta)
 
 
 def _onnx(model, example, path: Path) -> None:
@@ -59,6 +72,9 @@ def export_run(run_dir: str | Path, fmt: str = "onnx", out_dir: str | Path | Non
     run = TrainedRun.load(run_dir, "cpu")
     pre = run.preprocessing
     model = run.model.float().eval()
+    tta = run.tta if run.tta not in (None, False, "none") and len(pre.model_size) == 2 else None
+    if tta:
+        model = WithTTA(model, "flip" if tta is True else tta).eval()
     torch.manual_seed(0)
     example = torch.randn(2, pre.model_channels, *pre.model_size)
     out = Path(out_dir) if out_dir else run.run_dir / f"export-{fmt}"
@@ -88,7 +104,9 @@ def export_run(run_dir: str | Path, fmt: str = "onnx", out_dir: str | Path | Non
     contract = {"input": {"layout": "NCHW" if len(pre.image_size) == 2 else "NCDHW", "dtype": "float32",
                           "channels": pre.model_channels, "image_size": pre.model_size},
                 "steps": steps, "normalisation_from": pre.source,
-                "mean": pre.mean, "std": pre.std, "output": "logits; softmax gives class probabilities",
+                "mean": pre.mean, "std": pre.std,
+                "output": (f"log of the class probabilities averaged over the test-time augmentation views ({tta}); "
+                           "softmax (or exp) gives them" if tta else "logits; softmax gives class probabilities"),
                 "max_abs_difference_vs_pytorch": diff}
     write_json(out / "preprocessing.json", contract)
     atomic_write_text(out / "README.txt", f"classlab export of {run.run_dir}\n{name}: the model; classes.json: "
