@@ -104,6 +104,7 @@ def main() -> None:
                    help="test-time augmentation when scoring: flip (image + mirror) or flip-translate (six views)")
     p.add_argument("--crop-padding", type=int, default=2, help="translation augmentation range in pixels")
     p.add_argument("--momentum", type=float, default=0.85)
+    p.add_argument("--seed", type=int, default=0, help="ours: initialisation, order and augmentation")
     p.add_argument("--lookahead", action="store_true", help="weight averaging fed back every 5 steps")
     p.add_argument("--weight-decay", type=float, default=1.33e-3)
     args = p.parse_args()
@@ -118,7 +119,7 @@ def main() -> None:
     cfg = TrainConfig(model=args.model, epochs=args.ours_epochs, batch_size=args.batch_size, lr=args.lr,
                       optimizer="nesterov", momentum=args.momentum, weight_decay=args.weight_decay,
                       schedule="onecycle", label_smoothing=0.2, augment="flip-crop", crop_padding=args.crop_padding,
-                      tta=args.tta, lookahead=args.lookahead)
+                      tta=args.tta, lookahead=args.lookahead, seed=args.seed)
     print(f"classlab ({args.model}, nesterov lr {args.lr} momentum {args.momentum} wd {args.weight_decay}, batch "
           f"{args.batch_size}, one-cycle, flip-crop {args.crop_padding} px, label smoothing 0.2, {args.ours_epochs} "
           f"epochs, TTA {args.tta}{', lookahead' if args.lookahead else ''}):")

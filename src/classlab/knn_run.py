@@ -23,16 +23,18 @@ def _embedding_rows(ds, split, plan, features: dict, device, progress: bool):
 
     pre, in_channels = plan.contract(ds, features.get("image_size"))
     backbone, width = plan.backbone_only(in_channels)
-    table = {}
+    parts, position = [], np.full(len(ds.labels), -1, dtype=np.int64)  # image index -> its row in the table
     for s in ("train", "val", "test"):
         idx = split.indices(s)
         if len(idx):
             f, _ = cached_features(backbone, ds.subset(idx).images, ds.labels[idx], pre, pick_device(device), plan.spec,
                                    progress=progress, desc=f"features ({s})")
-            table.update(zip(idx.tolist(), f.numpy()))
+            position[idx] = np.arange(len(idx)) + sum(len(p) for p in parts)
+            parts.append(f.numpy())
+    table = np.concatenate(parts)
 
     def rows(indices):
-        return np.stack([table[i] for i in np.asarray(indices).tolist()]) if len(indices) else np.zeros((0, width))
+        return table[position[np.asarray(indices, dtype=np.int64)]]
     return rows, (f"{width}-dimensional embeddings from `{features['backbone']}` ({plan.weights}; images resized to "
                   f"{'x'.join(map(str, pre.model_size))}, normalised as the weights expect)")
 
