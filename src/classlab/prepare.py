@@ -46,6 +46,16 @@ def load_and_split(opts: DataOptions) -> tuple[ImageDataset, Split]:
     return ds, split
 
 
+def saved_options(run: Run) -> DataOptions:
+    """The data options an earlier run recorded, pinned to its saved split: a resumed run sees the same
+    items in the same splits."""
+    import json
+
+    opts = DataOptions(**json.loads((run.path / "config.json").read_text())["options"]["data"])
+    opts.split = str(run.path / "split.csv")
+    return opts
+
+
 def record_split(run: Run, ds: ImageDataset, split: Split) -> None:
     save_manifest(ds, split, run.file("split.csv"))
     write_json(run.file("leakage.json"), {"groups": len(split.leakage), "duplicates": split.leakage})

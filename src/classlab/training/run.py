@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +13,7 @@ from ..errors import ClasslabError
 from ..evaluation import evaluate
 from ..fileio import write_csv
 from ..models import count_parameters, create_model
-from ..prepare import DataOptions, load_and_split, record_split, split_summary
+from ..prepare import DataOptions, load_and_split, record_split, saved_options, split_summary
 from ..runs import Run
 from . import distributed
 from .checkpoint import load_checkpoint
@@ -58,8 +57,7 @@ def run_train(opts: DataOptions, cfg: TrainConfig, runs_dir=None, resume: str | 
     ckpt = None
     if resume:
         run_dir, ckpt, cfg = _resume_state(resume, cfg, given or set())
-        opts = DataOptions(**json.loads((run_dir / "config.json").read_text())["options"]["data"])
-        opts.split = str(run_dir / "split.csv")  # the same items in the same splits
+        opts = saved_options(Run.existing(run_dir))
     cfg.validate()
     set_determinism(cfg)
     ddp = distributed.setup()  # under torchrun: one process per device; a no-op otherwise

@@ -22,7 +22,7 @@ from ..evaluation import evaluate
 from ..fileio import atomic_write_bytes
 from ..models import count_parameters, create_model
 from ..models.transfer import BN_MODES, parse_unfreeze
-from ..prepare import DataOptions, load_and_split, record_split, split_summary
+from ..prepare import DataOptions, load_and_split, record_split, saved_options, split_summary
 from ..runs import Run
 from ..training.checkpoint import load_checkpoint, save_checkpoint
 from ..training.config import TrainConfig
@@ -104,10 +104,8 @@ def resume_options(run_dir: str | Path) -> tuple[Run, DataOptions, TransferConfi
     if run.command != "transfer":
         raise ClasslabError(f"{run.path} is a '{run.command}' run; --resume here continues transfer runs "
                             f"(use classlab {run.command} --resume)")
-    saved = json.loads((run.path / "config.json").read_text())["options"]
-    opts = DataOptions(**saved["data"])
-    opts.split = str(run.path / "split.csv")  # the same items in the same splits
-    return run, opts, TransferConfig.from_dict(saved["transfer"])
+    saved = json.loads((run.path / "config.json").read_text())["options"]["transfer"]
+    return run, saved_options(run), TransferConfig.from_dict(saved)
 
 
 def run_transfer(opts: DataOptions | None, tc: TransferConfig | None, runs_dir=None, progress: bool = True,
