@@ -181,7 +181,7 @@ def forward_tta(model, x: torch.Tensor, tta: str | bool) -> torch.Tensor:
 
 @torch.no_grad()
 def predict_logits(model, data: SplitTensors, pre: Preprocessing, batch_size: int, bf16: bool,
-                   channels_last: bool, tta: bool = False) -> torch.Tensor:
+                   channels_last: bool, tta: str | bool = "none") -> torch.Tensor:
     model.eval()
     out = []
     for _, images in data.batches(torch.arange(len(data.labels), device=data.device), batch_size):
