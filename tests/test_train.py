@@ -490,3 +490,56 @@ def test_fastnet_resumes_with_its_frozen_stem(runs_dir, capsys):
     run = _latest(runs_dir)
     assert main(["train", "--resume", str(run), "--epochs", "2"]) == 0
     assert len((run / "history.csv").read_text().splitlines()) == 3
+
+
+def test_precomputed_views_train_one_version_per_row_and_average_at_test_time(tmp_path):
+    """SplitTensors.views (cached features of mirror images, in transfer): each epoch trains on exactly one
+    version of every row, drawn from the engine's generator (so resuming draws the same), and TTA scoring
+    averages the versions' probabilities."""
+    from classlab.training import TrainConfig
+    from classlab.training.checkpoint import load_checkpoint
+    from classlab.training.engine import SplitTensors, fit, predict_logits
+    from classlab.training.tensors import Preprocessing
+
+    class Recorder(torch.nn.Linear):
+        seen: list
+
+        def forward(self, x):
+            if self.training:
+                self.seen.append(x.detach().clone())
+            return super().forward(x)
+
+    rows = torch.arange(1, 65, dtype=torch.float32)[:, None] * torch.tensor([1.0, 0.5, 0.25, 2.0]) / 64
+    labels = torch.arange(64) % 3
+    data = SplitTensors(rows, labels, -rows[None])  # one view: the rows negated
+    empty = SplitTensors(rows[:0], labels[:0])
+    pre, info = Preprocessing([4], 1, [0.0], [1.0]), {"model_info": {"num_classes": 3}}
+    cfg = TrainConfig(epochs=2, batch_size=16, lr=0.1, precision="fp32", seed=3).validate()
+
+    def model():
+        torch.manual_seed(0)
+        m = Recorder(4, 3)
+        m.seen = []
+        return m
+    whole = model()
+    fit(whole, data, empty, cfg, pre, tmp_path / "whole", info, progress=False)
+    for epoch in whole.seen[:4], whole.seen[4:]:
+        x = torch.cat(epoch)
+        ids = (x[:, 0].abs() * 64).round().long()  # which row: |first value| x 64
+        assert sorted(ids.tolist()) == list(range(1, 65))  # every row once, in one of its versions
+        assert 16 <= int((x[:, 0] < 0).sum()) <= 48  # both versions drawn
+    # Interrupted after epoch 1 and resumed: the same draws, the same weights.
+    part = model()
+    fit(part, data, empty, TrainConfig(**{**cfg.to_dict(), "epochs": 1}).validate(), pre, tmp_path / "part", info,
+        progress=False)
+    resumed = model()
+    fit(resumed, data, empty, cfg, pre, tmp_path / "part", info, progress=False,
+        resume=load_checkpoint(tmp_path / "part" / "last.pt"))
+    assert torch.equal(torch.cat(resumed.seen), torch.cat(whole.seen[4:]))
+    assert torch.allclose(resumed.weight, whole.weight)
+    # Scoring: with TTA the log of the versions' averaged probabilities; without, the rows alone.
+    with torch.no_grad():
+        by_hand = ((whole(rows).softmax(1) + whole(-rows).softmax(1)) / 2).log()
+        plain = whole(rows)
+    assert torch.allclose(predict_logits(whole, data, pre, 10, False, False, "flip"), by_hand, atol=1e-6)
+    assert torch.allclose(predict_logits(whole, data, pre, 10, False, False, "none"), plain, atol=1e-6)

@@ -323,3 +323,26 @@ def test_flip_tta_on_cached_features_matches_the_saved_model(torch_home, runs_di
     assert np.allclose(run.predict_proba(ds.images[:6]), by_hand.numpy(), atol=1e-5)
     with pytest.raises(ClasslabError, match="none or flip"):
         transfer("digits", "mobilenet_v2", mode="features", tta="flip-translate", **DIGITS_32)
+
+
+def test_head_augment_flip_trains_the_head_on_mirrored_features_too(torch_home, runs_dir, private_cache, capsys):
+    import json
+
+    from classlab.transfer import TransferConfig
+
+    run = transfer("digits", "mobilenet_v2", mode="features", head_augment="flip", **DIGITS_32)
+    stage = json.loads((run.run_dir / "metrics.json").read_text())["stages"]["features"]
+    assert set(stage["features_from_cache"]) == {"train", "train mirrored", "val", "test"}
+    assert len(list((private_cache / "features").glob("*.npy"))) == 4
+    assert stage["accuracy"] > 0.5 and run.tta == "none"  # a training-time choice: predict sees images as they are
+    assert run.evaluate().accuracy == pytest.approx(stage["accuracy"], abs=1e-9)
+    report = (run.run_dir / "report.md").read_text()
+    assert "constant schedule" in report and "head augment flip" in report
+    assert "`features/`" in report and "`finetune/`" not in report  # only the stages that ran
+    # the schedule: constant head and cosine fine-tuning by default, one choice for both when given
+    assert [TransferConfig().stage_config(s).schedule for s in ("head", "finetune")] == ["constant", "cosine"]
+    assert {TransferConfig(schedule="onecycle").stage_config(s).schedule for s in ("head", "finetune")} == {"onecycle"}
+    assert main(["transfer", "digits", "--image-size", "32", "--mode", "features", "--head-augment", "crop"]) == 2
+    assert "--head-augment takes none or flip, got 'crop'" in capsys.readouterr().err
+    assert main(["transfer", "digits", "--image-size", "32", "--mode", "features", "--schedule", "sometimes"]) == 2
+    assert "schedule" in capsys.readouterr().err

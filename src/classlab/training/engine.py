@@ -25,21 +25,38 @@ class SplitTensors:
 
     images: torch.Tensor  # uint8 (N, [D,] H, W, C) on the device
     labels: torch.Tensor  # int64 (N,) on the device
+    # (V, N, ...): precomputed augmented versions of every row, e.g. the cached features of mirror images,
+    # which stand in for image augmentation where the model sees features: training draws one version of
+    # each row per epoch, test-time augmentation averages over all of them
+    views: torch.Tensor | None = None
 
     @property
     def device(self) -> torch.device:
         return self.images.device
 
-    def batches(self, order: torch.Tensor, batch_size: int):
-        """(indices, uint8 images) per batch of ``order``."""
+    def draw_views(self, generator: torch.Generator) -> torch.Tensor | None:
+        """One epoch's choice per row, uniform: 0 the images themselves, v the views[v - 1]."""
+        if self.views is None:
+            return None
+        return torch.randint(len(self.views) + 1, (len(self.labels),), generator=generator).to(self.device)
+
+    def batches(self, order: torch.Tensor, batch_size: int, drawn: torch.Tensor | None = None):
+        """(indices, uint8 images) per batch of ``order``; ``drawn`` (from draw_views) picks each row's version."""
         for start in range(0, len(order), batch_size):
             idx = order[start : start + batch_size]
-            yield idx, self.images[idx]
+            x = self.images[idx]
+            if drawn is not None:
+                v = drawn[idx]
+                alt = self.views[(v - 1).clamp_min(0), idx]
+                x = torch.where((v > 0).view(-1, *[1] * (x.ndim - 1)), alt, x)
+            yield idx, x
 
 
 class StreamedSplit:
     """A split too large for memory: images decoded by DataLoader workers, batch by batch, in the
     order the engine chose (so shuffling, sampling and resuming behave as in memory)."""
+
+    views = None  # augmentation happens on the decoded images
 
     def __init__(self, images, labels: torch.Tensor, device: torch.device, workers: int | None = None):
         import os
@@ -55,7 +72,10 @@ class StreamedSplit:
     def device(self) -> torch.device:
         return self._device
 
-    def batches(self, order: torch.Tensor, batch_size: int):
+    def draw_views(self, generator: torch.Generator) -> None:
+        return None
+
+    def batches(self, order: torch.Tensor, batch_size: int, drawn: None = None):
         from torch.utils.data import DataLoader
 
         cpu_order = order.cpu()
@@ -184,10 +204,16 @@ def predict_logits(model, data: SplitTensors, pre: Preprocessing, batch_size: in
                    channels_last: bool, tta: str | bool = "none") -> torch.Tensor:
     model.eval()
     out = []
-    for _, images in data.batches(torch.arange(len(data.labels), device=data.device), batch_size):
+    averaged_views = data.views is not None and tta not in (None, False, "none")
+    for idx, images in data.batches(torch.arange(len(data.labels), device=data.device), batch_size):
         x = to_input(images, pre, channels_last)
         with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
-            out.append(forward_tta(model, x, tta))
+            if averaged_views:  # precomputed views replace the image transforms: the same average of probabilities
+                views = [model(v).float().log_softmax(1)
+                         for v in [x, *(to_input(alt, pre, channels_last) for alt in data.views[:, idx])]]
+                out.append(torch.logsumexp(torch.stack(views), 0) - math.log(len(views)))
+            else:
+                out.append(forward_tta(model, x, tta))
     return torch.cat(out) if out else torch.empty(0)
 
 
@@ -266,10 +292,11 @@ def fit(model, train: SplitTensors, val: SplitTensors, cfg: TrainConfig, pre: Pr
         else:
             order = torch.randperm(n, generator=generator)
         order = order[ddp.rank : per_rank * ddp.world : ddp.world].to(device)  # same order on every rank: a slice
+        drawn = train.draw_views(generator)
         t0, seen, loss_sum, correct = time.perf_counter(), 0, 0.0, 0
         bar = tqdm(range(steps), desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch", leave=False,
                    disable=None if progress else True)
-        for step, (idx, images) in zip(bar, train.batches(order[: steps * cfg.batch_size], cfg.batch_size)):
+        for step, (idx, images) in zip(bar, train.batches(order[: steps * cfg.batch_size], cfg.batch_size, drawn)):
             x = augment(to_float(images, pre), cfg.augment, generator, cfg.crop_padding)
             y = target = train.labels[idx]
             if cfg.augment in ("mixup", "cutmix") and x.ndim == 4:

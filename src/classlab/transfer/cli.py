@@ -34,7 +34,7 @@ def cmd_transfer(args, options) -> None:
 
 TRANSFER_FLAGS = ("weights", "mode", "image_size", "gray", "dense", "dropout", "head_epochs", "finetune_epochs", "lr",
                   "backbone_lr_ratio", "unfreeze", "bn", "batch_size", "optimizer", "weight_decay", "label_smoothing",
-                  "augment", "early_stopping", "device", "precision", "seed", "tta")
+                  "augment", "head_augment", "schedule", "early_stopping", "device", "precision", "seed", "tta")
 
 
 def _transfer_args(p: argparse.ArgumentParser) -> None:
@@ -57,6 +57,10 @@ def _transfer_args(p: argparse.ArgumentParser) -> None:
     t.add_argument("--weight-decay", type=float)
     t.add_argument("--label-smoothing", type=float)
     t.add_argument("--augment", help="fine-tuning augmentation (default flip-crop)")
+    t.add_argument("--head-augment", help="features stage: none (default) or flip (the mirror images' features "
+                   "cached too; each epoch trains on one of the pair per image)")
+    t.add_argument("--schedule", help="learning-rate schedule of both stages: constant, step, cosine, onecycle "
+                   "(default: constant for the head, cosine for fine-tuning)")
     t.add_argument("--early-stopping", type=int, metavar="PATIENCE")
     t.add_argument("--tta", nargs="?", const="flip", help="flip: score and predict each image and its mirror image, "
                                                           "averaged (features: mirrored features cached too)")
