@@ -513,7 +513,7 @@ def test_precomputed_views_train_one_version_per_row_and_average_at_test_time(tm
     labels = torch.arange(64) % 3
     data = SplitTensors(rows, labels, -rows[None])  # one view: the rows negated
     empty = SplitTensors(rows[:0], labels[:0])
-    pre, info = Preprocessing([4], 1, [0.0], [1.0]), {"model_info": {"num_classes": 3}}
+    pre, info = Preprocessing.for_features(4), {"model_info": {"num_classes": 3}}
     cfg = TrainConfig(epochs=2, batch_size=16, lr=0.1, precision="fp32", seed=3).validate()
 
     def model():

@@ -42,6 +42,12 @@ class Preprocessing:
         return asdict(self)
 
     @classmethod
+    def for_features(cls, width: int) -> "Preprocessing":
+        """The contract of rows that need none: float feature vectors (a frozen backbone's, cached) that a head
+        trains on through the engine; they pass to_float and normalize unchanged."""
+        return cls([width], 1, [0.0], [1.0], source="backbone features")
+
+    @classmethod
     def from_images(cls, images) -> "Preprocessing":
         """The contract for uint8 (N, [D,] H, W, C) training images: their size, channels, mean and std."""
         from ..data.dataset import channel_stats

@@ -190,7 +190,7 @@ def _features_stage(model, ds, idx, pre, plan, tc, run, extra, device, progress)
     out = run.path / "features"
     cfg = tc.stage_config("head")
     width = split["train"].images.shape[1]
-    identity = Preprocessing([width], 1, [0.0], [1.0], source="backbone features")
+    identity = Preprocessing.for_features(width)
     val = split.get("val", SplitTensors(split["train"].images[:0], split["train"].labels[:0]))
     t1 = time.perf_counter()
     state = fit(model.head, split["train"], val, cfg, identity, out, {"model_info": {"num_classes": ds.num_classes}},
