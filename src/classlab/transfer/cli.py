@@ -6,6 +6,8 @@ import argparse
 
 EXAMPLE = ("examples:\n  classlab transfer cifar10-images.zip --backbone mobilenet_v2 --mode both --image-size 96 --dense 128 \\\n"
            "      --max-train 10000 --max-eval 2000        # the decks' laptop setting\n"
+           "  classlab transfer cifar10-images.zip --mode features --image-size 96 --dense 128 --batch-size 32 \\\n"
+           "      --max-train 10000 --max-eval 2000 --schedule cosine --head-augment flip --tta flip  # frozen: 75%\n"
            "  classlab transfer fashion-mnist --data-dir ../shared/data --backbone runs/<mnist run> --mode features\n"
            "  classlab transfer photos/ --backbone resnet18 --weights resnet18-f37072fd.pth --unfreeze last:2\n"
            "  classlab transfer --resume runs/<killed transfer run>")
