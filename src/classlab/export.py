@@ -72,9 +72,9 @@ def export_run(run_dir: str | Path, fmt: str = "onnx", out_dir: str | Path | Non
     run = TrainedRun.load(run_dir, "cpu")
     pre = run.preprocessing
     model = run.model.float().eval()
-    tta = run.tta if run.tta not in (None, False, "none") and len(pre.model_size) == 2 else None
+    tta = run.tta if run.tta != "none" and len(pre.model_size) == 2 else None
     if tta:
-        model = WithTTA(model, "flip" if tta is True else tta).eval()
+        model = WithTTA(model, tta).eval()
     torch.manual_seed(0)
     example = torch.randn(2, pre.model_channels, *pre.model_size)
     out = Path(out_dir) if out_dir else run.run_dir / f"export-{fmt}"

@@ -22,6 +22,7 @@ from .errors import ClasslabError, warn
 from .fileio import write_csv
 from .models import create_model
 from .training.checkpoint import load_checkpoint
+from .training.config import tta_mode
 from .training.engine import forward_tta
 from .training.tensors import Preprocessing, to_input
 
@@ -67,7 +68,7 @@ class TrainedRun:
                                  **info["options"])
         model.load_state_dict(ckpt["model"], assign=True)
         return cls(run_dir, model.to(dev).eval(), ckpt["class_names"], Preprocessing(**ckpt["preprocessing"]), dev,
-                   ckpt.get("config", {}).get("tta", "none"))
+                   tta_mode(ckpt.get("config", {}).get("tta")))
 
     def predict_proba(self, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
         """uint8 (N, H, W, C) images already at the run's size and channels -> class probabilities."""

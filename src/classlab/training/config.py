@@ -16,6 +16,13 @@ PRECISIONS = ("auto", "bf16", "fp32")
 TTAS = ("none", "flip", "flip-translate")
 
 
+def tta_mode(tta) -> str:
+    """A TTA setting as one of TTAS' names: older runs saved it as on/off (on meant flip)."""
+    if isinstance(tta, bool) or tta is None:
+        return "flip" if tta else "none"
+    return tta
+
+
 @dataclass
 class TrainConfig:
     model: str = "mlp"
@@ -53,8 +60,7 @@ class TrainConfig:
     def validate(self) -> "TrainConfig":
         def bad(msg):
             raise ClasslabError(msg)
-        if isinstance(self.tta, bool) or self.tta is None:  # older runs saved tta as on/off (flip)
-            self.tta = "flip" if self.tta else "none"
+        self.tta = tta_mode(self.tta)
         if not isinstance(self.epochs, int) or not 1 <= self.epochs <= 100_000:
             bad(f"--epochs must be a whole number from 1, got {self.epochs}")
         if not isinstance(self.batch_size, int) or self.batch_size < 1:

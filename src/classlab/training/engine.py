@@ -14,7 +14,7 @@ from tqdm.auto import tqdm
 
 from ..errors import ClasslabError
 from .checkpoint import save_checkpoint
-from .config import TrainConfig
+from .config import TrainConfig, tta_mode
 from .distributed import Dist
 from .tensors import Preprocessing, augment, mix, normalize, to_float, to_input
 
@@ -185,18 +185,25 @@ def forward_tta(model, x: torch.Tensor, tta: str | bool) -> torch.Tensor:
     """Logits; with test-time augmentation, the log of the class probabilities averaged over views:
     "flip" (or True): the image and its mirror image; "flip-translate": half the weight on that pair,
     a quarter each on the pair shifted by one pixel up-left and down-right (reflect padding)."""
-    if tta in (None, False, "none") or x.ndim != 4:
+    tta = tta_mode(tta)
+    if tta == "none" or x.ndim != 4:
         return model(x).float()
     def pair(v):
-        return [model(v).float().log_softmax(1), model(v.flip(-1)).float().log_softmax(1)]
+        return [model(v), model(v.flip(-1))]
     views, weights = pair(x), [0.5, 0.5]
     if tta == "flip-translate":
         h, w = x.shape[-2:]
         padded = F.pad(x, (1, 1, 1, 1), mode="reflect")
         views += pair(padded[..., :h, :w]) + pair(padded[..., 2:, 2:])
         weights = [0.25, 0.25] + [0.125] * 4
-    log_w = torch.tensor(weights, device=views[0].device).log().view(-1, 1, 1)
-    return torch.logsumexp(torch.stack(views) + log_w, 0)
+    return averaged_log_probs(views, weights)
+
+
+def averaged_log_probs(logits: list[torch.Tensor], weights: list[float] | None = None) -> torch.Tensor:
+    """log of the views' class probabilities averaged (equal weights unless given): TTA's output."""
+    log_p = torch.stack([z.float().log_softmax(1) for z in logits])
+    weights = weights or [1 / len(logits)] * len(logits)
+    return torch.logsumexp(log_p + torch.tensor(weights, device=log_p.device).log().view(-1, 1, 1), 0)
 
 
 @torch.no_grad()
@@ -204,14 +211,13 @@ def predict_logits(model, data: SplitTensors, pre: Preprocessing, batch_size: in
                    channels_last: bool, tta: str | bool = "none") -> torch.Tensor:
     model.eval()
     out = []
-    averaged_views = data.views is not None and tta not in (None, False, "none")
+    averaged_views = data.views is not None and tta_mode(tta) != "none"
     for idx, images in data.batches(torch.arange(len(data.labels), device=data.device), batch_size):
         x = to_input(images, pre, channels_last)
         with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
             if averaged_views:  # precomputed views replace the image transforms: the same average of probabilities
-                views = [model(v).float().log_softmax(1)
-                         for v in [x, *(to_input(alt, pre, channels_last) for alt in data.views[:, idx])]]
-                out.append(torch.logsumexp(torch.stack(views), 0) - math.log(len(views)))
+                alts = (to_input(alt, pre, channels_last) for alt in data.views[:, idx])
+                out.append(averaged_log_probs([model(v) for v in [x, *alts]]))
             else:
                 out.append(forward_tta(model, x, tta))
     return torch.cat(out) if out else torch.empty(0)
