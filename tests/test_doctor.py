@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from classlab import load_dataset
-from classlab.doctor import check, report_text
+from classlab.commands.check import check, report_text
 from conftest import make_class_folder, pattern, png_bytes
 
 

@@ -8,7 +8,7 @@ import torch
 
 import classlab
 from classlab.cli import main
-from classlab.export import export_run, run_exported
+from classlab.inference.export import export_run, run_exported
 
 
 @pytest.fixture(scope="module")
@@ -22,17 +22,17 @@ def cnn_run(tmp_path_factory):
 def test_export_matches_pytorch(cnn_run, fmt, tmp_path):
     result = export_run(cnn_run.run_dir, fmt, tmp_path / fmt)
     bundle = result["bundle"]
-    assert json.loads((bundle / "classes.json").read_text()) == cnn_run.class_names
+    assert json.loads((bundle / "classes.json").read_text()) == cnn_run.trained().class_names
     contract = json.loads((bundle / "preprocessing.json").read_text())
     assert contract["input"]["image_size"] == [8, 8] and contract["input"]["layout"] == "NCHW"
-    assert contract["mean"] == cnn_run.preprocessing.mean
+    assert contract["mean"] == cnn_run.trained().preprocessing.mean
     # Real digits through the contract: the exported model and PyTorch agree, and so do the labels.
     ds = classlab.load_dataset("digits")
     x = (ds.images[:64].astype(np.float32) / 255 - contract["mean"][0]) / contract["std"][0]
     x = x.transpose(0, 3, 1, 2).copy()
     exported = run_exported(result["model"], x)
     with torch.no_grad():
-        reference = cnn_run.model(torch.from_numpy(x)).numpy()
+        reference = cnn_run.trained().model(torch.from_numpy(x)).numpy()
     assert np.abs(exported - reference).max() < 1e-4
     assert np.array_equal(exported.argmax(1), cnn_run.predict_proba(ds.images[:64]).argmax(1))
 

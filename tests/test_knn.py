@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 from sklearn.neighbors import KNeighborsClassifier
+from sklearn.utils.estimator_checks import parametrize_with_checks
 from threadpoolctl import threadpool_limits
 
 from classlab import ClasslabError, KNNClassifier, load_dataset
@@ -82,9 +83,11 @@ def test_estimator_verbs():
 
 
 @pytest.mark.parametrize("k", [0, -1, 2.5, "3"])
-def test_bad_k(k):
+def test_bad_k_is_refused_by_fit(k):
+    model = KNNClassifier(k)  # scikit-learn style: __init__ stores, fit validates
+    assert model.get_params()["k"] == k
     with pytest.raises(ClasslabError, match="positive integer"):
-        KNNClassifier(k)
+        model.fit(np.zeros((5, 4), np.uint8), np.arange(5) % 2)
 
 
 def test_k_larger_than_training_set():
@@ -98,7 +101,7 @@ def test_wrong_shape_and_unknown_metric():
     with pytest.raises(ClasslabError, match="same --image-size"):
         model.predict(np.zeros((1, 9), np.uint8))
     with pytest.raises(ClasslabError, match="unknown metric"):
-        KNNClassifier(1, "hamming")
+        KNNClassifier(1, "hamming").fit(np.zeros((5, 4), np.uint8), np.arange(5) % 2)
     with pytest.raises(ClasslabError, match="not fitted"):
         KNNClassifier(1).predict(np.zeros((1, 4), np.uint8))
 
@@ -116,3 +119,22 @@ def test_many_boundary_ties_match_single_threaded_sklearn():
                 ref = KNeighborsClassifier(k, algorithm="brute", metric=sk).fit(X.astype(float), y)
                 assert np.array_equal(proba, ref.predict_proba(Q.astype(float))), (metric, k)
                 assert np.array_equal(pred, ref.predict(Q.astype(float))), (metric, k)
+
+
+def test_string_labels_round_trip_through_classes_():
+    rng = np.random.default_rng(0)
+    X = rng.integers(0, 256, (40, 3, 3), dtype=np.uint8)
+    names = np.array(["cat", "dog", "emu"])[np.arange(40) % 3]
+    model = KNNClassifier(3).fit(X, names)
+    assert list(model.classes_) == ["cat", "dog", "emu"] and model.n_features_in_ == 9
+    reference = KNeighborsClassifier(3, algorithm="brute").fit(X.reshape(40, -1), names)
+    assert list(model.predict(X)) == list(reference.predict(X.reshape(40, -1)))
+    assert model.predict_proba(X).shape == (40, 3) and np.allclose(model.predict_proba(X),
+                                                                     reference.predict_proba(X.reshape(40, -1)))
+    assert model.score(X, names) == reference.score(X.reshape(40, -1), names)
+
+
+# Every one of scikit-learn's estimator checks runs (a few skip themselves, e.g. sample weights).
+@parametrize_with_checks([KNNClassifier(k=1, progress=False), KNNClassifier(k=3, metric="l1", progress=False)])
+def test_scikit_learn_estimator_checks(estimator, check):
+    check(estimator)

@@ -123,8 +123,8 @@ def test_mlp_reaches_95_percent_on_digits_through_train(runs_dir):
 
     result = train("digits", "scratch-mlp", epochs=30, lr=1e-3, optimizer="adam", progress=False,
                    model_options={"hidden": [128]})
-    assert result["evaluation"].accuracy >= 0.95
-    run = result["run_dir"]
+    assert result.accuracy >= 0.95
+    run = result.run_dir
     for name in ("history.csv", "curves.png", "metrics.json", "report.md", "predictions.csv", "scratch.npz", "split.csv"):
         assert (run / name).is_file(), name
     with np.load(run / "scratch.npz", allow_pickle=False) as z:

@@ -83,3 +83,20 @@ def test_subsample_is_stratified_and_bounded():
     split = subsample(make_split(ds), ds.labels, {"train": 200, "val": 50, "test": None})
     assert split.sizes() == {"train": 200, "val": 50, "test": 180}
     assert np.all(ds.class_counts(split.indices("train")) >= 19)
+
+
+def test_leakage_after_subsampling_counts_only_the_images_used(tmp_path):
+    """Many duplicated pairs, then --max-train / --max-eval: leakage is recomputed among the images kept
+    (unused images are in no split), and equals find_leakage on the subsampled split."""
+    root = make_class_folder(tmp_path, ("a", "b"), per_class=30)
+    for c in ("a", "b"):
+        for i in range(15):  # half of every class has a twin
+            (root / c / f"twin{i:03d}.png").write_bytes((root / c / f"{i:03d}.png").read_bytes())
+    ds = load_dataset(root)
+    full = make_split(ds, seed=0)
+    small = subsample(full, ds.labels, {"train": 20, "val": 6, "test": 6}, seed=0)
+    assert len(small.leakage) < len(full.leakage)
+    assert small.leakage == find_leakage(ds, small)
+    for group in small.leakage:
+        splits = [item["split"] for item in group["items"]]
+        assert "unused" not in splits and len(set(splits)) > 1

@@ -182,8 +182,8 @@ def test_features_then_finetune_on_digits(torch_home, runs_dir, tmp_path):
     for stage in ("features", "finetune"):
         assert (run.run_dir / stage / "curves.png").is_file() and (run.run_dir / stage / "metrics.json").is_file()
     # The contract travels: re-evaluation from best.pt reproduces the chosen stage's test accuracy.
-    assert run.preprocessing.source == "MobileNet_V2_Weights.IMAGENET1K_V1"
-    assert run.preprocessing.input_size == [32, 32] and run.preprocessing.input_channels == 3
+    assert run.trained().preprocessing.source == "MobileNet_V2_Weights.IMAGENET1K_V1"
+    assert run.trained().preprocessing.input_size == [32, 32] and run.trained().preprocessing.input_channels == 3
     assert run.evaluate().accuracy == pytest.approx(stages[metrics["chosen_stage"]]["accuracy"], abs=1e-9)
     # predict applies it to a user image file: same answer as torchvision's own transforms by hand.
     from sklearn.datasets import load_digits
@@ -195,9 +195,9 @@ def test_features_then_finetune_on_digits(torch_home, runs_dir, tmp_path):
     x = v2.Compose([v2.Resize(32, antialias=True), v2.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])])(
         torch.from_numpy(image).float().div(255)[None, None].expand(-1, 3, -1, -1))
     with torch.no_grad():
-        by_hand = run.model.eval()(x).softmax(1)[0]
+        by_hand = run.trained().model.eval()(x).softmax(1)[0]
     assert top[1] == pytest.approx(float(by_hand.max()), abs=1e-5)
-    assert run.class_names.index(top[0]) == int(by_hand.argmax())
+    assert run.trained().class_names.index(top[0]) == int(by_hand.argmax())
     # export reuses it too
     assert main(["export", str(run.run_dir), "--format", "onnx"]) == 0
     contract = __import__("json").loads((run.run_dir / "export-onnx" / "preprocessing.json").read_text())
@@ -233,8 +233,8 @@ def test_unfreeze_last_n_too_many_on_a_run(torch_home, runs_dir, capsys):
 
 def test_gray_sum_mode_takes_one_channel(torch_home, runs_dir):
     run = transfer("digits", "mobilenet_v2", mode="features", gray="sum", **DIGITS_32)
-    assert run.model.backbone.features[0][0].in_channels == 1 and run.preprocessing.input_channels is None
-    assert len(run.preprocessing.mean) == 1 and run.evaluate().accuracy > 0.3
+    assert run.trained().model.backbone.features[0][0].in_channels == 1 and run.trained().preprocessing.input_channels is None
+    assert len(run.trained().preprocessing.mean) == 1 and run.evaluate().accuracy > 0.3
 
 
 def test_knn_on_embeddings_beside_pixels(torch_home, runs_dir, capsys):
@@ -255,21 +255,21 @@ def test_mnist_run_transferred_to_fashion_mnist(runs_dir):
     run = transfer("fashion-mnist", str(source.run_dir), mode="both", head_epochs=10, finetune_epochs=2,
                    progress=False, data_options={"data_dir": str(DATA), "max_train": 3000, "max_eval": 500})
     metrics = __import__("json").loads((run.run_dir / "metrics.json").read_text())
-    assert metrics["weights"].startswith("run:") and run.preprocessing.channels == 1
+    assert metrics["weights"].startswith("run:") and run.trained().preprocessing.channels == 1
     assert metrics["stages"]["features"]["feature_width"] == 128  # the deck CNN's dense layer
     assert metrics["stages"]["features"]["accuracy"] > 0.6 and metrics["accuracy"] > 0.6
     assert run.evaluate().accuracy == pytest.approx(metrics["accuracy"], abs=1e-9)
 
 
 def test_workshop_includes_the_transfer_stop_when_weights_are_cached(torch_home, runs_dir):
-    from classlab.prepare import DataOptions
-    from classlab.workshop import run_workshop
+    from classlab.data.options import DataOptions
+    from classlab.commands.workshop import run_workshop
 
     result = run_workshop(DataOptions(data="digits"))
-    stops = {r["stop"]: r for r in result["results"]}
-    assert list(stops) == ["explore", "knn", "scratch-mlp", "mlp", "cnn", "transfer"] and result["skipped"] is None
+    stops = {r["stop"]: r for r in result.details["results"]}
+    assert list(stops) == ["explore", "knn", "scratch-mlp", "mlp", "cnn", "transfer"] and result.details["skipped"] is None
     assert stops["transfer"]["accuracy"] > 0.6
-    assert "MobileNetV2 frozen + head" in (result["run_dir"] / "report.md").read_text()
+    assert "MobileNetV2 frozen + head" in (result.run_dir / "report.md").read_text()
 
 
 def test_killed_transfer_run_resumes_each_stage_from_its_last_checkpoint(torch_home, runs_dir, monkeypatch):
@@ -283,12 +283,12 @@ def test_killed_transfer_run_resumes_each_stage_from_its_last_checkpoint(torch_h
     whole = sorted(runs_dir.iterdir())[-1]
     logged = []
 
-    def die_in_finetuning(row, progress):  # a kill right after fine-tuning's first epoch was saved
+    def die_in_finetuning(self, trainer, row):  # a kill right after fine-tuning's first epoch was saved
         logged.append(row["epoch"])
         if len(logged) == 3:
             raise KeyboardInterrupt
     with monkeypatch.context() as m:
-        m.setattr(engine, "_log", die_in_finetuning)
+        m.setattr(engine.PrintLog, "after_epoch", die_in_finetuning)
         assert main(args) == 130  # "interrupted"
     part = sorted(runs_dir.iterdir())[-1]
     assert not (part / "metrics.json").exists() and (part / "finetune" / "last.pt").is_file()
@@ -310,16 +310,16 @@ def test_flip_tta_on_cached_features_matches_the_saved_model(torch_home, runs_di
     stage = json.loads((run.run_dir / "metrics.json").read_text())["stages"]["features"]
     assert set(stage["features_from_cache"]) == {"train", "val", "test", "val mirrored", "test mirrored"}
     assert len(list((private_cache / "features").glob("*.npy"))) == 5
-    assert run.tta == "flip"
+    assert run.trained().tta == "flip"
     # scoring the saved backbone + head on images (mirror averaged) reproduces the stage's cached-feature score
     assert run.evaluate().accuracy == pytest.approx(stage["accuracy"], abs=1e-9)
     ds = __import__("classlab").load_dataset("digits")
-    x = run.preprocessing
+    x = run.trained().preprocessing
     batch = torch.from_numpy(ds.images[:6])
-    from classlab.training.tensors import to_input
+    from classlab.inference.preprocess import to_input
     with torch.no_grad():
         inputs = to_input(batch, x)
-        by_hand = (run.model.eval()(inputs).softmax(1) + run.model(inputs.flip(-1)).softmax(1)) / 2
+        by_hand = (run.trained().model.eval()(inputs).softmax(1) + run.trained().model(inputs.flip(-1)).softmax(1)) / 2
     assert np.allclose(run.predict_proba(ds.images[:6]), by_hand.numpy(), atol=1e-5)
     with pytest.raises(ClasslabError, match="none or flip"):
         transfer("digits", "mobilenet_v2", mode="features", tta="flip-translate", **DIGITS_32)
@@ -334,7 +334,7 @@ def test_head_augment_flip_trains_the_head_on_mirrored_features_too(torch_home, 
     stage = json.loads((run.run_dir / "metrics.json").read_text())["stages"]["features"]
     assert set(stage["features_from_cache"]) == {"train", "train mirrored", "val", "test"}
     assert len(list((private_cache / "features").glob("*.npy"))) == 4
-    assert stage["accuracy"] > 0.5 and run.tta == "none"  # a training-time choice: predict sees images as they are
+    assert stage["accuracy"] > 0.5 and run.trained().tta == "none"  # a training-time choice: predict sees images as they are
     assert run.evaluate().accuracy == pytest.approx(stage["accuracy"], abs=1e-9)
     report = (run.run_dir / "report.md").read_text()
     assert "constant schedule" in report and "head augment flip" in report

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 
 from classlab.cli import main
-from classlab.cli_learn import parse_budget
+from classlab.cli.learn import parse_budget
 from classlab.training import train
-from classlab.workshop import Stop, fit_to_share, run_workshop
-from classlab.prepare import DataOptions
+from classlab.commands.workshop import Stop, fit_to_share, run_workshop
+from classlab.data.options import DataOptions
 
 from conftest import make_class_folder, png_bytes
 
@@ -80,11 +80,11 @@ def test_budget_parsing_and_scaling():
 def test_workshop_on_digits(runs_dir, monkeypatch, tmp_path):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "no-weights"))  # transfer skipped with a note
     result = run_workshop(DataOptions(data="digits"), budget=None)
-    stops = [r["stop"] for r in result["results"]]
+    stops = [r["stop"] for r in result.details["results"]]
     assert stops == ["explore", "knn", "scratch-mlp", "mlp", "cnn"]
-    scores = {r["stop"]: r["accuracy"] for r in result["results"] if "accuracy" in r}
+    scores = {r["stop"]: r["accuracy"] for r in result.details["results"] if "accuracy" in r}
     assert scores["knn"] > 0.95 and scores["scratch-mlp"] > 0.9 and scores["cnn"] > 0.9
-    run = result["run_dir"]
+    run = result.run_dir
     data = json.loads((run / "comparison.json").read_text())
     assert "mobilenet_v2-b0353104.pth" in data["skipped"] and len(data["stops"]) == 5
     assert (run / "comparison.png").is_file() and (run / "comparison.csv").is_file()
@@ -92,7 +92,7 @@ def test_workshop_on_digits(runs_dir, monkeypatch, tmp_path):
     assert "Transfer learning skipped" in report and "| cnn | CNN (PyTorch)" in report
     # every stop is a normal run with its own report, scored on the same test images
     tests = {tuple(np.loadtxt(r["run_dir"] / "split.csv", dtype=str, delimiter=",", skiprows=1)[:, -1])
-             for r in result["results"]}
+             for r in result.details["results"]}
     assert len(tests) == 1
 
 
@@ -112,9 +112,9 @@ def test_workshop_on_real_data_within_a_budget(runs_dir, monkeypatch, tmp_path, 
     opts = DataOptions(data="mnist", data_dir=str(need(DATA / "mnist")).rsplit("/", 1)[0]) if data == "mnist" \
         else DataOptions(data=str(need(CIFAR_ZIP)))
     result = run_workshop(opts, budget=budget)
-    assert [r["stop"] for r in result["results"]] == ["explore", "knn", "scratch-mlp", "mlp", "cnn"]
-    assert any("trained on" in s for s in result["scaled"]) and any("capped at 2,000" in s for s in result["scaled"])
-    scores = {r["stop"]: r["accuracy"] for r in result["results"] if "accuracy" in r}
+    assert [r["stop"] for r in result.details["results"]] == ["explore", "knn", "scratch-mlp", "mlp", "cnn"]
+    assert any("trained on" in s for s in result.details["scaled"]) and any("capped at 2,000" in s for s in result.details["scaled"])
+    scores = {r["stop"]: r["accuracy"] for r in result.details["results"] if "accuracy" in r}
     assert min(scores.values()) > (0.8 if data == "mnist" else 0.2)  # well above chance (0.1) at these budgets
-    report = (result["run_dir"] / "report.md").read_text()
+    report = (result.run_dir / "report.md").read_text()
     assert "Scaled down" in report and f"Budget: {budget} s" in report

@@ -1,7 +1,8 @@
 """classlab: image classification from a folder of images or CIFAR-10 to an evaluated classifier.
 
 The public API is imported lazily, so ``classlab check`` and ``classlab explore`` start without
-paying for torch's import.
+paying for torch's import. Every command's function (``train``, ``transfer``, ``knn``, ``explore``,
+``check``, ``workshop``) returns a ``RunResult``; ``RunResult.load(run_dir)`` reads any run back.
 """
 
 __version__ = "0.1.0"
@@ -12,11 +13,22 @@ _API = {
     "evaluate": ".evaluation",
     "load_dataset": ".data",
     "make_split": ".data",
-    "train": ".training",
-    "transfer": ".transfer",
-    "TrainedRun": ".predictor",
+    "DataOptions": ".data.options",
+    "train": ".api",
+    "transfer": ".api",
+    "knn": ".api",
+    "explore": ".api",
+    "check": ".api",
+    "workshop": ".api",
+    "RunResult": ".runs",
+    "TrainedRun": ".inference.trained_run",
+    "create_model": ".models",
 }
 __all__ = [*_API, "__version__"]
+
+from . import compat  # noqa: E402  (old module paths, kept importable for one release)
+
+compat.install()
 
 
 def __getattr__(name):

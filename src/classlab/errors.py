@@ -10,6 +10,11 @@ class ClasslabError(Exception):
     """An error the user can fix; the message says how."""
 
 
+class ClasslabValueError(ClasslabError, ValueError):
+    """Bad values given to an estimator: a ClasslabError for the CLI, a ValueError for scikit-learn's tools
+    (``check_estimator``, pipelines and grid searches catch ValueError)."""
+
+
 def warn(message: str) -> None:
     """Print a one-line warning to stderr (skipped files, chosen defaults)."""
     import sys

@@ -19,10 +19,20 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from sklearn import exceptions
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_array, check_X_y
 from tqdm.auto import tqdm
 
 from .device import pick_device
-from .errors import ClasslabError
+from .callable_module import callable_module
+from .errors import ClasslabValueError
+
+
+class NotFittedError(ClasslabValueError, exceptions.NotFittedError):
+    """Used before ``fit``: scikit-learn's NotFittedError, and a ClasslabError for the CLI."""
+
 
 METRICS = ("l2", "l1", "cosine")
 # Scores |y|^2 - 2 q.y of int8 rows stay within int32 up to this many values per image (120x120x3).
@@ -38,36 +48,52 @@ def _pad_to(t: torch.Tensor, dim: int, multiple: int, minimum: int = 0) -> torch
     return torch.nn.functional.pad(t, pad)
 
 
-class KNNClassifier:
-    """scikit-learn-style estimator: ``fit(X, y)``, ``predict``, ``predict_proba``, ``score``,
-    ``kneighbors``; plus ``predict_for_ks`` to score several k from one neighbour search."""
+class KNNClassifier(ClassifierMixin, BaseEstimator):
+    """A scikit-learn estimator: ``fit(X, y)``, ``predict``, ``predict_proba``, ``score``, ``kneighbors``;
+    plus ``predict_for_ks`` to score several k from one neighbour search.
+
+    As in scikit-learn, ``__init__`` only stores its arguments and ``fit`` validates them and the data,
+    setting ``classes_`` (labels of any type, e.g. strings; ``predict`` returns them), ``n_features_in_``
+    and ``device_``. Images of any shape are flattened to rows."""
 
     def __init__(self, k: int = 1, metric: str = "l2", device: str | None = None, memory_mb: int = 1024,
                  progress: bool = True):
-        if metric not in METRICS:
-            raise ClasslabError(f"unknown metric '{metric}'; choose one of {', '.join(METRICS)}")
-        self.k = _check_k(k)
-        self.metric, self.memory_mb, self.progress = metric, memory_mb, progress
-        self.device = pick_device(device)
+        self.k, self.metric, self.device, self.memory_mb, self.progress = k, metric, device, memory_mb, progress
 
     # -- fitting ----------------------------------------------------------------------------------
 
     def fit(self, X, y, num_classes: int | None = None) -> "KNNClassifier":
+        """``num_classes``: labels are class indices 0..num_classes-1, and probabilities get a column for
+        every class, also those absent from this training set (how classlab's runs call it)."""
+        if self.metric not in METRICS:
+            raise ClasslabValueError(f"unknown metric '{self.metric}'; choose one of {', '.join(METRICS)}")
+        check_k(self.k)
+        self.device_ = pick_device(self.device)
+        try:
+            X, y = check_X_y(X, y, dtype="numeric", allow_nd=True)
+        except ValueError as e:  # empty, NaN, inf, a length mismatch: scikit-learn's wording, our error type
+            raise ClasslabValueError(str(e)) from None
         X = self._as_rows(X)
-        y = np.asarray(y, dtype=np.int64).ravel()
-        if len(X) != len(y):
-            raise ClasslabError(f"X has {len(X)} rows but y has {len(y)} labels")
-        if len(X) == 0:
-            raise ClasslabError("cannot fit k-NN on an empty training set")
-        self.num_classes_ = int(num_classes or y.max() + 1)
-        self.n_features_ = X.shape[1]
+        if num_classes is not None:
+            self.classes_ = np.arange(int(num_classes))
+            codes = y.astype(np.int64)
+            if codes.min() < 0 or codes.max() >= num_classes or not np.array_equal(codes, y):
+                raise ClasslabValueError(f"with num_classes={num_classes}, labels must be class indices 0..{num_classes - 1}")
+        else:
+            check_classification_targets(y)
+            self.classes_, codes = np.unique(y, return_inverse=True)
+        self.n_features_in_ = X.shape[1]
         self.exact_ = X.dtype == torch.uint8
-        self._y = torch.from_numpy(y).to(self.device)
-        self._train = self._prepare(X.to(self.device))
+        self._y = torch.from_numpy(codes.astype(np.int64).ravel()).to(self.device_)
+        self._train = self._prepare(X.to(self.device_))
         if self._use_int_mm():
             self._sq = self._train.to(torch.int32).pow(2).sum(1, dtype=torch.int32)  # |y|^2, see _scores
             self._train_t = _pad_to(self._train, 0, 8).t()  # _int_mm wants N % 8 == 0 on CUDA
         return self
+
+    @property
+    def num_classes_(self) -> int:
+        return len(self.classes_)
 
     @property
     def _exact_ties(self) -> bool:
@@ -75,21 +101,26 @@ class KNNClassifier:
         return self.exact_ and self.metric in ("l2", "l1")
 
     def _as_rows(self, X) -> torch.Tensor:
-        t = torch.from_numpy(np.ascontiguousarray(X)) if isinstance(X, np.ndarray) else torch.as_tensor(X)
-        if t.ndim < 2:
-            raise ClasslabError(f"X must be (n_samples, ...) with one image or row per sample, got shape {tuple(t.shape)}")
-        t = t.reshape(len(t), -1)
+        """Validated rows: uint8 pixels stay uint8 (exact integer distances), anything else becomes float."""
+        if torch.is_tensor(X):
+            X = X.cpu().numpy()
+        try:
+            X = check_array(X, dtype="numeric", allow_nd=True)
+        except ValueError as e:
+            raise ClasslabValueError(f"{e} (X holds one image or row of numbers per sample)") from None
+        X = np.ascontiguousarray(X) if X.flags.writeable else np.array(X)  # torch wants writable memory
+        t = torch.from_numpy(X).reshape(len(X), -1)
         if t.dtype != torch.uint8:
             t = t.to(torch.float64 if self.metric != "cosine" else torch.float32)
         return t
 
     def _use_int_mm(self) -> bool:
-        return self.metric == "l2" and self.exact_ and self.n_features_ <= _INT_MM_MAX_DIM
+        return self.metric == "l2" and self.exact_ and self.n_features_in_ <= _INT_MM_MAX_DIM
 
     def _prepare(self, X: torch.Tensor) -> torch.Tensor:
         """Rows in the representation the distance kernel wants."""
         if self.metric == "l2" and X.dtype == torch.uint8:
-            if self.n_features_ <= _INT_MM_MAX_DIM:
+            if self.n_features_in_ <= _INT_MM_MAX_DIM:
                 return _pad_to((X.to(torch.int16) - 128).to(torch.int8), 1, 8)  # _int_mm wants K % 8 == 0
             return X.to(torch.float64)
         if self.metric == "l1":
@@ -134,16 +165,17 @@ class KNNClassifier:
     def _exact_row(self, x) -> np.ndarray:
         """Exact distances (up to a per-row constant) from one query to every training row."""
         with torch.inference_mode():
-            q = self._prepare(self._as_rows(x).to(self.device))
+            q = self._prepare(self._as_rows(x).to(self.device_))
             return self._scores(q)[0].to(torch.float64 if not self._exact_ties else torch.int64).cpu().numpy()
 
     def _check_queries(self, X) -> torch.Tensor:
         Q = self._as_rows(X)
-        if Q.shape[1] != self.n_features_:
-            raise ClasslabError(f"X has {Q.shape[1]} values per image but the model was fit on {self.n_features_}; "
-                                "load both splits with the same --image-size and --channels")
+        if Q.shape[1] != self.n_features_in_:
+            raise ClasslabValueError(f"X has {Q.shape[1]} features, but KNNClassifier is expecting {self.n_features_in_} "
+                                     "features as input (values per image: load both splits with the same "
+                                     "--image-size and --channels)")
         if self.exact_ and Q.dtype != torch.uint8:
-            raise ClasslabError("fit on uint8 pixels but asked to predict on floats; pass uint8 images to both")
+            raise ClasslabValueError("fit on uint8 pixels but asked to predict on floats; pass uint8 images to both")
         return Q
 
     def _search(self, Q: torch.Tensor, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -152,13 +184,13 @@ class KNNClassifier:
         block = int(np.clip((self.memory_mb << 20) // (n * 8), 16, 2048))  # bytes per score, with slack
         buffer = None
         if self._use_int_mm():
-            buffer = torch.empty((max(block, 17), self._train_t.shape[1]), dtype=torch.int32, device=self.device)
+            buffer = torch.empty((max(block, 17), self._train_t.shape[1]), dtype=torch.int32, device=self.device_)
         dists, idx = [], []
         bar = tqdm(total=len(Q), desc="k-NN search", unit="img", leave=False,
                    disable=not self.progress or len(Q) * n < 5e7 or None)
         with torch.inference_mode(), bar:
             for start in range(0, len(Q), block):
-                q = self._prepare(Q[start : start + block].to(self.device))
+                q = self._prepare(Q[start : start + block].to(self.device_))
                 top, arg = torch.topk(self._scores(q, buffer), k, dim=1, largest=False, sorted=True)
                 dists.append(self._to_distance(top, q).cpu())
                 idx.append(arg.cpu())
@@ -169,10 +201,10 @@ class KNNClassifier:
         """(distances, indices) of the nearest training rows, nearest first; equal distances in
         training order, including where they straddle the k-th place."""
         self._check_fitted()
-        k = _check_k(n_neighbors or self.k)
+        k = check_k(n_neighbors or self.k)
         n = len(self._train)
         if k > n:
-            raise ClasslabError(f"k={k} is larger than the training set ({n} images); use k <= {n}")
+            raise ClasslabValueError(f"k={k} is larger than the training set ({n} images); use k <= {n}")
         Q = self._check_queries(X)
         if not self._exact_ties:
             return self._search(Q, k)
@@ -188,12 +220,12 @@ class KNNClassifier:
     # -- prediction -------------------------------------------------------------------------------
 
     def predict_for_ks(self, X, ks) -> dict[int, tuple[np.ndarray, np.ndarray]]:
-        """{k: (predictions, vote shares)} for every k, from a single search with max(ks)."""
-        ks = sorted({_check_k(k) for k in ks})
+        """{k: (predicted class indices into ``classes_``, vote shares)} for every k, from one search with max(ks)."""
+        ks = sorted({check_k(k) for k in ks})
         self._check_fitted()
         exact_ties = self._exact_ties and ks[-1] < len(self._train)
         if ks[-1] > len(self._train):
-            raise ClasslabError(f"k={ks[-1]} is larger than the training set ({len(self._train)} images); "
+            raise ClasslabValueError(f"k={ks[-1]} is larger than the training set ({len(self._train)} images); "
                                 f"use k <= {len(self._train)}")
         dist, idx = self.kneighbors(X, ks[-1] + exact_ties)  # one extra neighbour shows a boundary tie
         y_train = self._y.cpu().numpy()
@@ -214,17 +246,17 @@ class KNNClassifier:
         return out
 
     def predict_proba(self, X) -> np.ndarray:
+        """Vote shares per class, columns in ``classes_`` order."""
         return self.predict_for_ks(X, [self.k])[self.k][1]
 
     def predict(self, X) -> np.ndarray:
-        return self.predict_for_ks(X, [self.k])[self.k][0]
-
-    def score(self, X, y) -> float:
-        return float(np.mean(self.predict(X) == np.asarray(y)))
+        """The majority label (from ``classes_``; a tied vote goes to the first of them)."""
+        self._check_fitted()
+        return self.classes_[self.predict_for_ks(X, [self.k])[self.k][0]]
 
     def _check_fitted(self):
         if not hasattr(self, "_train"):
-            raise ClasslabError("this KNNClassifier is not fitted yet; call fit(X, y) first")
+            raise NotFittedError("this KNNClassifier is not fitted yet; call fit(X, y) first")
 
 
 def _heap_select(d: np.ndarray, k: int) -> np.ndarray:
@@ -254,7 +286,12 @@ def _heap_select(d: np.ndarray, k: int) -> np.ndarray:
     return np.array(indices, dtype=np.int64)
 
 
-def _check_k(k) -> int:
+def check_k(k) -> int:
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k <= 0:
-        raise ClasslabError(f"k must be a positive integer, got {k!r}")
+        raise ClasslabValueError(f"k must be a positive integer, got {k!r}")
     return int(k)
+
+
+# classlab.knn(...) is the API function, and stays callable once this module is imported
+# (importing it makes ``classlab.knn`` the module)
+callable_module(__name__, "classlab.api", "knn")

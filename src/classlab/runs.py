@@ -1,4 +1,5 @@
-"""Run directories: ``runs/<date>-<time>-<command>-<data>/`` holding everything a run produced."""
+"""Run directories: ``runs/<date>-<time>-<command>-<data>/`` holding everything a run produced, and
+``RunResult``: what every command returns, and what any run directory reads back as."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import os
 import platform
 import re
 import sys
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
@@ -119,3 +121,80 @@ def list_runs(runs_dir: str | Path | None = None) -> list[dict]:
                 pass
         out.append(row)
     return out
+
+
+@dataclass
+class RunResult:
+    """A finished run: its directory and report, its test metrics (``metrics.json``), its training history,
+    and what the command adds (``details``: the chosen k, the transfer stages, the workshop's table...).
+    ``evaluation`` is the full ``Evaluation`` when the run was just made (``load`` reads the numbers back).
+    Runs with a trained model (``best.pt``) also predict: ``predict``, ``predict_proba``, ``evaluate``."""
+
+    run_dir: Path
+    command: str
+    report: Path | None = None
+    metrics: dict = field(default_factory=dict)
+    evaluation: object | None = None  # classlab.evaluation.Evaluation
+    history: list[dict] = field(default_factory=list)
+    details: dict = field(default_factory=dict)
+    _trained: object | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def accuracy(self) -> float | None:
+        return self.metrics.get("accuracy")
+
+    @property
+    def macro_f1(self) -> float | None:
+        return (self.metrics.get("macro_avg") or {}).get("f1")
+
+    @classmethod
+    def load(cls, run_dir: str | Path) -> "RunResult":
+        """Read a run directory back (config.json, metrics.json, history.csv, report.md)."""
+        run = Run.existing(run_dir)
+        metrics = _read_json(run.path / "metrics.json") or {}
+        report = run.path / "report.md"
+        return cls(run.path, run.command or "", report if report.is_file() else None, metrics,
+                   history=read_history(run.path / "history.csv"))
+
+    def trained(self, device: str | None = "cpu"):
+        """The trained model with its preprocessing, as a ``classlab.inference.TrainedRun`` (loaded once)."""
+        if self._trained is None:
+            from .inference.trained_run import TrainedRun
+
+            if not (self.run_dir / "best.pt").is_file():
+                raise ClasslabError(f"{self.run_dir} is a '{self.command}' run without a trained model (best.pt); "
+                                    "predict with a train or transfer run")
+            self._trained = TrainedRun.load(self.run_dir, device)
+        return self._trained
+
+    def predict(self, inputs, top_k: int = 3) -> list[dict]:
+        return self.trained().predict(inputs, top_k)
+
+    def predict_proba(self, images):
+        return self.trained().predict_proba(images)
+
+    def evaluate(self):
+        return self.trained().evaluate()
+
+
+def _read_json(path: Path):
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def read_history(path: Path) -> list[dict]:
+    """history.csv back as rows of numbers (empty cells left out)."""
+    import csv
+
+    if not path.is_file():
+        return []
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = []
+        for row in csv.DictReader(f):
+            try:
+                rows.append({k: (int(v) if k == "epoch" else float(v)) for k, v in row.items() if v not in ("", None)})
+            except ValueError:
+                continue
+        return rows

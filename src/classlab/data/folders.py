@@ -215,7 +215,7 @@ def probe_entries(scan: TreeScan) -> list[ImageInfo]:
     return scan.infos
 
 
-def _decode_chunk(jobs: list[tuple[str, int, tuple[int, int] | None]]) -> list:
+def decode_chunk(jobs: list[tuple[str, int, tuple[int, int] | None]]) -> list:
     """Each job (rel, channels, size) -> uint8 array, or the error message as a string."""
     out = []
     for rel, channels, size in jobs:
@@ -307,7 +307,7 @@ def _decode_tree(path: Path, scan: TreeScan, image_size, channels, max_memory) -
 
 
 def _eager(tree, good, size, channels):
-    results = map_files(tree, _decode_chunk, [(e.rel, channels, size) for e, _ in good], "Decoding images")
+    results = map_files(tree, decode_chunk, [(e.rel, channels, size) for e, _ in good], "Decoding images")
     failures = [(e.rel, r) for (e, _), r in zip(good, results) if isinstance(r, str)]
     keep = [k for k, r in enumerate(results) if not isinstance(r, str)]
     out = np.empty((len(keep), *size, channels), dtype=np.uint8)

@@ -80,16 +80,29 @@ def make_split(ds: ImageDataset, val_fraction: float = 0.1, test_fraction: float
 
 
 def find_leakage(ds: ImageDataset, split: Split) -> list[dict]:
-    """Groups of pixel-identical images that sit in more than one split."""
+    """Groups of pixel-identical images that sit in more than one split (images left unused by a
+    subsample are not in any split)."""
     groups = defaultdict(list)
     for i, h in enumerate(ds.content_hashes()):
-        groups[h].append(i)
+        if split.assignment[i] != "unused":
+            groups[h].append(i)
     leaks = []
     for h, members in groups.items():
         if len(members) > 1 and len({split.assignment[i] for i in members}) > 1:
-            leaks.append({"hash": h, "items": [{"id": ds.ids[i], "split": split.assignment[i],
+            leaks.append({"hash": h, "items": [{"id": ds.ids[i], "index": i, "split": split.assignment[i],
                                                 "label": ds.class_names[ds.labels[i]]} for i in members]})
     return leaks
+
+
+def _leakage_after(leakage: list[dict], assignment: np.ndarray) -> list[dict]:
+    """The groups that still leak once some images are set aside as "unused"."""
+    kept = []
+    for group in leakage:
+        items = [{**item, "split": assignment[item["index"]]} for item in group["items"]
+                 if assignment[item["index"]] != "unused"]
+        if len({item["split"] for item in items}) > 1:
+            kept.append({**group, "items": items})
+    return kept
 
 
 def subsample(split: Split, labels: np.ndarray, limits: dict[str, int | None], seed: int = 0) -> Split:
@@ -105,7 +118,8 @@ def subsample(split: Split, labels: np.ndarray, limits: dict[str, int | None], s
             keep, _ = train_test_split(idx, train_size=limit, stratify=strat, random_state=seed)
             dropped = np.setdiff1d(idx, keep)
             assignment[dropped] = "unused"
-    return Split(assignment, split.method + f", subsampled {limits}", split.seed, split.leakage)
+    return Split(assignment, split.method + f", subsampled {limits}", split.seed,
+                 _leakage_after(split.leakage, assignment))
 
 
 MANIFEST_HEADER = ["id", "label", "hash", "split"]

@@ -1,6 +1,10 @@
 """One registry for every model, timm-style: ``create_model(name, num_classes, in_channels, image_size, **options)``.
 
-Each family lives in its own file and registers its builders with ``@register``. Shapes are checked
+Each family lives in its own file and registers its builders with ``@register``; a second registration
+of a name is refused (as torchvision's ``register_model`` does). An entry's ``kind`` says what its builder
+returns: a torch ``nn.Module``, or a NumPy model (``scratch-mlp``, trained by its own loop); ``hidden``
+entries (transfer learning's network, built by ``classlab transfer``) are rebuilt from checkpoints but
+not offered to ``classlab train`` or listed by ``classlab models``. Shapes are checked
 up front on PyTorch's meta device (no memory, no compute), so an image too small for an
 architecture is a clear message, not an error from deep inside a forward pass.
 """
@@ -25,6 +29,8 @@ class ModelEntry:
     builder: Callable[..., nn.Module]
     description: str
     volume: bool = False  # takes (C, D, H, W) volumes instead of (C, H, W) images
+    kind: str = "torch"  # "torch": an nn.Module; "numpy": a classlab.scratch model with its own training loop
+    hidden: bool = False  # built by another command (transfer), not offered by `classlab train` / `classlab models`
 
     @property
     def options(self) -> list[str]:
@@ -32,27 +38,38 @@ class ModelEntry:
         return [p for p in inspect.signature(self.builder).parameters if p not in skip]
 
 
-def register(name: str, description: str, volume: bool = False):
+KINDS = ("torch", "numpy")
+
+
+def register(name: str, description: str, volume: bool = False, kind: str = "torch", hidden: bool = False):
+    if kind not in KINDS:
+        raise ValueError(f"model kind must be one of {KINDS}, got {kind!r}")
+
     def wrap(builder):
-        _REGISTRY[name] = ModelEntry(name, builder, description, volume)
+        if name in _REGISTRY:
+            raise ValueError(f"a model named '{name}' is already registered ({_REGISTRY[name].builder.__module__}); "
+                             "choose another name")
+        _REGISTRY[name] = ModelEntry(name, builder, description, volume, kind, hidden)
         return builder
     return wrap
 
 
-def list_models() -> list[str]:
+def list_models(include_hidden: bool = False) -> list[str]:
+    """The names ``classlab train`` accepts (with ``include_hidden``, also those other commands build)."""
     _load_families()
-    return sorted(_REGISTRY)
+    return sorted(n for n, e in _REGISTRY.items() if include_hidden or not e.hidden)
 
 
 def get_entry(name: str) -> ModelEntry:
     _load_families()
     if name not in _REGISTRY:
-        raise ClasslabError(f"unknown model '{name}'; known models: {', '.join(sorted(_REGISTRY))}")
+        raise ClasslabError(f"unknown model '{name}'; known models: {', '.join(list_models())}")
     return _REGISTRY[name]
 
 
 def _load_families() -> None:
-    from . import classic, cnn, fast, mlp, transfer, volume  # noqa: F401  (registration happens on import)
+    # registration happens on import; Python imports each family once, so nothing registers twice
+    from . import classic, cnn, fast, mlp, numpy_mlp, transfer, volume  # noqa: F401
 
 
 def normalise_size(image_size, volume: bool) -> tuple[int, ...]:
@@ -70,6 +87,9 @@ def normalise_size(image_size, volume: bool) -> tuple[int, ...]:
 def create_model(name: str, num_classes: int, in_channels: int = 3, image_size=32, **options) -> nn.Module:
     """Build a registered model for ``num_classes`` outputs from (in_channels, *image_size) inputs."""
     entry = get_entry(name)
+    if entry.kind == "numpy":  # no forward pass to check shapes with: its builder validates its own options
+        return entry.builder(num_classes=num_classes, in_channels=in_channels,
+                             image_size=normalise_size(image_size, entry.volume), **options)
     if num_classes < 2:
         raise ClasslabError(f"num_classes must be at least 2, got {num_classes}")
     if in_channels < 1:
@@ -112,7 +132,11 @@ def check_input_size(entry: ModelEntry, num_classes, in_channels, size, options)
                         f"at least {high}x{high}; pass --image-size {high} (or larger)")
 
 
-def count_parameters(model: nn.Module) -> tuple[int, int]:
+def count_parameters(model) -> tuple[int, int]:
+    """(total, trainable) parameters of a torch model, or of a NumPy model (all trainable)."""
+    if not isinstance(model, nn.Module):
+        total = model.num_parameters()
+        return total, total
     total = sum(p.numel() for p in model.parameters())
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     return total, trainable

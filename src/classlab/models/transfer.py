@@ -103,8 +103,6 @@ class TransferNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self._checked and not x.is_meta and not _tracing():
             self._checked = True  # one look at the first batch: the contract's classic mistake is loud
-            from ..training.tensors import contract_mismatch
-
             problem = contract_mismatch(x)
             if problem:
                 warn(f"{problem}; this model expects normalised inputs. Use the run's preprocessing "
@@ -151,6 +149,23 @@ class TransferNet(nn.Module):
         for block in blocks[len(blocks) - count:]:
             block.requires_grad_(True)
         return count
+
+
+def contract_mismatch(x: torch.Tensor) -> str | None:
+    """Why a batch that should be normalised (about mean 0, std 1) clearly is not, or None.
+
+    The classic transfer-learning mistake is feeding [0, 1] pixels (std about 0.25) or 0-255 pixels
+    where ImageNet normalisation is expected; both stand out in one batch's statistics."""
+    if x.numel() < 64 or not x.is_floating_point():
+        return None
+    mean, std = float(x.float().mean()), float(x.float().std())
+    if 0 <= x.min() and x.max() <= 1 and std < 0.4:
+        return f"inputs lie in [0, 1] (mean {mean:.2f}, std {std:.2f}): pixels scaled by 1/255 but not normalised"
+    if x.max() > 20:
+        return f"inputs reach {float(x.max()):.0f} (mean {mean:.1f}): raw 0-255 pixels, not normalised"
+    if std < 0.1 or std > 10 or abs(mean) > 3:
+        return f"inputs have mean {mean:.2f} and std {std:.2f}, far from normalised data (about 0 and 1)"
+    return None
 
 
 def parse_unfreeze(text: str) -> int | None:
@@ -204,7 +219,7 @@ def build_backbone(backbone: str, source: dict | None, in_channels: int, state: 
     return net, width
 
 
-@register("transfer", "a pretrained backbone with a new head (built by `classlab transfer`)")
+@register("transfer", "a pretrained backbone with a new head (built by `classlab transfer`)", hidden=True)
 def transfer(num_classes, in_channels, image_size, backbone: str = "mobilenet_v2", source: dict | None = None,
              dense: int | None = None, dropout: float = 0.2, bn: str = "frozen"):
     """The structure only; ``classlab.transfer`` copies the pretrained backbone in (runs keep it in best.pt)."""

@@ -40,6 +40,9 @@ class ScratchMLP:
         self.batch_size, self.epochs, self.seed, self.dtype = batch_size, epochs, seed, np.dtype(dtype)
         self.params: list[np.ndarray] = []
 
+    def num_parameters(self) -> int:
+        return int(sum(p.size for p in self.params))
+
     # -- the network ---------------------------------------------------------------------------------
 
     def init(self, n_in: int, n_out: int) -> "ScratchMLP":

@@ -1,66 +1,78 @@
-"""Training configuration: every option, validated at the boundary with messages that say what to do."""
+"""Training configuration: every option, validated at the boundary with messages that say what to do.
+
+Torch-free, so the command line can build its flags from these fields (their ``help`` metadata) without
+importing torch. A field without ``help`` is not a flag of its own (``model_options`` comes from ``-o``).
+"""
 
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from ..errors import ClasslabError
-from .tensors import AUGMENTS
+from ..inference.tta import TTA_MODES, tta_mode
 
 OPTIMIZERS = ("sgd", "nesterov", "adam", "adamw", "rmsprop")
 SCHEDULES = ("constant", "step", "cosine", "onecycle")
 LOSSES = ("ce", "mse")
 PRECISIONS = ("auto", "bf16", "fp32")
-TTAS = ("none", "flip", "flip-translate")
+AUGMENTS = ("none", "crop", "flip-crop", "flip-crop-jitter", "randaugment", "mixup", "cutmix")
+TTAS = TTA_MODES
 
 
-def tta_mode(tta) -> str:
-    """A TTA setting as one of TTAS' names: older runs saved it as on/off (on meant flip)."""
-    if isinstance(tta, bool) or tta is None:
-        return "flip" if tta else "none"
-    return tta
+def flag(default, help: str, **cli):
+    """A dataclass field that is also a command-line flag (``cli``: argparse extras such as metavar, nargs)."""
+    factory = {"default_factory": default} if callable(default) else {"default": default}
+    return field(**factory, metadata={"help": help, **cli})
 
 
 @dataclass
 class TrainConfig:
-    model: str = "mlp"
+    model: str = flag("mlp", "a name from 'classlab models'")
     model_options: dict = field(default_factory=dict)
-    epochs: int = 10
-    batch_size: int = 64
-    lr: float = 1e-3
-    optimizer: str = "adam"
-    momentum: float = 0.9
-    weight_decay: float = 0.0
-    schedule: str = "constant"
-    warmup_epochs: float = 0.0
-    step_size: int = 10  # epochs between x0.1 steps, for schedule=step
-    label_smoothing: float = 0.0
-    loss: str = "ce"
-    grad_clip: float | None = None
-    augment: str = "none"
-    crop_padding: int = 4  # the crop augmentations translate images by up to this many pixels
-    class_weight: str | None = None  # "balanced"
-    sampler: str | None = None  # "balanced"
-    early_stopping: int | None = None  # patience in epochs, on validation accuracy
-    seed: int = 0
-    deterministic: bool = False
-    precision: str = "auto"
-    device: str = "auto"
-    compile: bool = False  # torch.compile the model (slower start, faster steps on long runs)
-    tensorboard: bool = False  # also log per-epoch scalars to RUN/tensorboard
+    epochs: int = flag(10, "passes over the training split")
+    batch_size: int = flag(64, "images per step")
+    lr: float = flag(1e-3, "learning rate")
+    optimizer: str = flag("adam", "sgd, nesterov, adam, adamw, rmsprop")
+    momentum: float = flag(0.9, "SGD / RMSprop momentum")
+    weight_decay: float = flag(0.0, "L2 weight decay")
+    schedule: str = flag("constant", "constant, step, cosine, onecycle")
+    warmup_epochs: float = flag(0.0, "epochs of linear learning-rate warm-up")
+    step_size: int = flag(10, "epochs between x0.1 steps (schedule step)")
+    label_smoothing: float = flag(0.0, "label smoothing of the cross-entropy targets")
+    loss: str = flag("ce", "ce (cross-entropy) or mse (on one-hot targets)")
+    grad_clip: float | None = flag(None, "clip the gradient norm to this value")
+    augment: str = flag("none", "none, crop, flip-crop, flip-crop-jitter (+ rotation, colour), randaugment, mixup, "
+                                "cutmix (both after flip-crop)")
+    crop_padding: int = flag(4, "pixels the crop augmentations translate by, at most")
+    class_weight: str | None = flag(None, "balanced: weight the loss by inverse class frequency")
+    sampler: str | None = flag(None, "balanced: draw batches with equal class probability")
+    early_stopping: int | None = flag(None, "stop after this many epochs without a better validation accuracy",
+                                      metavar="PATIENCE")
+    seed: int = field(default=0, metadata={"shared": "data"})  # the data flags' --seed: one seed per run
+    deterministic: bool = flag(False, "deterministic algorithms (reproducible, slower)")
+    precision: str = flag("auto", "auto (bf16 where supported), bf16, fp32")
+    device: str = flag("auto", "auto, cpu, cuda, mps")
+    compile: bool = flag(False, "torch.compile the model (faster steps, slower start)")
+    tensorboard: bool = flag(False, "also log to RUN/tensorboard (tensorboard --logdir runs)")
     # test-time augmentation for validation, test and predictions: "flip" averages each image and its mirror
     # image; "flip-translate" also the mirrored pair shifted one pixel up-left and down-right (six views)
-    tta: str = "none"
+    tta: str = flag("none", "test-time augmentation for scoring and predicting: flip (the default when given "
+                            "alone: image + mirror image) or flip-translate (six views)", nargs="?", const="flip")
     # every 5 steps from the second quarter of training on, pull the weights towards their running average
     # (Lookahead with an exponential average whose memory grows over training, as in the CIFAR-10 speed runs)
-    lookahead: bool = False
+    lookahead: bool = flag(False, "every 5 steps, pull the weights towards their running average "
+                                  "(helps short schedules)")
+
+    def __post_init__(self):
+        self.tta = tta_mode(self.tta)  # older runs saved on/off
 
     def validate(self) -> "TrainConfig":
         def bad(msg):
             raise ClasslabError(msg)
-        self.tta = tta_mode(self.tta)
+        check_numbers(self)
         if not isinstance(self.epochs, int) or not 1 <= self.epochs <= 100_000:
             bad(f"--epochs must be a whole number from 1, got {self.epochs}")
         if not isinstance(self.batch_size, int) or self.batch_size < 1:
@@ -100,6 +112,20 @@ class TrainConfig:
         if unknown:
             raise ClasslabError(f"unknown training options {', '.join(sorted(unknown))}; known: {', '.join(sorted(known))}")
         return cls(**data)
+
+
+def check_numbers(config) -> None:
+    """Every numeric field of a config dataclass is a finite number of its type (a config file or the
+    Python API can hand in anything: NaN, "3", True)."""
+    for f in fields(config):
+        kind, value = str(f.type), getattr(config, f.name)
+        if value is None or not kind.startswith(("int", "float")):
+            continue
+        name = "--" + f.name.replace("_", "-")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ClasslabError(f"{name} must be a finite number, got {value!r}")
+        if kind.startswith("int") and not isinstance(value, int):
+            raise ClasslabError(f"{name} must be a whole number, got {value!r}")
 
 
 def load_config_file(path: str | Path) -> dict:

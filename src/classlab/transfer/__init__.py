@@ -1,18 +1,24 @@
-"""Transfer learning: pretrained backbones, cached frozen features, fine-tuning."""
+"""Transfer learning's parts: where a pretrained backbone and its weights come from (backbone.py,
+weights.py), cached frozen features (features.py) and the options (config.py). The ``classlab
+transfer`` pipeline is ``classlab.commands.transfer``; ``classlab.transfer(...)`` is the Python API.
 
-from .run import TransferConfig, run_transfer
+Names are imported lazily: reading ``TransferConfig`` (the CLI's flags) does not import torch.
+"""
 
-__all__ = ["TransferConfig", "run_transfer", "transfer"]
+from ..callable_module import callable_module
+
+_NAMES = {"TransferConfig": ".config", "run_transfer": "..commands.transfer", "transfer": "..api"}
+__all__ = list(_NAMES)
 
 
-def transfer(data="digits", backbone: str = "mobilenet_v2", *, runs_dir=None, progress: bool = True,
-             data_options: dict | None = None, **options):
-    """Transfer ``backbone`` (a torchvision name or a classlab run directory) to ``data`` and return the
-    finished run as a ``TrainedRun`` (``.predict``, ``.evaluate``, ``.run_dir``). ``options`` are
-    TransferConfig fields (mode, image_size, dense, head_epochs, finetune_epochs, unfreeze, bn, ...)."""
-    from ..predictor import TrainedRun
-    from ..prepare import DataOptions
+def __getattr__(name):
+    if name in _NAMES:
+        import importlib
 
-    tc = TransferConfig.from_dict({"backbone": str(backbone), **options})
-    result = run_transfer(DataOptions(data=str(data), **(data_options or {})), tc, runs_dir, progress=progress)
-    return TrainedRun.load(result["run_dir"], device=tc.device if tc.device != "auto" else "cpu")
+        return getattr(importlib.import_module(_NAMES[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+# classlab.transfer(...) is the API function, and stays callable once this module is imported
+# (importing it makes ``classlab.transfer`` the module)
+callable_module(__name__, "classlab.api", "transfer")

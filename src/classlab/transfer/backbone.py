@@ -13,10 +13,10 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..checkpoint import load_checkpoint
 from ..errors import ClasslabError
+from ..inference.preprocess import Preprocessing
 from ..models.transfer import GRAY_MODES, build_backbone, check_backbone_name
-from ..training.checkpoint import load_checkpoint
-from ..training.tensors import Preprocessing
 from .weights import resolve
 
 

@@ -15,12 +15,13 @@ import json
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from ..data.cache import cache_dir
 from ..data.dataset import iter_blocks
 from ..fileio import atomic_write_bytes
-from ..training.tensors import Preprocessing, to_input
+from ..inference.predict import array_batches, predict_batches
+from ..inference.preprocess import Preprocessing
+from ..inference.tta import mirror as mirror_image
 
 FORMAT = 1
 
@@ -45,17 +46,12 @@ def compute_features(backbone: torch.nn.Module, images, pre: Preprocessing, devi
     channels_last = len(pre.model_size) == 2
     if channels_last:
         backbone.to(memory_format=torch.channels_last)
-    out = []
-    with tqdm(total=len(images), desc=desc, unit="img", leave=False, disable=None if progress else True) as bar:
-        for _, block in iter_blocks(images, block=batch_size):
-            x = to_input(torch.from_numpy(block).to(device), pre, channels_last)
-            if mirror:
-                x = x.flip(-1)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-                out.append(backbone(x).float().flatten(1).cpu())
-            bar.update(len(block))
-    backbone.to(memory_format=torch.contiguous_format)
-    return torch.cat(out)
+    try:
+        return predict_batches(backbone, array_batches(images, batch_size, device), pre, bf16=bf16,
+                               channels_last=channels_last, view=mirror_image if mirror else None, out_device="cpu",
+                               progress=progress, total=len(images), desc=desc)
+    finally:
+        backbone.to(memory_format=torch.contiguous_format)
 
 
 def cached_features(backbone, images, labels: np.ndarray, pre: Preprocessing, device, spec: dict,

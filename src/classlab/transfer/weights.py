@@ -15,8 +15,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..checkpoint import load_checkpoint
 from ..errors import ClasslabError
-from ..training.checkpoint import load_checkpoint
 
 MIN_PRETRAINED_SIZE = 32  # ImageNet backbones downsample 32x: below this the last stage sees under a pixel
 

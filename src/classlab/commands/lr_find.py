@@ -4,24 +4,25 @@ batch by batch from a fresh model and watch the loss; suggest where it falls fas
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from ..data.options import DataOptions, load_and_split, record_split
 from ..device import pick_device
 from ..errors import ClasslabError
-from ..fileio import write_csv, write_json
+from ..fileio import save_figure, write_csv, write_json
+from ..inference.preprocess import Preprocessing, to_input
 from ..models import create_model
-from ..prepare import DataOptions, load_and_split, record_split
-from ..runs import Run
-from .config import TrainConfig
-from .engine import loss_fn, make_optimizer, set_determinism
-from .tensors import Preprocessing, to_input
+from ..runs import Run, RunResult
+from ..training.config import TrainConfig
+from ..training.optim import loss_fn, make_optimizer, set_determinism
 
 
 def lr_find(opts: DataOptions, cfg: TrainConfig, start: float = 1e-7, end: float = 10.0, steps: int = 100,
-            runs_dir=None) -> dict:
+            runs_dir=None) -> RunResult:
     if not 0 < start < end:
         raise ClasslabError(f"the range must satisfy 0 < start < end, got {start}..{end}")
     if steps < 10:
@@ -35,7 +36,7 @@ def lr_find(opts: DataOptions, cfg: TrainConfig, start: float = 1e-7, end: float
         raise ClasslabError(f"--batch-size {cfg.batch_size} is larger than the training split ({len(train)} images)")
     run = Run("lr-find", ds.name, runs_dir)
     run.write_config({"data": vars(opts), "train": cfg.to_dict(), "start": start, "end": end, "steps": steps}, cfg.seed)
-    record_split(run, ds, split)
+    record_split(run.path, ds, split)
     model = create_model(cfg.model, ds.num_classes, ds.channels, ds.item_shape[:-1], **cfg.model_options).to(device)
     generator = torch.Generator().manual_seed(cfg.seed)
     picks = torch.randint(0, len(train), (steps, cfg.batch_size), generator=generator)
@@ -47,8 +48,7 @@ def lr_find(opts: DataOptions, cfg: TrainConfig, start: float = 1e-7, end: float
     pre = Preprocessing.from_images(drawn)  # mean/std of the drawn images: plenty for a range test
     images = torch.from_numpy(drawn).to(device)
     labels = torch.from_numpy(ds.labels[rows]).to(device)
-    cfg.lr = start
-    optimizer = make_optimizer(cfg, model.parameters())
+    optimizer = make_optimizer(replace(cfg, lr=start), model.parameters())
     criterion = loss_fn(cfg, ds.num_classes, None)
     factor = (end / start) ** (1 / (steps - 1))
     lrs, losses, smooth, best = [], [], 0.0, math.inf
@@ -80,16 +80,14 @@ def lr_find(opts: DataOptions, cfg: TrainConfig, start: float = 1e-7, end: float
               "steps_run": len(lrs)}
     write_json(run.file("lr_find.json"), result)
     _plot(lrs, losses, steepest, run.file("lr_find.png"))
-    run.write_report(f"Learning-rate finder: {cfg.model} on {ds.name}", [
+    report = run.write_report(f"Learning-rate finder: {cfg.model} on {ds.name}", [
         ("Suggestion", f"Steepest descent of the loss at **lr = {steepest:.2e}** (minimum loss / 10: "
                        f"{min_over_10:.2e}).\n\n![lr finder](lr_find.png)")])
-    return {"run_dir": run.path, **result}
+    return RunResult(run.path, "lr-find", report, details=result)
 
 
 def _plot(lrs, losses, suggested, path: Path) -> None:
     import matplotlib.pyplot as plt
-
-    from ..fileio import save_figure
 
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.plot(lrs, losses)

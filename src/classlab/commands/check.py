@@ -8,13 +8,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .data import load_dataset
-from .data.folders import _decode_chunk, extension, map_files, open_tree, probe_entries, scan_tree
-from .data.images import IMAGE_EXTENSIONS
-from .data.registry import NAMED
-from .errors import ClasslabError
-from .fileio import atomic_write_text, write_json
-from .runs import Run
+from ..data.folders import decode_chunk, extension, map_files, open_tree, probe_entries, scan_tree
+from ..data.images import IMAGE_EXTENSIONS
+from ..data.registry import NAMED, load_dataset
+from ..errors import ClasslabError
+from ..fileio import atomic_write_text, write_json
+from ..runs import Run, RunResult
 
 FORMAT_ALIASES = {"MPO": "JPEG"}  # cameras' multi-picture JPEGs are JPEGs
 
@@ -53,7 +52,7 @@ def _check_tree(path: Path, min_size: int) -> dict:
 
     # Full decode at native size: truncation only shows when the pixels are read.
     readable = [k for k, info in enumerate(infos) if not info.error]
-    decoded = map_files(scan.tree, _decode_chunk, [(scan.entries[k].rel, infos[k].channels, None) for k in readable],
+    decoded = map_files(scan.tree, decode_chunk, [(scan.entries[k].rel, infos[k].channels, None) for k in readable],
                         "Checking images")
     errors = {k: info.error for k, info in enumerate(infos) if info.error}
     digests = {}
@@ -110,7 +109,7 @@ def check(spec: str, data_dir=None, min_size: int = 16) -> dict:
     path = Path(spec)
     is_tree = (path.is_dir() or path.suffix.lower() == ".zip") and path.exists()
     if is_tree:
-        from .data import arrays
+        from ..data import arrays
 
         is_tree = not arrays.is_idx_folder(path) and not arrays.detect_cifar(path)
     if not path.exists() and spec.lower() not in NAMED:
@@ -170,12 +169,13 @@ def report_text(r: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def run_check(spec: str, data_dir=None, min_size: int = 16, runs_dir=None) -> dict:
+def run_check(spec: str, data_dir=None, min_size: int = 16, runs_dir=None) -> RunResult:
+    """Check, then write check.json, check.txt and report.md; ``details``: "findings" (the JSON) and "text"."""
     report = check(spec, data_dir, min_size)
     run = Run("check", spec, runs_dir)
     run.write_config({"data": spec, "data_dir": data_dir, "min_size": min_size}, None)
     text = report_text(report)
     write_json(run.file("check.json"), report)
     atomic_write_text(run.file("check.txt"), text)
-    run.write_report(f"Dataset doctor: {spec}", [("Findings", f"```\n{text}```\nAll findings: `check.json`.")])
-    return {"run_dir": run.path, "report": report, "text": text}
+    path = run.write_report(f"Dataset doctor: {spec}", [("Findings", f"```\n{text}```\nAll findings: `check.json`.")])
+    return RunResult(run.path, "check", path, details={"findings": report, "text": text})

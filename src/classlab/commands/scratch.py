@@ -4,6 +4,7 @@ line by line. The weights are saved as ``scratch.npz`` (plain arrays, no pickle)
 
 from __future__ import annotations
 
+import inspect
 import io
 import json
 import time
@@ -11,42 +12,37 @@ from pathlib import Path
 
 import numpy as np
 
+from ..data.options import DataOptions, load_and_split, record_split
 from ..errors import ClasslabError
 from ..fileio import atomic_write_bytes
-from ..prepare import DataOptions, load_and_split, record_split
-from ..runs import Run
-from .mlp import ScratchMLP
+from ..models import create_model
+from ..runs import Run, RunResult
+from ..scratch.mlp import ScratchMLP
+from ..training.config import TrainConfig
+from .results import write_results
 
-OPTIONS = ("hidden", "activation", "dropout", "dtype")
-# what the NumPy MLP implements; any other training option must keep TrainConfig's default
-SUPPORTED = {"model", "model_options", "epochs", "batch_size", "lr", "optimizer", "momentum", "weight_decay", "seed",
-             "precision", "device"}
+# The training options the NumPy MLP implements are its constructor's; precision and device do not apply
+# to NumPy and are ignored. Any other option must keep TrainConfig's default.
+IGNORED = {"model", "model_options", "precision", "device"}
 
 
-def _check(cfg) -> None:
-    from ..training.config import TrainConfig
-
+def _check(cfg: TrainConfig) -> None:
+    implemented = set(inspect.signature(ScratchMLP).parameters) | IGNORED
     defaults = TrainConfig()
-    unsupported = [k for k in vars(cfg) if k not in SUPPORTED and getattr(cfg, k) != getattr(defaults, k)]
+    unsupported = [k for k in vars(cfg) if k not in implemented and getattr(cfg, k) != getattr(defaults, k)]
     if unsupported:
         raise ClasslabError(f"the scratch MLP does not implement {', '.join('--' + k.replace('_', '-') for k in unsupported)};"
                             " it takes --epochs, --batch-size, --lr, --optimizer (sgd, nesterov, adam), --momentum, "
                             "--weight-decay, --seed and -o hidden=..., activation=..., dropout=...")
-    unknown = set(cfg.model_options) - set(OPTIONS)
-    if unknown:
-        raise ClasslabError(f"scratch-mlp has no option {', '.join(sorted(unknown))}; its options: {', '.join(OPTIONS)}")
     if cfg.optimizer not in ("sgd", "nesterov", "adam"):
         raise ClasslabError(f"the scratch MLP's optimizers are sgd (with --momentum), nesterov and adam; got {cfg.optimizer}")
 
 
-def build(cfg) -> ScratchMLP:
-    o = cfg.model_options
-    hidden = o.get("hidden", [128])
-    hidden = [hidden] if isinstance(hidden, int) else list(hidden)
+def build(cfg: TrainConfig, network: ScratchMLP) -> ScratchMLP:
+    """The registry's network (structure) with the run's training settings."""
     optimizer = {"sgd": "momentum" if cfg.momentum else "sgd"}.get(cfg.optimizer, cfg.optimizer)
-    return ScratchMLP(hidden, o.get("activation", "relu"), float(o.get("dropout", 0.0)), optimizer, cfg.lr,
-                      cfg.momentum, cfg.weight_decay, cfg.batch_size, cfg.epochs, cfg.seed,
-                      np.float64 if o.get("dtype") == "float64" else np.float32)
+    return ScratchMLP(network.hidden, network.activation, network.dropout, optimizer, cfg.lr, cfg.momentum,
+                      cfg.weight_decay, cfg.batch_size, cfg.epochs, cfg.seed, network.dtype)
 
 
 def rows(ds, indices, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
@@ -55,14 +51,14 @@ def rows(ds, indices, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
     return ((x - mean) / std).reshape(len(indices), -1)
 
 
-def run_scratch(opts: DataOptions, cfg, runs_dir=None, progress: bool = True) -> dict:
+def run_scratch(opts: DataOptions, cfg: TrainConfig, runs_dir=None, progress: bool = True) -> RunResult:
     from ..data.dataset import channel_stats
-    from ..training.run import write_results
 
     _check(cfg)
     cfg.validate()
-    model = build(cfg)  # validates hidden sizes, activation, dropout before any data is read
+    create_model(cfg.model, 2, 1, 1, **cfg.model_options)  # the model options, checked before any data is read
     ds, split = load_and_split(opts)
+    model = build(cfg, create_model(cfg.model, ds.num_classes, ds.channels, ds.item_shape[:-1], **cfg.model_options))
     train, val, test = (split.indices(s) for s in ("train", "val", "test"))
     if cfg.batch_size > len(train):
         raise ClasslabError(f"--batch-size {cfg.batch_size} is larger than the training split ({len(train)} images)")
@@ -71,7 +67,7 @@ def run_scratch(opts: DataOptions, cfg, runs_dir=None, progress: bool = True) ->
     run = Run("train", ds.name, runs_dir)
     run.write_config({"data": vars(opts), "train": cfg.to_dict(), "model": {"name": "scratch-mlp", **cfg.model_options}},
                      cfg.seed)
-    record_split(run, ds, split)
+    record_split(run.path, ds, split)
     x_train, x_val, x_test = (rows(ds, i, mean, std) for i in (train, val, test))
 
     def log(row):

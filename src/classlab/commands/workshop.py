@@ -10,17 +10,16 @@ is reported.
 
 from __future__ import annotations
 
-import copy
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
-from .errors import ClasslabError, warn
-from .fileio import save_figure, write_csv, write_json
-from .prepare import DataOptions, load_and_split
-from .runs import Run
+from ..data.options import DataOptions, load_and_split
+from ..errors import ClasslabError, warn
+from ..fileio import save_figure, write_csv, write_json
+from ..runs import Run, RunResult
 
 MIN_PER_CLASS = 5  # one each for validation and test, and a few to learn from
 BUDGET_EVAL = 2000  # under a budget, every stop scores the same (at most) 2,000 test images
@@ -33,10 +32,15 @@ class Stop:
     epochs: int = 0
     min_epochs: int = 0
     rate: float = 0.0  # training images per second at 784 pixels, 2 CPU cores (rough)
+    # the transfer stop resizes every image to its backbone's input (its rate does not depend on pixels) and
+    # costs one pass over the images (their frozen features); the head's epochs on cached features are cheap
+    fixed_input: bool = False
+    single_pass: bool = False
 
 
 STOPS = [Stop("explore", 0.03), Stop("knn", 0.12), Stop("scratch-mlp", 0.15, 20, 3, 20000),
-         Stop("mlp", 0.15, 20, 3, 40000), Stop("cnn", 0.35, 8, 2, 2500), Stop("transfer", 0.20, 10, 5)]
+         Stop("mlp", 0.15, 20, 3, 40000), Stop("cnn", 0.35, 8, 2, 2500),
+         Stop("transfer", 0.20, 10, 10, 250, fixed_input=True, single_pass=True)]
 
 
 @dataclass
@@ -50,12 +54,12 @@ def fit_to_share(stop: Stop, share: float | None, n_train: int, pixels: int) -> 
     """Epochs and training subset so that epochs x images / rate fits in ``share`` seconds."""
     if share is None:
         return Plan(stop.epochs, None)
-    rate = stop.rate * 784 / max(pixels, 1)
+    rate = stop.rate if stop.fixed_input else stop.rate * 784 / max(pixels, 1)
     epochs = stop.epochs
     while epochs > stop.min_epochs and epochs * n_train / rate > share:
         epochs -= 1
     notes = [f"{epochs} epochs instead of {stop.epochs}"] if epochs < stop.epochs else []
-    cap = int(share * rate / epochs)
+    cap = int(share * rate / (1 if stop.single_pass else epochs))
     if cap < n_train:
         cap = max(cap, 50)
         notes.append(f"trained on {cap:,} of {n_train:,} training images")
@@ -67,7 +71,7 @@ def _weights_available(weights: str | None) -> str | None:
     """None when the transfer stop can run offline, else why not."""
     if weights:
         return None if Path(weights).is_file() else f"--weights {weights} does not exist"
-    from .transfer.weights import cached_file, hub_checkpoints, weight_versions
+    from ..transfer.weights import cached_file, hub_checkpoints, weight_versions
 
     versions = weight_versions("mobilenet_v2")
     if cached_file(versions) is not None:
@@ -78,7 +82,7 @@ def _weights_available(weights: str | None) -> str | None:
 
 
 def run_workshop(opts: DataOptions, budget: float | None = None, runs_dir=None, weights: str | None = None,
-                 progress: bool = False) -> dict:
+                 progress: bool = False) -> RunResult:
     t_start = time.perf_counter()
     ds, split = load_and_split(opts)
     counts = np.bincount(ds.labels, minlength=ds.num_classes)
@@ -90,10 +94,10 @@ def run_workshop(opts: DataOptions, budget: float | None = None, runs_dir=None, 
         raise ClasslabError("the workshop path is for 2D images; train volumes with --model cnn3d")
     pixels = int(np.prod(ds.item_shape))
     n_train = len(split.indices("train"))
-    base = copy.copy(opts)
+    base = opts
     scaled = []
     if budget is not None and len(split.indices("test")) > BUDGET_EVAL:
-        base.max_eval = BUDGET_EVAL
+        base = replace(opts, max_eval=BUDGET_EVAL)
         scaled.append(f"all stops: validation and test capped at {BUDGET_EVAL:,} images each")
     skip_transfer = _weights_available(weights)
     stops = [s for s in STOPS if s.name != "transfer" or skip_transfer is None]
@@ -109,36 +113,37 @@ def run_workshop(opts: DataOptions, budget: float | None = None, runs_dir=None, 
     return _compare(results, ds, scaled, skip_transfer, budget, time.perf_counter() - t_start, runs_dir)
 
 
-def _run_stop(stop: Stop, share, base: DataOptions, n_train: int, pixels: int, runs_dir, weights, ds) -> dict:
-    opts = copy.copy(base)
+def _run_stop(stop: Stop, share, opts: DataOptions, n_train: int, pixels: int, runs_dir, weights, ds) -> dict:
     t = time.perf_counter()
     notes: list[str] = []
     if stop.name == "explore":
         from .explore import explore
 
         result = explore(opts, runs_dir)
-        return {"stop": "explore", "method": "explore the data", "run_dir": result["run_dir"],
-                "report": result["report"], "seconds": time.perf_counter() - t, "notes": notes}
+        return {"stop": "explore", "method": "explore the data", "run_dir": result.run_dir,
+                "report": result.report, "seconds": time.perf_counter() - t, "notes": notes}
     if stop.name == "knn":
-        from .knn_run import run_knn
+        from .knn import run_knn
 
         if share is not None:  # exact k-NN costs train x eval x pixels; about 3e11 per second here
             n_eval = min(BUDGET_EVAL, len(ds)) * 2
             cap = int(share * 3e11 / max(1, n_eval * pixels))
             if cap < n_train:
-                opts.max_train = max(cap, 50)
+                opts = replace(opts, max_train=max(cap, 50))
                 notes.append(f"searched {opts.max_train:,} of {n_train:,} training images")
         result = run_knn(opts, (1, 3, 5, 7), runs_dir=runs_dir, progress=False)
-        return _row("knn", f"k-NN on pixels (k={result['k']})", result, t, notes)
+        return _row("knn", f"k-NN on pixels (k={result.details['k']})", result, t, notes)
     plan = fit_to_share(stop, share, n_train, pixels)
-    opts.max_train = plan.max_train
+    opts = replace(opts, max_train=plan.max_train)
     if stop.name == "transfer":
-        from .transfer import TransferConfig, run_transfer
+        from ..transfer.config import TransferConfig
+        from .transfer import run_transfer
 
         tc = TransferConfig(weights=weights, mode="features", image_size=64, dense=128, head_epochs=plan.epochs)
         result = run_transfer(opts, tc, runs_dir, progress=False)
         return _row("transfer", "MobileNetV2 frozen + head", result, t, plan.notes)
-    from .training import TrainConfig, run_train
+    from ..training.config import TrainConfig
+    from .train import run_train
 
     configs = {"scratch-mlp": dict(model="scratch-mlp", model_options={"hidden": [128]}, lr=1e-3, optimizer="adam"),
                "mlp": dict(model="mlp", model_options={"hidden": [256, 128]}, lr=1e-3, optimizer="adam"),
@@ -150,14 +155,13 @@ def _run_stop(stop: Stop, share, base: DataOptions, n_train: int, pixels: int, r
     return _row(stop.name, method, result, t, plan.notes)
 
 
-def _row(stop: str, method: str, result: dict, t: float, notes: list[str]) -> dict:
-    ev = result["evaluation"]
-    return {"stop": stop, "method": method, "run_dir": result["run_dir"], "report": result["report"],
-            "accuracy": ev.accuracy, "macro_f1": ev.metrics["macro_avg"]["f1"], "seconds": time.perf_counter() - t,
+def _row(stop: str, method: str, result: RunResult, t: float, notes: list[str]) -> dict:
+    return {"stop": stop, "method": method, "run_dir": result.run_dir, "report": result.report,
+            "accuracy": result.accuracy, "macro_f1": result.macro_f1, "seconds": time.perf_counter() - t,
             "notes": notes}
 
 
-def _compare(results, ds, scaled, skip_transfer, budget, total, runs_dir) -> dict:
+def _compare(results, ds, scaled, skip_transfer, budget, total, runs_dir) -> RunResult:
     run = Run("workshop", ds.name, runs_dir)
     scored = [r for r in results if "accuracy" in r]
     keys = ["stop", "method", "accuracy", "macro_f1", "seconds", "run_dir"]
@@ -186,8 +190,8 @@ def _compare(results, ds, scaled, skip_transfer, budget, total, runs_dir) -> dic
     text = "\n".join(f"{r['stop']:12} {r['method']:32} " + (f"acc {r['accuracy']:.4f}  macro F1 {r['macro_f1']:.4f}  "
                                                              if "accuracy" in r else " " * 31) + f"{r['seconds']:6.1f} s"
                      for r in results)
-    return {"run_dir": run.path, "report": report, "table": text, "results": results, "scaled": scaled,
-            "skipped": skip_transfer}
+    return RunResult(run.path, "workshop", report,
+                     details={"table": text, "results": results, "scaled": scaled, "skipped": skip_transfer})
 
 
 def _comparison_png(rows, path: Path, data: str) -> Path:

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import torch
 
-from ..errors import ClasslabError
-from ..fileio import atomic_write_bytes
+from .errors import ClasslabError
+from .fileio import atomic_write_bytes
 
 
 def save_checkpoint(path: Path, state: dict) -> Path:

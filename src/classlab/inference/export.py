@@ -12,10 +12,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .errors import ClasslabError
-from .fileio import atomic_write_bytes, atomic_write_text, write_json
-from .predictor import TrainedRun
-from .training.engine import forward_tta
+from ..errors import ClasslabError
+from ..fileio import atomic_write_bytes, atomic_write_text, write_json
+from .predict import predict_batches
+from .trained_run import TrainedRun
+from .tta import forward_tta
 
 FORMATS = ("onnx", "torchscript")
 
@@ -66,6 +67,13 @@ def run_exported(path: Path, x: np.ndarray) -> np.ndarray:
         return torch.jit.load(str(path)).eval()(torch.from_numpy(x)).numpy()
 
 
+def _contract_input(images: torch.Tensor, pre) -> np.ndarray:
+    """What the exported graph takes: uint8 images through the contract (the bundle's preprocessing.json)."""
+    from .preprocess import to_input
+
+    return to_input(images, pre).numpy()
+
+
 def export_run(run_dir: str | Path, fmt: str = "onnx", out_dir: str | Path | None = None, atol: float = 1e-4) -> dict:
     if fmt not in FORMATS:
         raise ClasslabError(f"unknown export format '{fmt}'; choose one of {', '.join(FORMATS)}")
@@ -83,24 +91,15 @@ def export_run(run_dir: str | Path, fmt: str = "onnx", out_dir: str | Path | Non
         staged = Path(tmp) / name
         (_onnx if fmt == "onnx" else _torchscript)(model, example, staged)
         # The bundle is kept only if the exported model gives PyTorch's answers on a new batch size.
-        check = torch.randn(5, pre.model_channels, *pre.model_size)
-        with torch.no_grad():
-            expected = model(check).numpy()
-        diff = float(np.abs(run_exported(staged, check.numpy()) - expected).max())
+        check = torch.randint(0, 256, (5, *pre.image_size, pre.channels), dtype=torch.uint8)
+        expected = predict_batches(run.model, [check], pre, tta=tta or "none").numpy()  # what predict computes
+        diff = float(np.abs(run_exported(staged, _contract_input(check, pre)) - expected).max())
         if not diff <= atol:
             raise ClasslabError(f"the exported model differs from PyTorch by {diff:.2e} (> {atol}); not written")
         out.mkdir(parents=True, exist_ok=True)
         shutil.move(str(staged), out / name)
     write_json(out / "classes.json", run.class_names)
-    size = "x".join(map(str, pre.image_size))
-    steps = ["decode the image; apply EXIF orientation",
-             f"convert to {'grayscale (L)' if pre.channels == 1 else 'RGB'}",
-             f"resize to {size} (bilinear, antialiased)", "scale pixels to [0, 1] (divide by 255)"]
-    if pre.input_size:
-        steps.append(f"resize to {'x'.join(map(str, pre.input_size))} (bilinear, antialiased, on [0, 1] floats)")
-    if pre.input_channels:
-        steps.append(f"repeat the grayscale channel {pre.input_channels} times")
-    steps.append("subtract mean, divide by std, per channel")
+    steps = pre.describe()
     contract = {"input": {"layout": "NCHW" if len(pre.image_size) == 2 else "NCDHW", "dtype": "float32",
                           "channels": pre.model_channels, "image_size": pre.model_size},
                 "steps": steps, "normalisation_from": pre.source,

@@ -10,104 +10,29 @@ validation accuracy becomes the run's model (best.pt), which predict, export and
 from __future__ import annotations
 
 import json
+import math
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 
+from ..checkpoint import load_checkpoint, save_checkpoint
+from ..data.options import DataOptions, load_and_split, record_split, saved_options, split_summary
 from ..device import pick_device
 from ..errors import ClasslabError
 from ..evaluation import evaluate
 from ..fileio import atomic_write_bytes
+from ..inference.preprocess import Preprocessing
 from ..models import count_parameters, create_model
-from ..models.transfer import BN_MODES, parse_unfreeze
-from ..prepare import DataOptions, load_and_split, record_split, saved_options, split_summary
-from ..runs import Run
-from ..training.checkpoint import load_checkpoint, save_checkpoint
-from ..training.config import TrainConfig
-from ..training.engine import SplitTensors, fit, predict_logits, set_determinism
-from ..training.run import history_files, tensors_for
-from ..training.tensors import Preprocessing
-from .backbone import plan_backbone
-from .features import cached_features
-
-MODES = ("features", "finetune", "both")
-
-
-@dataclass
-class TransferConfig:
-    backbone: str = "mobilenet_v2"
-    weights: str | None = None  # a file, "random", or None: the hub cache, then a download
-    mode: str = "both"
-    image_size: int | None = None  # default: the size the weights were trained at
-    gray: str = "replicate"  # or "sum": the first convolution summed to one channel
-    dense: int | None = None
-    dropout: float = 0.2
-    head_epochs: int = 5
-    finetune_epochs: int = 5
-    lr: float = 1e-3
-    backbone_lr_ratio: float = 0.1
-    unfreeze: str = "all"
-    bn: str = "frozen"
-    batch_size: int = 64
-    optimizer: str = "adam"
-    weight_decay: float = 0.0
-    label_smoothing: float = 0.0
-    augment: str = "flip-crop"  # fine-tuning only
-    # the features stage's: "flip" caches the mirror images' training features too, and each epoch trains on
-    # one of the pair per image (measured on 10k CIFAR-10: +0.2 points; on digits and on MNIST features of
-    # Fashion-MNIST it costs a few, and it doubles the training images' feature pass, so it is opt-in)
-    head_augment: str = "none"
-    # both stages; None: constant for the head (measured: a decaying rate starves heads on small data of
-    # steps, e.g. digits 74% -> 66% in 5 epochs; on 10k CIFAR-10 cosine gains about 1 point) and cosine for fine-tuning
-    schedule: str | None = None
-    early_stopping: int | None = None
-    tta: str = "none"  # "flip": validation, test and predictions average each image and its mirror image
-    seed: int = 0
-    device: str = "auto"
-    precision: str = "auto"  # fine-tuning; features and test scores are computed in fp32
-
-    def validate(self) -> "TransferConfig":
-        if self.mode not in MODES:
-            raise ClasslabError(f"unknown --mode '{self.mode}'; choose one of {', '.join(MODES)}")
-        if self.bn not in BN_MODES:
-            raise ClasslabError(f"--bn takes {' or '.join(BN_MODES)}, got '{self.bn}'")
-        parse_unfreeze(self.unfreeze)
-        if not 0 < self.backbone_lr_ratio <= 10:
-            raise ClasslabError(f"--backbone-lr-ratio must be in (0, 10], got {self.backbone_lr_ratio}")
-        if self.head_augment not in ("none", "flip"):
-            raise ClasslabError(f"--head-augment takes none or flip, got '{self.head_augment}' (cached features "
-                                "are of whole images: crops and the rest apply to fine-tuning, --augment)")
-        if self.tta not in ("none", "flip"):
-            raise ClasslabError(f"--tta for transfer takes none or flip, got '{self.tta}'")
-        if self.image_size is not None and not 1 <= self.image_size <= 1024:
-            raise ClasslabError(f"--image-size must be between 1 and 1024, got {self.image_size}")
-        self.stage_config("head").validate()
-        self.stage_config("finetune").validate()
-        return self
-
-    def stage_config(self, stage: str) -> TrainConfig:
-        head = stage == "head"
-        return TrainConfig(
-            model="transfer", epochs=self.head_epochs if head else self.finetune_epochs, batch_size=self.batch_size,
-            lr=self.lr, optimizer=self.optimizer, weight_decay=self.weight_decay, label_smoothing=self.label_smoothing,
-            augment="none" if head else self.augment,
-            schedule=self.schedule or ("constant" if head else "cosine"),
-            early_stopping=self.early_stopping, seed=self.seed, device=self.device, tta=self.tta,
-            precision="fp32" if head else self.precision)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "TransferConfig":
-        unknown = set(data) - {f.name for f in fields(cls)}
-        if unknown:
-            raise ClasslabError(f"unknown transfer options {', '.join(sorted(unknown))}")
-        return cls(**data)
-
-
+from ..runs import Run, RunResult
+from ..training.batches import SplitTensors, tensors_for
+from ..training.engine import fit, predict_split
+from ..training.optim import set_determinism
+from ..transfer.backbone import plan_backbone
+from ..transfer.config import TransferConfig
+from ..transfer.features import cached_features
+from .results import history_files, score_test, test_section
 
 def resume_options(run_dir: str | Path) -> tuple[Run, DataOptions, TransferConfig]:
     """An earlier transfer run's data options (pinned to its saved split) and configuration."""
@@ -116,11 +41,11 @@ def resume_options(run_dir: str | Path) -> tuple[Run, DataOptions, TransferConfi
         raise ClasslabError(f"{run.path} is a '{run.command}' run; --resume here continues transfer runs "
                             f"(use classlab {run.command} --resume)")
     saved = json.loads((run.path / "config.json").read_text())["options"]["transfer"]
-    return run, saved_options(run), TransferConfig.from_dict(saved)
+    return run, saved_options(run.path), TransferConfig.from_dict(saved)
 
 
 def run_transfer(opts: DataOptions | None, tc: TransferConfig | None, runs_dir=None, progress: bool = True,
-                 resume: str | Path | None = None) -> dict:
+                 resume: str | Path | None = None) -> RunResult:
     """``resume``: an earlier (killed or finished) transfer run to continue in place: each stage picks up
     from its last.pt (a finished stage costs a cache read and no training); data and options are the
     saved ones."""
@@ -130,8 +55,8 @@ def run_transfer(opts: DataOptions | None, tc: TransferConfig | None, runs_dir=N
     tc.validate()
     set_determinism(tc.stage_config("head"))
     plan = plan_backbone(tc.backbone, tc.weights, progress)  # before the data: it may fix the channels
-    if plan.channels is not None:
-        opts.channels = plan.channels
+    if plan.channels is not None:  # a run's backbone wants the channels it was trained on
+        opts = replace(opts, channels=plan.channels)
     ds, split = load_and_split(opts)
     pre, in_channels = plan.contract(ds, tc.image_size, tc.gray)
     idx = {s: split.indices(s) for s in ("train", "val", "test")}
@@ -149,7 +74,7 @@ def run_transfer(opts: DataOptions | None, tc: TransferConfig | None, runs_dir=N
         run = Run("transfer", ds.name, runs_dir)
         run.write_config({"data": vars(opts), "transfer": tc.to_dict(), "model": model_info, "weights": plan.weights,
                           "preprocessing": pre.to_dict()}, tc.seed)
-        record_split(run, ds, split)
+        record_split(run.path, ds, split)
     extra = {"model_info": model_info, "class_names": ds.class_names}
     stages = {}
     if tc.mode in ("features", "both"):
@@ -193,14 +118,14 @@ def _features_stage(model, ds, idx, pre, plan, tc, run, extra, device, progress)
     identity = Preprocessing.for_features(width)
     val = split.get("val", SplitTensors(split["train"].images[:0], split["train"].labels[:0]))
     t1 = time.perf_counter()
-    state = fit(model.head, split["train"], val, cfg, identity, out, {"model_info": {"num_classes": ds.num_classes}},
+    state = fit(model.head, split["train"], val, cfg, identity, out, num_classes=ds.num_classes,
                 resume=_last(out, device), progress=progress)
     head_seconds = time.perf_counter() - t1
     model.head.load_state_dict(load_checkpoint(out / "best.pt", map_location=device)["model"])
     save_checkpoint(out / "model.pt", {**extra, "model": model.state_dict(), "preprocessing": pre.to_dict(),
                                        "config": cfg.to_dict()})
-    logits = predict_logits(model.head, split["test"], identity, 256, False, False, cfg.tta)
-    return _stage_result("features", out, ds, idx, logits.softmax(1).cpu().numpy(), state, cfg, {
+    proba = predict_split(model.head, split["test"], identity, cfg.tta)
+    return _stage_result("features", out, ds, idx, proba, state, cfg, {
         "feature_seconds": feature_seconds, "head_seconds": head_seconds, "features_from_cache": hits,
         "feature_width": width, "trainable_parameters": count_parameters(model.head)[0]})
 
@@ -215,13 +140,12 @@ def _finetune_stage(model, ds, idx, pre, tc, run, extra, device, progress) -> di
     cfg = tc.stage_config("finetune")
     train_t, val_t = tensors_for(ds, idx["train"], device), tensors_for(ds, idx["val"], device)
     t0 = time.perf_counter()
-    state = fit(model, train_t, val_t, cfg, pre, out, extra, resume=_last(out, device), progress=progress,
-                param_groups=groups)
+    state = fit(model, train_t, val_t, cfg, pre, out, num_classes=ds.num_classes, extra_state=extra,
+                resume=_last(out, device), progress=progress, param_groups=groups)
     seconds = time.perf_counter() - t0
     model.load_state_dict(load_checkpoint(out / "best.pt", map_location=device)["model"])
-    model.to(memory_format=torch.contiguous_format)
-    logits = predict_logits(model, tensors_for(ds, idx["test"], device), pre, 256, False, False, cfg.tta)
-    return _stage_result("finetune", out, ds, idx, logits.softmax(1).cpu().numpy(), state, cfg, {
+    proba = predict_split(model, tensors_for(ds, idx["test"], device), pre, cfg.tta)
+    return _stage_result("finetune", out, ds, idx, proba, state, cfg, {
         "seconds": seconds, "unfrozen_blocks": unfrozen, "blocks": len(model.blocks()),
         "trainable_parameters": count_parameters(model)[1], "backbone_lr": tc.lr * tc.backbone_lr_ratio})
 
@@ -236,29 +160,32 @@ def _stage_result(name, out: Path, ds, idx, proba, state, cfg, info) -> dict:
     return {"evaluation": ev, "proba": proba, "info": info, "dir": out, "history": state.history}
 
 
-def _finish(run, ds, split, idx, stages, model, tc, plan) -> dict:
-    # Model selection on validation only: the stage whose best epoch scored higher there.
-    chosen = max(stages, key=lambda s: (stages[s]["info"]["best_val_acc"], s == "finetune"))
+def _validation_text(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"
+
+
+def _finish(run, ds, split, idx, stages, model, tc, plan) -> RunResult:
+    # Model selection on validation only: the stage whose best epoch scored higher there (without a
+    # validation split there is nothing to choose on: the later stage).
+    def score(s):
+        val = stages[s]["info"]["best_val_acc"]
+        return (-math.inf if val is None else val, s == "finetune")
+    chosen = max(stages, key=score)
     src = stages[chosen]["dir"] / ("model.pt" if chosen == "features" else "best.pt")
     atomic_write_bytes(run.path / "best.pt", src.read_bytes())
-    ev = stages[chosen]["evaluation"]
-    proba = stages[chosen]["proba"]
-    y_true = ds.labels[idx["test"]]
     summary = {name: {"accuracy": st["evaluation"].accuracy, "macro_f1": st["evaluation"].metrics["macro_avg"]["f1"],
                       **st["info"]} for name, st in stages.items()}
-    paths = ev.save(run.path, extra={"chosen_stage": chosen, "stages": summary, "weights": plan.weights})
-    run.write_predictions([ds.ids[i] for i in idx["test"]], y_true, proba.argmax(1), proba, ds.class_names)
+    ev = score_test(run, ds, idx["test"], stages[chosen]["proba"], tc.seed,
+                    {"chosen_stage": chosen, "stages": summary, "weights": plan.weights})
     rows = "\n".join(
-        f"| {name}{' (chosen)' if name == chosen else ''} | {s['best_val_acc']:.4f} | {s['accuracy']:.4f} | "
-        f"{s['macro_f1']:.4f} | {s['epochs_run']} | {s.get('feature_seconds', 0) + s['train_seconds']:.1f} s |"
-        for name, s in summary.items())
+        f"| {name}{' (chosen)' if name == chosen else ''} | {_validation_text(s['best_val_acc'])} | "
+        f"{s['accuracy']:.4f} | {s['macro_f1']:.4f} | {s['epochs_run']} | "
+        f"{s.get('feature_seconds', 0) + s['train_seconds']:.1f} s |" for name, s in summary.items())
     table = ("| stage | validation acc | test acc | test macro F1 | epochs | time |\n|---|---|---|---|---|---|\n" + rows)
-    pre = Preprocessing(**load_checkpoint(run.path / "best.pt")["preprocessing"])
-    contract = (f"Backbone `{tc.backbone}` with weights {plan.weights}. Images are stored at "
-                f"{'x'.join(map(str, pre.image_size))}x{pre.channels}, resized to {'x'.join(map(str, pre.model_size))}"
-                f"{', grayscale replicated to 3 channels' if pre.input_channels else ''}, scaled to [0, 1] and "
-                f"normalised with mean {[round(v, 3) for v in pre.mean]}, std {[round(v, 3) for v in pre.std]} "
-                f"(from {pre.source}). The contract is saved in best.pt; predict, export and evaluate reuse it.")
+    pre = Preprocessing.from_dict(load_checkpoint(run.path / "best.pt")["preprocessing"])
+    contract = (f"Backbone `{tc.backbone}` with weights {plan.weights}. An image goes through:\n\n"
+                + "\n".join(f"{i}. {step}" for i, step in enumerate(pre.describe(), 1))
+                + "\n\nThe contract is saved in best.pt; predict, export and evaluate reuse it.")
     notes = []
     if "features" in stages:
         f = summary["features"]
@@ -280,8 +207,7 @@ def _finish(run, ds, split, idx, stages, model, tc, plan) -> dict:
         ("Preprocessing contract", contract),
         ("Stages (test scored once per stage; the chosen stage is picked on validation)",
          table + "\n\n" + "\n\n".join(notes)),
-        (f"Test results of the chosen stage ({chosen})",
-         f"```\n{ev.text()}```\n\n![confusion matrix](confusion_matrix.png)"),
+        test_section(ev, f"Test results of the chosen stage ({chosen})"),
     ])
-    return {"run_dir": run.path, "report": report, "evaluation": ev, "chosen_stage": chosen, "stages": summary,
-            **paths}
+    return RunResult(run.path, "transfer", report, ev.metrics, ev, stages[chosen]["history"],
+                     {"chosen_stage": chosen, "stages": summary})

@@ -14,10 +14,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from .errors import ClasslabError
-from .fileio import save_figure, write_json
-from .predictor import TrainedRun
-from .training.tensors import to_input
+from ..errors import ClasslabError
+from ..fileio import save_figure, write_json
+from .preprocess import to_input
+from .trained_run import TrainedRun
 
 CONVS = (nn.Conv2d, nn.Conv3d)
 

@@ -4,22 +4,23 @@ split scored once, the full evaluation report."""
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
-from .errors import ClasslabError
-from .evaluation import evaluate
-from .knn import KNNClassifier, _check_k
-from .plots import line_plot_png
-from .prepare import DataOptions, load_and_split, record_split, split_summary
-from .runs import Run
+from ..data.options import DataOptions, load_and_split, record_split, split_summary
+from ..errors import ClasslabError
+from ..knn import KNNClassifier, check_k
+from ..plots import line_plot_png
+from ..runs import Run, RunResult
+from .results import score_test, test_section
 
 
 def _embedding_rows(ds, split, plan, features: dict, device, progress: bool):
     """rows(indices) -> the backbone's (cached) embeddings of those images, and a description."""
-    from .device import pick_device
-    from .transfer.features import cached_features
+    from ..device import pick_device
+    from ..transfer.features import cached_features
 
     pre, in_channels = plan.contract(ds, features.get("image_size"))
     backbone, width = plan.backbone_only(in_channels)
@@ -40,23 +41,28 @@ def _embedding_rows(ds, split, plan, features: dict, device, progress: bool):
 
 
 def run_knn(opts: DataOptions, ks=(1, 3, 5), metric: str = "l2", device: str | None = None,
-            runs_dir: str | Path | None = None, progress: bool = True, features: dict | None = None) -> dict:
+            runs_dir: str | Path | None = None, progress: bool = True, features: dict | None = None) -> RunResult:
     """k-NN on raw pixels, or with ``features`` ({"backbone", "weights", "image_size"}) on a pretrained
     backbone's embeddings (cached on disk), in the same report format."""
-    ks = sorted({_check_k(k) for k in ks})
+    ks = sorted({check_k(k) for k in ks})
+    if not ks:
+        raise ClasslabError("give at least one k, e.g. --k 1,3,5")
     model = KNNClassifier(ks[0], metric, device, progress=progress)  # validates metric and device up front
     plan = None
     if features:
-        from .transfer.backbone import plan_backbone
+        from ..transfer.backbone import plan_backbone
 
         plan = plan_backbone(features["backbone"], features.get("weights"), progress)
         if plan.channels is not None:  # a run's backbone wants the channels it was trained on
-            opts.channels = plan.channels
+            opts = replace(opts, channels=plan.channels)
     ds, split = load_and_split(opts)
     train, val, test = (split.indices(s) for s in ("train", "val", "test"))
     rows, space = ds.flat, "flattened raw pixels"
     if plan is not None:
         rows, space = _embedding_rows(ds, split, plan, features, device, progress)
+    if len(train) == 0:
+        raise ClasslabError("the split has no training images: k-NN needs images to search; check --split, "
+                            "--val-fraction and --test-fraction")
     if ks[-1] > len(train):
         raise ClasslabError(f"k={ks[-1]} is larger than the training set ({len(train)} images); use k <= {len(train)}")
     if len(test) == 0:
@@ -67,7 +73,7 @@ def run_knn(opts: DataOptions, ks=(1, 3, 5), metric: str = "l2", device: str | N
     run = Run("knn", ds.name, runs_dir)
     run.write_config({**vars(opts), "ks": ks, "metric": metric, "device": str(model.device), "features": features},
                      opts.seed)
-    record_split(run, ds, split)
+    record_split(run.path, ds, split)
 
     t0 = time.perf_counter()
     model.fit(rows(train), ds.labels[train], num_classes=ds.num_classes)
@@ -82,11 +88,9 @@ def run_knn(opts: DataOptions, ks=(1, 3, 5), metric: str = "l2", device: str | N
     seconds = time.perf_counter() - t0
     test_acc = {k: float(np.mean(p == ds.labels[test])) for k, (p, _) in on_test.items()}
     y_pred, proba = on_test[best]
-    ev = evaluate(ds.labels[test], y_pred, proba, ds.class_names, seed=opts.seed)
     selection = {"metric": metric, "k": best, "chosen_on": "validation" if val_acc else "only k given",
                  "validation_accuracy": val_acc, "test_accuracy_by_k": test_acc, "seconds": seconds}
-    paths = ev.save(run.path, extra={"model": "knn", "knn": selection, "space": space})
-    run.write_predictions([ds.ids[i] for i in test], ds.labels[test], y_pred, proba, ds.class_names)
+    ev = score_test(run, ds, test, proba, opts.seed, {"model": "knn", "knn": selection, "space": space}, y_pred)
     series = {"test (for reference only)": [test_acc[k] for k in ks]}
     if val_acc:
         series = {"validation": [val_acc[k] for k in ks], **series}
@@ -99,8 +103,6 @@ def run_knn(opts: DataOptions, ks=(1, 3, 5), metric: str = "l2", device: str | N
         ("Model", f"Exact k-NN on {space} ({rows(train[:1]).shape[1]} values per image), "
                   f"{metric} distance, k chosen on the validation split: **k = {best}**. "
                   f"Search took {seconds:.1f} s on {model.device}.\n\n{k_table}\n\n![accuracy vs k](accuracy_vs_k.png)"),
-        ("Test results", f"```\n{ev.text()}```\n\n![confusion matrix](confusion_matrix.png)\n\n"
-                         f"![normalised confusion matrix](confusion_matrix_normalized.png)\n\n"
-                         "Per-item predictions: `predictions.csv`. All numbers: `metrics.json`."),
+        test_section(ev),
     ])
-    return {"run_dir": run.path, "report": report, "k": best, "evaluation": ev, "selection": selection, **paths}
+    return RunResult(run.path, "knn", report, ev.metrics, ev, details={"k": best, "selection": selection})

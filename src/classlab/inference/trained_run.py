@@ -7,7 +7,6 @@ image files, folders of them, or uint8 arrays.
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from datetime import datetime
@@ -16,15 +15,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .data.folders import is_hidden
-from .data.images import IMAGE_EXTENSIONS, decode
-from .errors import ClasslabError, warn
-from .fileio import write_csv
-from .models import create_model
-from .training.checkpoint import load_checkpoint
-from .training.config import tta_mode
-from .training.engine import forward_tta
-from .training.tensors import Preprocessing, to_input
+from ..checkpoint import load_checkpoint
+from ..data.folders import is_hidden
+from ..data.images import IMAGE_EXTENSIONS, decode
+from ..errors import ClasslabError, warn
+from ..fileio import write_csv
+from ..models import create_model
+from .predict import predict_proba_array
+from .preprocess import Preprocessing
+from .tta import tta_mode
 
 
 def image_files(inputs) -> list[Path]:
@@ -57,18 +56,26 @@ class TrainedRun:
 
     @classmethod
     def load(cls, run_dir: str | Path, device: str | None = "cpu") -> "TrainedRun":
-        from .device import pick_device
+        from ..device import pick_device
 
         run_dir = Path(run_dir)
-        ckpt = load_checkpoint(run_dir / "best.pt")
-        info = ckpt["model_info"]
+        path = run_dir / "best.pt"
+        ckpt = load_checkpoint(path)
+        try:
+            info, class_names = ckpt["model_info"], list(ckpt["class_names"])
+            pre = Preprocessing.from_dict(ckpt["preprocessing"], str(path))
+            tta = tta_mode((ckpt.get("config") or {}).get("tta"))
+        except (KeyError, TypeError, AttributeError) as e:
+            raise ClasslabError(f"{path} is not a classlab model checkpoint (missing {e})") from None
         dev = pick_device(device)
         with torch.device("meta"):  # structure only; the weights come from the checkpoint
             model = create_model(info["name"], info["num_classes"], info["in_channels"], tuple(info["image_size"]),
                                  **info["options"])
-        model.load_state_dict(ckpt["model"], assign=True)
-        return cls(run_dir, model.to(dev).eval(), ckpt["class_names"], Preprocessing(**ckpt["preprocessing"]), dev,
-                   tta_mode(ckpt.get("config", {}).get("tta")))
+        try:
+            model.load_state_dict(ckpt["model"], assign=True)
+        except (RuntimeError, KeyError) as e:
+            raise ClasslabError(f"the weights in {path} do not fit its model ({str(e).splitlines()[0][:200]})") from None
+        return cls(run_dir, model.to(dev).eval(), class_names, pre, dev, tta)
 
     def predict_proba(self, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
         """uint8 (N, H, W, C) images already at the run's size and channels -> class probabilities."""
@@ -76,12 +83,7 @@ class TrainedRun:
         if images.dtype != np.uint8 or tuple(images.shape[1:]) != expected:
             raise ClasslabError(f"expected uint8 images of shape (N, {', '.join(map(str, expected))}), got "
                                 f"{images.dtype} {images.shape}; pass files to predict() to have them converted")
-        out = []
-        with torch.no_grad():
-            for start in range(0, len(images), batch_size):
-                batch = torch.from_numpy(np.ascontiguousarray(images[start : start + batch_size])).to(self.device)
-                out.append(forward_tta(self.model, to_input(batch, self.preprocessing), self.tta).softmax(1).cpu())
-        return torch.cat(out).numpy()
+        return predict_proba_array(self.model, images, self.preprocessing, self.device, self.tta, batch_size)
 
     def load_images(self, files: list[Path]) -> tuple[np.ndarray, list[Path]]:
         """Decode files with the run's size and channels; unreadable ones are skipped with a warning."""
@@ -113,12 +115,10 @@ class TrainedRun:
 
     def evaluate(self):
         """Score the run's own test split again (same data, same split manifest)."""
-        from .evaluation import evaluate
-        from .prepare import DataOptions, load_and_split
+        from ..data.options import load_and_split, saved_options
+        from ..evaluation import evaluate
 
-        opts = DataOptions(**json.loads((self.run_dir / "config.json").read_text())["options"]["data"])
-        opts.split = str(self.run_dir / "split.csv")
-        ds, split = load_and_split(opts)
+        ds, split = load_and_split(saved_options(self.run_dir))
         test = split.indices("test")
         proba = self.predict_proba(np.asarray(ds.images[test]))
         return evaluate(ds.labels[test], proba.argmax(1), proba, ds.class_names)
@@ -132,4 +132,10 @@ def write_predictions_csv(results: list[dict], path: Path) -> Path:
 
 
 def default_predictions_path(run_dir: Path) -> Path:
-    return run_dir / f"predict-{datetime.now().strftime('%Y%m%d-%H%M%S')}.csv"
+    """RUN/predict-<time>.csv, never an existing file (two calls in the same second get different names)."""
+    stem = f"predict-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    path, n = run_dir / f"{stem}.csv", 1
+    while path.exists():
+        n += 1
+        path = run_dir / f"{stem}-{n}.csv"
+    return path

@@ -3,12 +3,15 @@ optionally subsample, and record the split and any leakage in the run directory.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, replace
+from pathlib import Path
 
-from .data import ImageDataset, Split, load_dataset, load_manifest, make_split, save_manifest, subsample
-from .errors import warn
-from .fileio import write_json
-from .runs import Run
+from ..errors import ClasslabError, warn
+from ..fileio import write_json
+from .dataset import ImageDataset
+from .registry import load_dataset
+from .split import Split, load_manifest, make_split, save_manifest, subsample
 
 
 @dataclass
@@ -30,7 +33,7 @@ class DataOptions:
 
 
 def load_and_split(opts: DataOptions) -> tuple[ImageDataset, Split]:
-    from .data.folders import DEFAULT_MAX_MEMORY
+    from .folders import DEFAULT_MAX_MEMORY
 
     memory = DEFAULT_MAX_MEMORY if opts.max_memory_mb is None else opts.max_memory_mb << 20
     ds = load_dataset(opts.data, data_dir=opts.data_dir, image_size=opts.image_size,
@@ -46,19 +49,26 @@ def load_and_split(opts: DataOptions) -> tuple[ImageDataset, Split]:
     return ds, split
 
 
-def saved_options(run: Run) -> DataOptions:
-    """The data options an earlier run recorded, pinned to its saved split: a resumed run sees the same
-    items in the same splits."""
-    import json
+def saved_options(run_dir: str | Path) -> DataOptions:
+    """The data options an earlier run recorded, pinned to its saved split: a resumed (or re-evaluated)
+    run sees the same items in the same splits."""
+    run_dir = Path(run_dir)
+    try:
+        config = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
+        options = config["options"]
+        saved = options.get("data", options)  # explore and knn record the data options at the top level
+        opts = DataOptions(**{k: v for k, v in saved.items() if k in DataOptions.__dataclass_fields__})
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        raise ClasslabError(f"{run_dir / 'config.json'} does not hold a run's data options; is {run_dir} a "
+                            "classlab run directory?") from None
+    return replace(opts, split=str(run_dir / "split.csv"))
 
-    opts = DataOptions(**json.loads((run.path / "config.json").read_text())["options"]["data"])
-    opts.split = str(run.path / "split.csv")
-    return opts
 
-
-def record_split(run: Run, ds: ImageDataset, split: Split) -> None:
-    save_manifest(ds, split, run.file("split.csv"))
-    write_json(run.file("leakage.json"), {"groups": len(split.leakage), "duplicates": split.leakage})
+def record_split(folder: str | Path, ds: ImageDataset, split: Split) -> None:
+    """split.csv (the manifest that reproduces the split) and leakage.json in a run directory."""
+    folder = Path(folder)
+    save_manifest(ds, split, folder / "split.csv")
+    write_json(folder / "leakage.json", {"groups": len(split.leakage), "duplicates": split.leakage})
 
 
 def split_summary(ds: ImageDataset, split: Split) -> str:

@@ -1,0 +1,79 @@
+"""``classlab predict``, ``export`` and ``visualize``: what a trained run does for new images."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from .common import Command, positive_int
+
+
+def configure_predict(p) -> None:
+    p.add_argument("run", help="a training run directory")
+    p.add_argument("inputs", nargs="+", help="image files and/or folders of images")
+    p.add_argument("--top-k", type=positive_int, default=3, help="how many labels per image (default 3)")
+    p.add_argument("--output", help="CSV path (default: RUN/predict-<time>.csv)")
+    p.add_argument("--device", default="cpu", help="cpu (default), cuda, mps or auto")
+
+
+def run_predict(args) -> None:
+    from ..errors import ClasslabError
+    from ..inference.trained_run import TrainedRun, default_predictions_path, write_predictions_csv
+
+    if args.output and Path(args.output).is_dir():
+        raise ClasslabError(f"--output {args.output} is a folder; give a CSV file path")
+    run = TrainedRun.load(args.run, args.device)
+    results = run.predict(args.inputs, args.top_k)
+    for r in results:
+        print(f"{r['input']}: " + ", ".join(f"{label} {p:.3f}" for label, p in r["top"]))
+    path = write_predictions_csv(results, Path(args.output) if args.output else default_predictions_path(run.run_dir))
+    print(f"predictions: {path}", file=sys.stderr)
+
+
+def configure_export(p) -> None:
+    p.add_argument("run", help="a training run directory")
+    p.add_argument("--format", default="onnx", help="onnx (default) or torchscript")
+    p.add_argument("--output", help="bundle folder (default: RUN/export-FORMAT)")
+
+
+def run_export(args) -> None:
+    from ..inference.export import export_run
+
+    result = export_run(args.run, args.format, args.output)
+    print(f"bundle: {result['bundle']} (matches PyTorch to {result['max_abs_difference']:.1e})")
+
+
+def configure_visualize(p) -> None:
+    p.add_argument("run", help="a training run directory")
+    p.add_argument("--filters", action="store_true", help="the first convolution's filters")
+    p.add_argument("--feature-maps", metavar="IMAGE", help="every convolution layer's maps for this image")
+    p.add_argument("--output", help="folder for the PNGs (default: RUN/visualize)")
+
+
+def run_visualize(args) -> None:
+    from ..errors import ClasslabError
+    from ..inference.visualize import feature_maps, filters
+
+    if not args.filters and not args.feature_maps:
+        raise ClasslabError("say what to show: --filters and/or --feature-maps IMAGE")
+    if args.filters:
+        result = filters(args.run, args.output)
+        print(f"filters of '{result['layer']}' {result['shape']}: {result['png']}")
+    if args.feature_maps:
+        result = feature_maps(args.run, args.feature_maps, args.output)
+        for layer in result["layers"]:
+            print(f"{layer['layer']:24} {'x'.join(map(str, layer['shape'])):>14}  {layer['png']}")
+        print(f"feature maps: {result['dir']}")
+
+
+COMMANDS = {
+    "predict": Command("Top-k labels for new images, with the run's own preprocessing.", configure_predict,
+                       run_predict, "examples:\n  classlab predict runs/<run> photo1.jpg photo2.png\n"
+                       "  classlab predict runs/<run> folder_of_images/ --top-k 5 --output predictions.csv"),
+    "export": Command("Write a bundle: model (ONNX or TorchScript), class names, preprocessing.", configure_export,
+                      run_export, "examples:\n  classlab export runs/<run> --format onnx\n"
+                      "  classlab export runs/<run> --format torchscript --output bundle/"),
+    "visualize": Command("First-layer filters and per-layer feature maps of a trained CNN, as PNG grids.",
+                         configure_visualize, run_visualize, "examples:\n  classlab visualize runs/<run> --filters\n"
+                         "  classlab visualize runs/<run> --feature-maps photo.png"),
+}

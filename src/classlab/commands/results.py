@@ -1,0 +1,67 @@
+"""What every run that scores a test split leaves behind, written in one place: metrics and confusion-matrix
+plots, predictions.csv, history.csv + curves.png, and report.md with the same test-results section."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..data.dataset import ImageDataset
+from ..data.options import split_summary
+from ..evaluation import Evaluation, evaluate
+from ..fileio import save_figure, write_csv
+from ..runs import Run, RunResult
+
+HISTORY_KEYS = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds", "images_per_s"]
+
+
+def test_section(ev: Evaluation, heading: str = "Test results") -> tuple[str, str]:
+    """The report section every run has: the classification report and both confusion matrices."""
+    return heading, (f"```\n{ev.text()}```\n\n![confusion matrix](confusion_matrix.png)\n\n"
+                     "![normalised confusion matrix](confusion_matrix_normalized.png)\n\n"
+                     "Per-image predictions: `predictions.csv`. All numbers: `metrics.json`.")
+
+
+def score_test(run: Run, ds: ImageDataset, test_idx: np.ndarray, proba: np.ndarray, seed: int,
+               extra: dict, y_pred: np.ndarray | None = None) -> Evaluation:
+    """Evaluate test probabilities; write metrics.json (with ``extra``), the plots and predictions.csv."""
+    y_true = ds.labels[test_idx]
+    y_pred = proba.argmax(1) if y_pred is None else y_pred
+    ev = evaluate(y_true, y_pred, proba, ds.class_names, seed=seed)
+    ev.save(run.path, extra=extra)
+    run.write_predictions([ds.ids[i] for i in test_idx], y_true, y_pred, proba, ds.class_names)
+    return ev
+
+
+def write_results(run: Run, ds: ImageDataset, split, test_idx, proba: np.ndarray, seed: int, history: list[dict],
+                  summary: dict, title: str, model_text: str, test_heading: str = "Test results") -> RunResult:
+    """What every training run leaves: metrics and plots, predictions.csv, history.csv + curves.png, report.md."""
+    ev = score_test(run, ds, test_idx, proba, seed, {"train": summary})
+    history_files(run.path, history)
+    report = run.write_report(title, [
+        ("Data", split_summary(ds, split)),
+        ("Model and training", model_text + "\n\n![training curves](curves.png)\n\nPer epoch: `history.csv`."),
+        test_section(ev, test_heading),
+    ])
+    return RunResult(run.path, run.command, report, ev.metrics, ev, history, {"train": summary})
+
+
+def history_files(folder: Path, history: list[dict]) -> None:
+    """history.csv and curves.png (loss and accuracy, train vs validation) in ``folder``."""
+    write_csv(folder / "history.csv", HISTORY_KEYS, ([h.get(k, "") for k in HISTORY_KEYS] for h in history))
+    epochs = [h["epoch"] for h in history]
+    import matplotlib.pyplot as plt
+
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
+    for ax, metric in ((ax1, "loss"), (ax2, "acc")):
+        ax.plot(epochs, [h[f"train_{metric}"] for h in history], marker="o", label="train")
+        if "val_acc" in history[0]:
+            ax.plot(epochs, [h[f"val_{metric}"] for h in history], marker="o", label="validation")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("accuracy" if metric == "acc" else "loss")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    ax1.set_title("Loss: a widening gap between the curves means overfitting")
+    ax2.set_title("Accuracy")
+    save_figure(fig, folder / "curves.png")

@@ -1,0 +1,18 @@
+"""Inference: the preprocessing contract (preprocess.py), test-time augmentation as named functions
+(tta.py), the one batched predict loop (predict.py), a trained run as an object (trained_run.py),
+export (export.py) and looking inside a CNN (visualize.py).
+
+Names are imported lazily, so reading the TTA mode names does not import torch.
+"""
+
+_NAMES = {"Preprocessing": ".preprocess", "to_input": ".preprocess", "forward_tta": ".tta", "TTA_MODES": ".tta",
+          "predict_batches": ".predict", "TrainedRun": ".trained_run", "export_run": ".export"}
+__all__ = list(_NAMES)
+
+
+def __getattr__(name):
+    if name in _NAMES:
+        import importlib
+
+        return getattr(importlib.import_module(_NAMES[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

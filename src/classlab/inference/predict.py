@@ -1,0 +1,61 @@
+"""The one batched inference loop: preprocessing + test-time augmentation + batching.
+
+Validation in the engine, test scoring, ``TrainedRun.predict_proba``, export's parity check and a frozen
+backbone's features all go through ``predict_batches``; they differ only in where batches come from.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Iterable
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .preprocess import Preprocessing, to_input
+from .tta import averaged_log_probs, forward_tta, tta_mode
+
+
+def array_batches(images, batch_size: int, device: torch.device) -> Iterable[torch.Tensor]:
+    """uint8 batches of a NumPy array or a lazily decoded image set, moved to ``device`` one at a time."""
+    for start in range(0, len(images), batch_size):
+        yield torch.from_numpy(np.ascontiguousarray(images[start : start + batch_size])).to(device)
+
+
+@torch.no_grad()
+def predict_batches(model, batches: Iterable, pre: Preprocessing, *, tta: str | bool = "none", bf16: bool = False,
+                    channels_last: bool = False, view: Callable | None = None, out_device=None,
+                    progress: bool = False, total: int | None = None, desc: str = "predicting") -> torch.Tensor:
+    """Outputs (logits, TTA-averaged log-probabilities, or features) for every row the batches yield, in order.
+
+    A batch is a uint8 image tensor (or float feature rows), or a pair (rows, views) where ``views`` (V, B, ...)
+    holds precomputed augmented versions (e.g. cached mirror-image features): under TTA their probabilities
+    are averaged with the rows' own, in place of image transforms. ``view`` transforms every normalised batch
+    first (``tta.mirror`` computes mirror images' features). ``out_device`` collects results there
+    (default: where the model ran)."""
+    model.eval()
+    averaging = tta_mode(tta) != "none"
+    out = []
+    with tqdm(total=total, desc=desc, unit="img", leave=False, disable=None if progress else True) as bar:
+        for batch in batches:
+            rows, views = batch if isinstance(batch, tuple) else (batch, None)
+            x = to_input(rows, pre, channels_last)
+            if view is not None:
+                x = view(x)
+            with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
+                if views is not None and averaging:
+                    alternatives = [to_input(v, pre, channels_last) for v in views]
+                    y = averaged_log_probs([model(v) for v in [x, *alternatives]])
+                else:
+                    y = forward_tta(model, x, tta)
+            y = y.float().flatten(1)
+            out.append(y if out_device is None else y.to(out_device))
+            bar.update(len(rows))
+    return torch.cat(out) if out else torch.empty(0)
+
+
+def predict_proba_array(model, images: np.ndarray, pre: Preprocessing, device, tta: str = "none",
+                        batch_size: int = 256) -> np.ndarray:
+    """Class probabilities of uint8 (N, [D,] H, W, C) images under the contract, on the CPU."""
+    logits = predict_batches(model, array_batches(images, batch_size, device), pre, tta=tta, out_device="cpu")
+    return logits.softmax(1).numpy()

@@ -1,0 +1,115 @@
+"""The pieces a training run is made of: optimizer, learning-rate schedule, loss, precision, Lookahead
+weight averaging and seeding. The engine (engine.py) puts them together."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..errors import warn
+from .config import TrainConfig
+
+
+def make_optimizer(cfg: TrainConfig, params) -> torch.optim.Optimizer:
+    if cfg.optimizer in ("sgd", "nesterov"):
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.optimizer == "nesterov",
+                               weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return torch.optim.RMSprop(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+
+
+def make_schedule(cfg: TrainConfig, optimizer, steps_per_epoch: int):
+    """Per-step learning-rate multiplier: linear warm-up, then constant, step (x0.1), cosine or one-cycle."""
+    total, warm = cfg.epochs * steps_per_epoch, int(cfg.warmup_epochs * steps_per_epoch)
+    if cfg.schedule == "onecycle" and not warm:
+        warm = int(0.3 * total)  # one-cycle's customary rise over the first 30%
+
+    def factor(step: int) -> float:
+        if step < warm:
+            return (step + 1) / warm
+        progress = (step - warm) / max(1, total - warm)
+        if cfg.schedule == "step":
+            return 0.1 ** (step // (cfg.step_size * steps_per_epoch))
+        if cfg.schedule in ("cosine", "onecycle"):
+            return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+        return 1.0
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+class Lookahead:
+    """Weight averaging that feeds back into training: every ``every`` steps the running average moves
+    towards the current weights and the weights are set to it. The average's decay grows as (progress)^3,
+    so it follows the weights early and averages strongly late. At every epoch's end the weights equal
+    the average, so a checkpoint needs no extra state and a resumed run continues exactly."""
+
+    def __init__(self, model, total_steps: int, every: int = 5, decay: float = 0.95, start: float = 0.25):
+        self.model, self.total, self.every, self.base, self.start = model, total_steps, every, decay ** every, start
+        self.average, self.live = None, []
+
+    def begin_epoch(self, step: int) -> None:
+        # the model's float tensors (weights and BatchNorm statistics), which loading a checkpoint fills in place
+        self.live = [t for t in self.model.state_dict().values() if t.is_floating_point()]
+        self.average = [t.detach().clone() for t in self.live] if step >= self.start * self.total else None
+
+    @torch.no_grad()
+    def end_epoch(self) -> None:
+        """The weights become the average, which is what is evaluated and checkpointed."""
+        for avg, t in zip(self.average or [], self.live):
+            t.copy_(avg)
+
+    @torch.no_grad()
+    def step(self, step: int) -> None:
+        if self.average is None or step % self.every:
+            return
+        rho = self.base * (step / self.total) ** 3
+        for avg, t in zip(self.average, self.live):
+            avg.lerp_(t, 1 - rho)
+            t.copy_(avg)
+
+
+def use_bf16(cfg: TrainConfig, device: torch.device, volumes: bool = False) -> bool:
+    """bf16 autocast where it is fast and safe. Not for volumes on the CPU: PyTorch's CPU bf16 Conv3d
+    backward (oneDNN) returns a weight gradient that differs from run to run and is sometimes NaN or inf,
+    even on one thread (measured with torch 2.14: 3-17 of 200 identical backward passes; fp32 and bf16
+    Conv2d: none), which ended fixed-seed cnn3d runs in "loss became nan"."""
+    if cfg.precision != "auto":
+        if cfg.precision == "bf16" and volumes and device.type == "cpu":
+            warn("--precision bf16 with volumes on the CPU: PyTorch's bf16 3D convolution backward is unreliable "
+                 "there (NaN gradients now and then); --precision auto uses fp32")
+        return cfg.precision == "bf16"
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type == "cpu" and not volumes:
+        try:
+            return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+        except (AttributeError, RuntimeError):
+            return False
+    return False
+
+
+def loss_fn(cfg: TrainConfig, num_classes: int, class_weights: torch.Tensor | None):
+    if cfg.loss == "mse":  # the decks also train on one-hot targets with mean squared error
+        def mse(logits, y):
+            target = y.float() if y.ndim == 2 else F.one_hot(y, num_classes).float()  # soft after mixup
+            if cfg.label_smoothing:
+                target = target * (1 - cfg.label_smoothing) + cfg.label_smoothing / num_classes
+            return F.mse_loss(logits.float().softmax(1), target)
+        return mse
+    return lambda logits, y: F.cross_entropy(logits.float(), y, weight=class_weights, label_smoothing=cfg.label_smoothing)
+
+
+def set_determinism(cfg: TrainConfig) -> None:
+    torch.manual_seed(cfg.seed)
+    np.random.seed(cfg.seed % 2**32)
+    if cfg.deterministic:
+        import os
+
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False

@@ -1,0 +1,92 @@
+"""Transfer learning's options (torch-free, so the command line builds its flags from these fields)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+
+from ..errors import ClasslabError
+from ..training.config import TrainConfig, check_numbers, flag
+
+MODES = ("features", "finetune", "both")
+
+
+@dataclass
+class TransferConfig:
+    backbone: str = flag("mobilenet_v2", "mobilenet_v2, resnet18, resnet50, vgg16, efficientnet_b0, any torchvision "
+                                          "classification model, or a classlab run directory")
+    weights: str | None = flag(None, "weights file (default: the torch hub cache, then a download); 'random' for none")
+    mode: str = flag("both", "features (frozen backbone, cached), finetune, or both")
+    # the backbone's input size, resized on the device; the data flag --image-size sets it
+    image_size: int | None = field(default=None, metadata={"shared": "data"})
+    gray: str = flag("replicate", "grayscale input: replicate to 3 channels, or sum the first conv's filters")
+    dense: int | None = flag(None, "hidden units in the head (default: none, a linear head)")
+    dropout: float = flag(0.2, "dropout before the output layer")
+    head_epochs: int = flag(5, "epochs on cached features")
+    finetune_epochs: int = flag(5, "epochs of fine-tuning")
+    lr: float = flag(1e-3, "head learning rate")
+    backbone_lr_ratio: float = flag(0.1, "backbone lr = lr x this while fine-tuning")
+    unfreeze: str = flag("all", "all or last:N backbone blocks while fine-tuning")
+    bn: str = flag("frozen", "BatchNorm statistics while fine-tuning: frozen or train")
+    batch_size: int = flag(64, "images per step")
+    optimizer: str = flag("adam", "sgd, nesterov, adam, adamw, rmsprop")
+    weight_decay: float = flag(0.0, "L2 weight decay")
+    label_smoothing: float = flag(0.0, "label smoothing of the cross-entropy targets")
+    augment: str = flag("flip-crop", "fine-tuning augmentation")
+    # the features stage's: "flip" caches the mirror images' training features too, and each epoch trains on
+    # one of the pair per image (measured on 10k CIFAR-10: +0.2 points; on digits and on MNIST features of
+    # Fashion-MNIST it costs a few, and it doubles the training images' feature pass, so it is opt-in)
+    head_augment: str = flag("none", "features stage: none or flip (the mirror images' features cached too; each "
+                                     "epoch trains on one of the pair per image)")
+    # both stages; None: constant for the head (measured: a decaying rate starves heads on small data of
+    # steps, e.g. digits 74% -> 66% in 5 epochs; on 10k CIFAR-10 cosine gains about 1 point) and cosine for fine-tuning
+    schedule: str | None = flag(None, "learning-rate schedule of both stages: constant, step, cosine, onecycle "
+                                      "(default: constant for the head, cosine for fine-tuning)")
+    early_stopping: int | None = flag(None, "stop a stage after this many epochs without a better validation "
+                                            "accuracy", metavar="PATIENCE")
+    tta: str = flag("none", "flip: score and predict each image and its mirror image, averaged (features: "
+                            "mirrored features cached too)", nargs="?", const="flip")
+    seed: int = field(default=0, metadata={"shared": "data"})
+    device: str = flag("auto", "auto, cpu, cuda, mps")
+    precision: str = flag("auto", "fine-tuning precision: auto, bf16, fp32 (features and test scores: fp32)")
+
+    def validate(self) -> "TransferConfig":
+        from ..models.transfer import BN_MODES, parse_unfreeze
+
+        check_numbers(self)
+        if self.mode not in MODES:
+            raise ClasslabError(f"unknown --mode '{self.mode}'; choose one of {', '.join(MODES)}")
+        if self.bn not in BN_MODES:
+            raise ClasslabError(f"--bn takes {' or '.join(BN_MODES)}, got '{self.bn}'")
+        parse_unfreeze(self.unfreeze)
+        if not 0 < self.backbone_lr_ratio <= 10:
+            raise ClasslabError(f"--backbone-lr-ratio must be in (0, 10], got {self.backbone_lr_ratio}")
+        if self.head_augment not in ("none", "flip"):
+            raise ClasslabError(f"--head-augment takes none or flip, got '{self.head_augment}' (cached features "
+                                "are of whole images: crops and the rest apply to fine-tuning, --augment)")
+        if self.tta not in ("none", "flip"):
+            raise ClasslabError(f"--tta for transfer takes none or flip, got '{self.tta}'")
+        if self.image_size is not None and not 1 <= self.image_size <= 1024:
+            raise ClasslabError(f"--image-size must be between 1 and 1024, got {self.image_size}")
+        self.stage_config("head").validate()
+        self.stage_config("finetune").validate()
+        return self
+
+    def stage_config(self, stage: str) -> TrainConfig:
+        head = stage == "head"
+        return TrainConfig(
+            model="transfer", epochs=self.head_epochs if head else self.finetune_epochs, batch_size=self.batch_size,
+            lr=self.lr, optimizer=self.optimizer, weight_decay=self.weight_decay, label_smoothing=self.label_smoothing,
+            augment="none" if head else self.augment,
+            schedule=self.schedule or ("constant" if head else "cosine"),
+            early_stopping=self.early_stopping, seed=self.seed, device=self.device, tta=self.tta,
+            precision="fp32" if head else self.precision)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "TransferConfig":
+        unknown = set(data) - {f.name for f in fields(cls)}
+        if unknown:
+            raise ClasslabError(f"unknown transfer options {', '.join(sorted(unknown))}")
+        return cls(**data)
