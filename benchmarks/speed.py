@@ -22,10 +22,10 @@ SHARED = ROOT.parent / "shared"
 CIFAR = SHARED / "data" / "cifar10" / "cifar10-images.zip"
 
 from classlab import load_dataset  # noqa: E402
+from classlab.inference.preprocess import Preprocessing  # noqa: E402
 from classlab.models import create_model  # noqa: E402
 from classlab.training import TrainConfig  # noqa: E402
 from classlab.training.engine import SplitTensors, fit  # noqa: E402
-from classlab.training.tensors import Preprocessing  # noqa: E402
 
 
 def _fit(model_name, options, x_tr, y_tr, x_te, y_te, cfg, channels):
@@ -35,7 +35,7 @@ def _fit(model_name, options, x_tr, y_tr, x_te, y_te, cfg, channels):
     with tempfile.TemporaryDirectory() as tmp:
         return fit(model, SplitTensors(torch.from_numpy(x_tr), torch.from_numpy(y_tr)),
                    SplitTensors(torch.from_numpy(x_te), torch.from_numpy(y_te)), cfg, pre, Path(tmp),
-                   {"model_info": {"num_classes": 10}}, progress=False)
+                   num_classes=10, progress=False)
 
 
 def throughput(n: int = 5000) -> None:

@@ -26,10 +26,10 @@ sys.path.insert(0, str(ROOT / "src"))
 CIFAR = ROOT.parent / "shared" / "data" / "cifar10" / "cifar10-images.zip"
 
 from classlab import load_dataset  # noqa: E402
+from classlab.inference.preprocess import Preprocessing  # noqa: E402
 from classlab.models import create_model  # noqa: E402
 from classlab.training import TrainConfig  # noqa: E402
 from classlab.training.engine import SplitTensors, fit  # noqa: E402
-from classlab.training.tensors import Preprocessing  # noqa: E402
 
 
 class DeckDataset(torch.utils.data.Dataset):
@@ -82,8 +82,7 @@ def ours(train_x, train_y, test_x, test_y, model_name: str, cfg: TrainConfig, op
     pre = Preprocessing([32, 32], 3, mean, std)
     train = SplitTensors(torch.from_numpy(train_x), torch.from_numpy(train_y))
     test = SplitTensors(torch.from_numpy(test_x), torch.from_numpy(test_y))
-    state = fit(model, train, test, cfg, pre, tmp, {"model_info": {"num_classes": 10}, "class_names": []},
-                progress=True)  # one line per epoch as it ends
+    state = fit(model, train, test, cfg, pre, tmp, num_classes=10, progress=True)  # one line per epoch as it ends
     curve, elapsed = [], 0.0
     for h in state.history:
         elapsed += h["seconds"]

@@ -36,9 +36,10 @@ SHARED = ROOT.parent / "shared"
 CIFAR = SHARED / "data" / "cifar10" / "cifar10-images.zip"
 WEIGHTS = SHARED / "weights" / "mobilenet_v2-b0353104.pth"
 
-from classlab.knn_run import run_knn  # noqa: E402
-from classlab.prepare import DataOptions, load_and_split  # noqa: E402
-from classlab.transfer import TransferConfig, run_transfer  # noqa: E402
+from classlab.commands.knn import run_knn  # noqa: E402
+from classlab.commands.transfer import run_transfer  # noqa: E402
+from classlab.data.options import DataOptions, load_and_split  # noqa: E402
+from classlab.transfer.config import TransferConfig  # noqa: E402
 
 SETTING = dict(image_size=96, dense=128, dropout=0.2, head_epochs=5, batch_size=32, lr=1e-3, seed=0)
 
@@ -55,8 +56,8 @@ def ours(mode: str, runs: Path, finetune_epochs: int = 5, **options) -> dict:
     config = TransferConfig(mode=mode, finetune_epochs=finetune_epochs, **{**SETTING, **options})
     result = run_transfer(cifar_options(), config, runs)
     wall = time.perf_counter() - t
-    return {"wall": wall, "stages": result["stages"], "accuracy": result["evaluation"].accuracy,
-            "chosen": result["chosen_stage"]}
+    return {"wall": wall, "stages": result.details["stages"], "accuracy": result.accuracy,
+            "chosen": result.details["chosen_stage"]}
 
 
 def baseline() -> dict:
@@ -99,7 +100,7 @@ def knn(data: str, runs: Path, data_dir: str | None = None) -> dict:
     for name, features in (("pixels", None), ("mobilenet_v2", {"backbone": "mobilenet_v2", "image_size": 96})):
         t = time.perf_counter()
         r = run_knn(opts(), (1, 3, 5, 7), runs_dir=runs, features=features)
-        out[name] = {"wall": time.perf_counter() - t, "accuracy": r["evaluation"].accuracy, "k": r["k"]}
+        out[name] = {"wall": time.perf_counter() - t, "accuracy": r.accuracy, "k": r.details["k"]}
         print(f"  k-NN on {name:12} ({data}): test acc {out[name]['accuracy']:.4f}  k={r['k']}  "
               f"{out[name]['wall']:.1f} s (features included, cold cache)", flush=True)
     return out
