@@ -21,6 +21,7 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 DATA = SHARED / "data"
 CIFAR_ZIP = DATA / "cifar10" / "cifar10-images.zip"
+MOBILENET = SHARED / "weights" / "mobilenet_v2-b0353104.pth"
 
 
 def need(path: Path) -> Path:
@@ -79,3 +80,15 @@ def server(tmp_path):
     yield root, f"http://127.0.0.1:{httpd.server_address[1]}/"
     httpd.shutdown()
     httpd.server_close()
+
+
+@pytest.fixture
+def torch_home(tmp_path, monkeypatch):
+    """A private TORCH_HOME whose hub cache holds the shared MobileNetV2 file (linked, not copied)."""
+    need(MOBILENET)
+    home = tmp_path / "torch-home"
+    (home / "hub" / "checkpoints").mkdir(parents=True)
+    os.symlink(MOBILENET.resolve(), home / "hub" / "checkpoints" / MOBILENET.name)
+    monkeypatch.setenv("TORCH_HOME", str(home))
+    monkeypatch.setenv("CLASSLAB_OFFLINE", "1")  # any download attempt would fail loudly
+    return home

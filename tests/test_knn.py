@@ -22,6 +22,8 @@ def mnist_subset():
                                                pytest.param("l1", "manhattan", marks=pytest.mark.slow)])
 def test_identical_to_sklearn_brute_on_real_mnist(mnist_subset, metric, sk_metric):
     Xtr, ytr, Xte, yte = mnist_subset
+    if metric == "l1":  # scikit-learn's single-threaded L1 search is slow: a third of the subset
+        Xtr, ytr, Xte, yte = Xtr[:2000], ytr[:2000], Xte[:400], yte[:400]
     ks = [1, 2, 3, 4, 5, 8]  # even k produce tied votes, exercising the lowest-label rule
     ours = KNNClassifier(1, metric).fit(Xtr, ytr).predict_for_ks(Xte, ks)
     # scikit-learn's multi-threaded search resolves equal distances at the k-th place by how its
@@ -32,7 +34,7 @@ def test_identical_to_sklearn_brute_on_real_mnist(mnist_subset, metric, sk_metri
             ref = KNeighborsClassifier(k, algorithm="brute", metric=sk_metric).fit(Xtr.astype(np.float64), ytr)
             assert np.array_equal(ours[k][0], ref.predict(Xte.astype(np.float64))), f"k={k}"
             assert np.array_equal(ours[k][1], ref.predict_proba(Xte.astype(np.float64))), f"k={k}"
-    assert np.mean(ours[3][0] == yte) > 0.9
+    assert np.mean(ours[3][0] == yte) > (0.9 if metric == "l2" else 0.8)  # L1 on a third of the subset
 
 
 def test_distances_are_exact(mnist_subset):

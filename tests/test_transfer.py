@@ -18,21 +18,8 @@ from classlab.transfer import transfer
 from classlab.transfer.backbone import plan_backbone
 from classlab.transfer.weights import resolve
 
-from conftest import DATA, SHARED, need, png_bytes
+from conftest import DATA, MOBILENET, need, png_bytes
 
-MOBILENET = SHARED / "weights" / "mobilenet_v2-b0353104.pth"
-
-
-@pytest.fixture
-def torch_home(tmp_path, monkeypatch):
-    """A private TORCH_HOME whose hub cache holds the shared MobileNetV2 file (linked, not copied)."""
-    need(MOBILENET)
-    home = tmp_path / "torch-home"
-    (home / "hub" / "checkpoints").mkdir(parents=True)
-    os.symlink(MOBILENET.resolve(), home / "hub" / "checkpoints" / MOBILENET.name)
-    monkeypatch.setenv("TORCH_HOME", str(home))
-    monkeypatch.setenv("CLASSLAB_OFFLINE", "1")  # any download attempt would fail loudly
-    return home
 
 
 @pytest.fixture
