@@ -19,4 +19,8 @@ def warn(message: str) -> None:
     """Print a one-line warning to stderr (skipped files, chosen defaults)."""
     import sys
 
-    print(f"classlab: warning: {message}", file=sys.stderr, flush=True)
+    text = f"classlab: warning: {message}"
+    try:
+        print(text, file=sys.stderr, flush=True)
+    except UnicodeEncodeError:  # a file name that is not valid UTF-8
+        print(text.encode("utf-8", "backslashreplace").decode("ascii", "replace"), file=sys.stderr, flush=True)

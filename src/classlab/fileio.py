@@ -11,24 +11,44 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    """Write to a temporary file beside ``path``, fsync, rename. The file gets the permissions an ordinary
+    write would (0666 less the umask), not the temporary file's 0600. A full disk or a read-only folder is a
+    one-line ClasslabError that names the file, and leaves the old file (if any) as it was."""
+    from .errors import ClasslabError
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
+    except OSError as e:
+        if tmp:
+            Path(tmp).unlink(missing_ok=True)
+        raise ClasslabError(f"cannot write {path} ({e.strerror or e}); free some space or choose a writable "
+                            "folder (--runs-dir, --output)") from None
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        if tmp:
+            Path(tmp).unlink(missing_ok=True)
         raise
     return path
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
-    return atomic_write_bytes(path, text.encode("utf-8"))
+    # surrogateescape: file names that are not valid UTF-8 are written back as the bytes they were
+    return atomic_write_bytes(path, text.encode("utf-8", "surrogateescape"))
 
 
 def _json_default(obj: Any) -> Any:

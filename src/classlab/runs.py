@@ -57,16 +57,18 @@ class Run:
             except FileExistsError:
                 n += 1
                 path = base / f"{name}-{n}"
+            except OSError as e:
+                raise ClasslabError(f"cannot create a run directory in {base} ({e.strerror or e}); choose a "
+                                    "writable folder with --runs-dir or $CLASSLAB_RUNS") from None
         self.path, self.command, self.data = path, command, data
 
     @classmethod
     def existing(cls, path: str | Path) -> "Run":
         """An earlier run directory, to continue (``--resume``)."""
         path = Path(path)
-        try:
-            config = json.loads((path / "config.json").read_text())
-        except (OSError, json.JSONDecodeError):
-            raise ClasslabError(f"{path} is not a classlab run directory (no readable config.json)") from None
+        config = _read_json(path / "config.json")
+        if not isinstance(config, dict):
+            raise ClasslabError(f"{path} is not a classlab run directory (no readable config.json)")
         run = cls.__new__(cls)
         run.path, run.command, run.data = path, config.get("command"), config.get("data")
         return run
@@ -107,20 +109,21 @@ def list_runs(runs_dir: str | Path | None = None) -> list[dict]:
     base = Path(runs_dir) if runs_dir else default_runs_dir()
     out = []
     for d in sorted(base.glob("*/config.json"), reverse=True):
-        try:
-            config = json.loads(d.read_text())
-        except (OSError, json.JSONDecodeError):
+        config = _read_json(d)
+        if not isinstance(config, dict):  # unreadable or malformed: not a run to list
             continue
         row = {"run": str(d.parent), "command": config.get("command"), "data": config.get("data")}
-        metrics_path = d.parent / "metrics.json"
-        if metrics_path.is_file():
-            try:
-                mt = json.loads(metrics_path.read_text())
-                row.update(accuracy=mt.get("accuracy"), macro_f1=(mt.get("macro_avg") or {}).get("f1"))
-            except (OSError, json.JSONDecodeError):
-                pass
+        mt = _read_json(d.parent / "metrics.json")
+        if isinstance(mt, dict):
+            macro = mt.get("macro_avg")
+            row.update(accuracy=_number(mt.get("accuracy")),
+                       macro_f1=_number(macro.get("f1")) if isinstance(macro, dict) else None)
         out.append(row)
     return out
+
+
+def _number(value) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
 @dataclass
@@ -151,7 +154,8 @@ class RunResult:
     def load(cls, run_dir: str | Path) -> "RunResult":
         """Read a run directory back (config.json, metrics.json, history.csv, report.md)."""
         run = Run.existing(run_dir)
-        metrics = _read_json(run.path / "metrics.json") or {}
+        metrics = _read_json(run.path / "metrics.json")
+        metrics = metrics if isinstance(metrics, dict) else {}
         report = run.path / "report.md"
         return cls(run.path, run.command or "", report if report.is_file() else None, metrics,
                    history=read_history(run.path / "history.csv"))
@@ -178,9 +182,12 @@ class RunResult:
 
 
 def _read_json(path: Path):
+    """A run's JSON file, or None when it is missing, unreadable (not a regular file, too big) or malformed."""
+    from .data.safe_files import read_file
+
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        return json.loads(read_file(path, 64 << 20).decode("utf-8"))
+    except (OSError, ValueError):  # safe_files.UnreadableFile and UnicodeDecodeError are ValueErrors
         return None
 
 

@@ -6,28 +6,50 @@ import gzip
 import io
 import pickle
 import tarfile
+import zlib
 from pathlib import Path
 
 import numpy as np
 
-from ..errors import ClasslabError
+from ..errors import ClasslabError, warn
+from . import validate
 from .dataset import ImageDataset
+from .safe_files import MAX_ARCHIVE_BYTES, UnreadableFile, check_path, read_file
 
 FASHION_MNIST_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
                          "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
 
 
-def _from_splits(parts: list[tuple[str, np.ndarray, np.ndarray]], class_names, name, source) -> ImageDataset:
-    """Concatenate (split, images, labels) parts into one dataset with ids 'split/00042'."""
-    images = np.concatenate([p[1] for p in parts])
-    labels = np.concatenate([np.asarray(p[2], dtype=np.int64).ravel() for p in parts])
-    ids = [f"{split}/{i:05d}" for split, imgs, _ in parts for i in range(len(imgs))]
-    official = np.array([split for split, imgs, _ in parts for _ in range(len(imgs))], dtype=object)
-    has_split = len(parts) > 1 or parts[0][0] != "all"
-    if labels.size and (labels.min() < 0 or labels.max() >= len(class_names)):
-        raise ClasslabError(f"{source}: labels must lie in 0..{len(class_names) - 1}, found {labels.min()}..{labels.max()}")
-    return ImageDataset(images=images, labels=labels, class_names=list(class_names), ids=ids, name=name,
-                        source=str(source), official_split=official if has_split else None)
+def _from_splits(parts: list[tuple[str, np.ndarray, np.ndarray]], class_names, name, source,
+                 notes: list[str] | None = None) -> ImageDataset:
+    """Concatenate (split, images, labels) parts into one dataset with ids 'split/00042'. Every part's images
+    and labels go through ``validate`` (converted with a note, or refused); ``class_names`` None: the labels'
+    own values name the classes."""
+    notes = [] if notes is None else notes
+    checked = []
+    for split, images, y in parts:
+        where = f"{source} ({split})" if split != "all" else str(source)
+        images = validate.image_shape(validate.pixels(images, where, notes), where, notes)
+        y = validate.labels(y, f"{where} labels", notes)
+        validate.check_counts(images, y, where)
+        if len(images):
+            checked.append((split, images, y))
+        elif split == "train" or split == "all":
+            raise ClasslabError(f"{where} holds no images")
+        else:
+            notes.append(f"{where} is empty; it is left out")
+    shapes = {p[1].shape[1:] for p in checked}
+    if len(shapes) > 1:
+        raise ClasslabError(f"{source}: splits have different image shapes {sorted(shapes)}")
+    indices, class_names = validate.class_indices([p[2] for p in checked], str(source), notes, class_names)
+    images = np.concatenate([p[1] for p in checked])
+    ids = [f"{split}/{i:05d}" for split, imgs, _ in checked for i in range(len(imgs))]
+    official = np.array([split for split, imgs, _ in checked for _ in range(len(imgs))], dtype=object)
+    has_split = len(checked) > 1 or checked[0][0] != "all"
+    for note in notes:
+        warn(note)
+    return ImageDataset(images=images, labels=np.concatenate(indices), class_names=list(class_names), ids=ids,
+                        name=name, source=str(source), official_split=official if has_split else None, notes=notes)
 
 
 # --- scikit-learn digits -------------------------------------------------------------------------
@@ -49,18 +71,32 @@ IDX_FILES = {
 }
 
 
-def read_idx(path: Path) -> np.ndarray:
-    opener = gzip.open if path.suffix == ".gz" else open
+def _read_limited(path: Path) -> bytes:
+    """A data file's bytes (gunzipped if .gz), within the archive budget: a gzip bomb stops at the limit."""
     try:
-        with opener(path, "rb") as f:
-            data = f.read()
-    except (OSError, EOFError) as e:
+        raw = read_file(path, MAX_ARCHIVE_BYTES)
+        if path.suffix != ".gz":
+            return raw
+        with gzip.GzipFile(fileobj=io.BytesIO(raw)) as f:
+            data = f.read(MAX_ARCHIVE_BYTES + 1)
+    except UnreadableFile as e:
+        raise ClasslabError(str(e)) from None
+    except (OSError, EOFError, zlib.error) as e:
         raise ClasslabError(f"cannot read {path}: {e}; re-download it (classlab download ...)") from None
+    if len(data) > MAX_ARCHIVE_BYTES:
+        raise ClasslabError(f"{path} inflates past {MAX_ARCHIVE_BYTES >> 20} MiB: refused (CLASSLAB_MAX_ARCHIVE_MB)")
+    return data
+
+
+def read_idx(path: Path) -> np.ndarray:
+    data = _read_limited(path)
     if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08:
         raise ClasslabError(f"{path} is not an unsigned-byte IDX file (bad magic number)")
     ndim = data[3]
+    if not 1 <= ndim <= 4 or len(data) < 4 + 4 * ndim:
+        raise ClasslabError(f"{path} has a malformed IDX header ({ndim} dimensions); re-download it")
     dims = np.frombuffer(data, dtype=">u4", count=ndim, offset=4).astype(np.int64)
-    expected = 4 + 4 * ndim + int(np.prod(dims))
+    expected = 4 + 4 * ndim + int(np.prod(dims, dtype=object))
     if len(data) != expected:
         raise ClasslabError(f"{path} is truncated or corrupt: {len(data)} bytes, header promises {expected}")
     return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
@@ -88,8 +124,6 @@ def load_idx_folder(folder: Path, name: str, class_names=None) -> ImageDataset:
         if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
             raise ClasslabError(f"{img_path} and {lbl_path} do not match: {images.shape} images, {labels.shape} labels")
         parts.append((split, images[..., None], labels))
-    if class_names is None:
-        class_names = [str(c) for c in range(int(max(p[2].max() for p in parts)) + 1)]
     return _from_splits(parts, class_names, name, folder)
 
 
@@ -152,9 +186,12 @@ def load_cifar(path: Path, kind: str, coarse: bool = False) -> ImageDataset:
 
         def read(member):
             f = base / member
-            if not f.is_file():
+            if not f.exists():
                 raise ClasslabError(f"{base} lacks {member}: extract the official archive there or run 'classlab download {kind}'")
-            return f.read_bytes()
+            try:
+                return read_file(f, MAX_ARCHIVE_BYTES)
+            except UnreadableFile as e:
+                raise ClasslabError(str(e)) from None
         batches = {m: _unpickle(read(m), base / m) for m in [*train_files, *test_files, meta_file]}
     else:
         try:
@@ -164,15 +201,31 @@ def load_cifar(path: Path, kind: str, coarse: bool = False) -> ImageDataset:
                 for m in [*train_files, *test_files, meta_file]:
                     if m not in members:
                         raise ClasslabError(f"{path} has no member {folder}/{m}: is it the official {kind} python archive?")
+                    if members[m].size > MAX_ARCHIVE_BYTES:
+                        raise ClasslabError(f"{path}:{m} is {members[m].size >> 20} MiB, over the archive limit")
                     batches[m] = _unpickle(tar.extractfile(members[m]).read(), f"{path}:{m}")
-        except (tarfile.TarError, OSError, EOFError) as e:
+        except (tarfile.TarError, OSError, EOFError, zlib.error) as e:
             raise ClasslabError(f"cannot read {path} ({e}); re-download it with 'classlab download {kind}'") from None
-    class_names = _names(batches[meta_file], names_key)
+    try:
+        class_names = _names(batches[meta_file], names_key)
+    except (KeyError, TypeError) as e:
+        raise ClasslabError(f"{path}: {meta_file} has no usable {names_key} ({e}); is it the official {kind} archive?") from None
+
+    def batch(f):
+        b = batches[f]
+        try:
+            data, labels = np.asarray(b["data"]), np.asarray(b[labels_key])
+        except (KeyError, ValueError, TypeError) as e:
+            raise ClasslabError(f"{path}: batch {f} lacks data or {labels_key} ({e}); re-download it") from None
+        if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072 or len(labels) != len(data):
+            raise ClasslabError(f"{path}: batch {f} holds {data.dtype} data of shape {data.shape} and {len(labels)} "
+                                "labels; CIFAR batches hold uint8 rows of 3072 values, one label each")
+        return data, labels
 
     def stack(files):
-        data = np.concatenate([np.asarray(batches[f]["data"], dtype=np.uint8) for f in files])
-        labels = np.concatenate([np.asarray(batches[f][labels_key]) for f in files])
-        return data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1).copy(), labels
+        pairs = [batch(f) for f in files]
+        data = np.concatenate([d for d, _ in pairs])
+        return data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1).copy(), np.concatenate([y for _, y in pairs])
     parts = [("train", *stack(train_files)), ("test", *stack(test_files))]
     return _from_splits(parts, class_names, kind + ("-coarse" if coarse else ""), path)
 
@@ -180,59 +233,79 @@ def load_cifar(path: Path, kind: str, coarse: bool = False) -> ImageDataset:
 # --- MedMNIST-style .npz --------------------------------------------------------------------------
 
 def load_npz(path: Path) -> ImageDataset:
+    """MedMNIST layout. Arrays are read without pickle; each member is checked against the archive budget
+    before it is inflated (a small .npz can hold a member that inflates to gigabytes)."""
+    import zipfile
+
+    from .safe_files import check_member
+
     try:
+        check_path(path)
         npz = np.load(path, allow_pickle=False)
+    except UnreadableFile as e:
+        raise ClasslabError(str(e)) from None
     except Exception as e:
         raise ClasslabError(f"cannot read {path} as .npz ({e})") from None
     with npz:
+        if "train_images" not in npz.files:
+            raise ClasslabError(f"{path} has no 'train_images' array; expected the MedMNIST layout "
+                                "(train_images, train_labels, val_images, val_labels, test_images, test_labels)")
         parts = []
         for split in ("train", "val", "test"):
-            if f"{split}_images" not in npz.files:
+            keys = (f"{split}_images", f"{split}_labels")
+            present = [k for k in keys if k in npz.files]
+            if not present:
                 continue
-            images, labels = npz[f"{split}_images"], npz[f"{split}_labels"]
-            if labels.ndim == 2 and labels.shape[1] > 1:
-                raise ClasslabError(f"{path}: {split}_labels has {labels.shape[1]} columns (multi-label); classlab needs one label per image")
-            if images.ndim == 3 or (images.ndim == 4 and images.shape[-1] not in (1, 3)):
-                images = images[..., None]  # (N,H,W) gray or (N,D,H,W) volume: add the channel axis
-            if images.dtype != np.uint8:
-                if images.min() < 0 or images.max() > 255:
-                    raise ClasslabError(f"{path}: {split}_images must hold 0..255 pixel values, found {images.min()}..{images.max()}")
-                images = images.astype(np.uint8)
-            parts.append((split, images, labels.ravel()))
-    if not parts:
-        raise ClasslabError(f"{path} has no 'train_images' array; expected the MedMNIST layout "
-                            "(train_images, train_labels, val_images, val_labels, test_images, test_labels)")
-    shapes = {p[1].shape[1:] for p in parts}
-    if len(shapes) > 1:
-        raise ClasslabError(f"{path}: splits have different image shapes {sorted(shapes)}")
-    n_classes = int(max(p[2].max() for p in parts)) + 1
-    return _from_splits(parts, [str(c) for c in range(n_classes)], path.stem, path)
+            if len(present) == 1:
+                raise ClasslabError(f"{path} has {present[0]} but no {({*keys} - {*present}).pop()}; each split "
+                                    "needs its images and labels")
+            try:
+                for k in keys:
+                    if isinstance(npz.zip, zipfile.ZipFile):
+                        check_member(npz.zip.getinfo(k + ".npy"), MAX_ARCHIVE_BYTES)
+                parts.append((split, npz[keys[0]], npz[keys[1]]))
+            except UnreadableFile as e:
+                raise ClasslabError(f"{path}: {keys[0]}: {e}") from None
+            except Exception as e:  # object arrays (which need pickle), a corrupt member, a bad header
+                raise ClasslabError(f"{path}: cannot read {split} arrays ({type(e).__name__}: "
+                                    f"{str(e).splitlines()[0][:160]}); save plain numeric arrays without pickle") from None
+    return _from_splits(parts, None, path.stem, path)
 
 
 # --- CSV (Sign-Language-MNIST layout: label, pixel1, pixel2, ...) ---------------------------------
 
 def _read_csv(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    with open(path, encoding="utf-8") as f:
-        header = f.readline().strip().split(",")
+    """(images, labels as given) of a CSV: a header, then one image per row (a label column and pixels)."""
+    text = _read_limited(path)
+    try:
+        text = text.decode("utf-8")
+    except UnicodeDecodeError:  # only the header can hold text; latin-1 reads any byte
+        text = text.decode("latin-1")
+    header_line, _, body = text.partition("\n")
+    header = header_line.strip().split(",")
     if not header or header == [""]:
         raise ClasslabError(f"{path} is empty")
     lower = [h.strip().lower() for h in header]
     label_col = lower.index("label") if "label" in lower else 0
+    if len(header) < 2:
+        raise ClasslabError(f"{path} has no pixel columns: expected a label column and one column per pixel")
     try:
-        table = np.loadtxt(path, delimiter=",", skiprows=1, dtype=np.int64, ndmin=2)
+        table = np.loadtxt(io.StringIO(body), delimiter=",", dtype=np.float64, ndmin=2)
     except ValueError as e:
-        raise ClasslabError(f"{path}: every value after the header must be an integer ({e})") from None
+        raise ClasslabError(f"{path}: every value after the header must be a number ({e})") from None
     if table.shape[0] == 0:
         raise ClasslabError(f"{path} has a header but no rows")
+    if table.shape[1] != len(header):
+        raise ClasslabError(f"{path}: rows have {table.shape[1]} values but the header names {len(header)} columns")
+    if np.isfinite(table).all() and np.array_equal(table, np.round(table)):
+        table = table.astype(np.int64)  # whole numbers (the usual case) stay integers: no float notes
     labels = table[:, label_col]
     pixels = np.delete(table, label_col, axis=1)
-    if pixels.min() < 0 or pixels.max() > 255:
-        raise ClasslabError(f"{path}: pixel values must lie in 0..255, found {pixels.min()}..{pixels.max()}")
     n = pixels.shape[1]
     for c in (1, 3):
         side = int(round((n / c) ** 0.5))
         if side * side * c == n:
-            return pixels.astype(np.uint8).reshape(-1, side, side, c), labels
+            return pixels.reshape(-1, side, side, c), labels
     raise ClasslabError(f"{path}: {n} pixel columns is not a square image (e.g. 784 = 28x28, or 3072 = 32x32x3)")
 
 
@@ -243,10 +316,8 @@ def load_csv(path: Path) -> ImageDataset:
         parts.append(("test", *_read_csv(test_path)))
     else:
         parts = [("all", parts[0][1], parts[0][2])]
-    # Labels may skip values (Sign-Language-MNIST has no J=9 or Z=25): map them to 0..K-1.
-    original = np.unique(np.concatenate([p[2] for p in parts]))
-    parts = [(s, im, np.searchsorted(original, lb)) for s, im, lb in parts]
-    return _from_splits(parts, [str(v) for v in original], path.stem.replace("_train", ""), path)
+    # Labels may skip values (Sign-Language-MNIST has no J=9 or Z=25): _from_splits maps them to 0..K-1.
+    return _from_splits(parts, None, path.stem.replace("_train", ""), path)
 
 
 # --- Changing size and channels of array sources ---------------------------------------------------

@@ -1,8 +1,9 @@
 """A cache of decoded image trees, so the second run on a 60,000-JPEG zip starts in a second.
 
-The key covers everything the pixels depend on: the tree's path, every file's name, size and
-modification time (for a zip, the archive's own size and time), the decode options and the cache
-format. Entries are .npz files read with allow_pickle=False, written atomically; a corrupt or
+The key covers everything the pixels depend on: the tree's path, every file's name and content (a
+hash of a folder's files; a zip member's CRC-32 and size, read from the central directory), the decode
+options and the cache format. Sizes and modification times are not trusted: a file rewritten with its
+timestamp kept must not bring back stale pixels (the split manifest's hash check relies on them). Entries are .npz files read with allow_pickle=False, written atomically; a corrupt or
 unreadable entry is ignored and rebuilt. ``CLASSLAB_CACHE=off`` disables it.
 """
 
@@ -16,10 +17,11 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import ClasslabError
 from ..fileio import atomic_write_bytes
 from .dataset import ImageDataset
 
-FORMAT = 1
+FORMAT = 2  # 2: content-based keys
 
 
 def cache_dir() -> Path | None:
@@ -32,14 +34,12 @@ def cache_dir() -> Path | None:
     return Path(base) / "classlab" / "decoded"
 
 
-def tree_key(path: Path, files: list[tuple[str, int]], options: dict) -> str:
+def tree_key(tree, rels: list[str], options: dict) -> str:
+    """``tree`` is a folders.DirTree or ZipTree (``fingerprint(rel)``: what a file's content hashes to)."""
     h = hashlib.blake2b(digest_size=16)
-    st = path.stat()
-    h.update(json.dumps([FORMAT, str(path.resolve()), options, st.st_size if path.is_file() else 0,
-                         st.st_mtime_ns if path.is_file() else 0]).encode())
-    for rel, size in files:
-        mtime = 0 if path.is_file() else (path / rel).stat().st_mtime_ns
-        h.update(f"{rel}\0{size}\0{mtime}\n".encode())
+    h.update(json.dumps([FORMAT, os.path.realpath(tree.path), options]).encode())
+    for rel in rels:
+        h.update(f"{rel}\0{tree.fingerprint(rel)}\n".encode("utf-8", "surrogateescape"))
     return h.hexdigest()
 
 
@@ -72,5 +72,5 @@ def save(key: str, ds: ImageDataset) -> None:
              meta=np.array(json.dumps(meta)))
     try:
         atomic_write_bytes(folder / f"{key}.npz", buf.getvalue())
-    except OSError:
+    except ClasslabError:
         pass  # a read-only or full cache disk must not fail the run

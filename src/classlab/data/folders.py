@@ -23,6 +23,7 @@ from ..errors import ClasslabError, warn
 from . import cache
 from .dataset import ImageDataset, LazyImages
 from .images import IMAGE_EXTENSIONS, ImageInfo, decode, probe
+from .safe_files import MAX_FILE_BYTES, UnreadableFile, check_path, display, read_file, read_member
 
 SPLIT_ALIASES = {"train": "train", "training": "train", "val": "val", "valid": "val",
                  "validation": "val", "test": "test", "testing": "test"}
@@ -42,26 +43,49 @@ def extension(rel: str) -> str:
 
 
 class DirTree:
+    """A folder on disk. Symlinked folders are followed (a loop is cut where it closes); folders that
+    cannot be read are reported in ``unreadable``; files are read by ``safe_files.read_file``."""
+
     def __init__(self, root: Path):
         self.root, self.display, self.path = root, str(root), root
+        self.unreadable: list[tuple[str, str]] = []
 
     def listing(self) -> tuple[list[tuple[str, int]], set[str]]:
-        files, dirs = [], set()
-        for dirpath, dirnames, filenames in os.walk(self.root):
+        files, dirs, seen = [], set(), set()
+
+        def failed(error: OSError):
+            rel = Path(error.filename).relative_to(self.root).as_posix() if error.filename else "?"
+            self.unreadable.append((rel, f"cannot read folder ({error.strerror or error})"))
+        for dirpath, dirnames, filenames in os.walk(self.root, onerror=failed, followlinks=True):
             rel_dir = Path(dirpath).relative_to(self.root).as_posix()
+            real = os.path.realpath(dirpath)
+            if real in seen:  # a symlink back into the tree: walked already
+                self.unreadable.append((rel_dir, "symlink loop (this folder is already part of the tree)"))
+                dirnames[:] = []
+                continue
+            seen.add(real)
             dirnames.sort()
             for d in dirnames:
                 dirs.add(d if rel_dir == "." else f"{rel_dir}/{d}")
             for name in sorted(filenames):
                 rel = name if rel_dir == "." else f"{rel_dir}/{name}"
                 try:
-                    files.append((rel, (Path(dirpath) / name).stat().st_size))
-                except OSError:  # a dangling symlink: report it as unreadable rather than crash
+                    files.append((rel, check_path(Path(dirpath) / name).st_size))
+                except UnreadableFile:  # dangling symlink, FIFO, device: probing says why, and skips it
                     files.append((rel, -1))
         return files, dirs
 
     def read(self, rel: str) -> bytes:
-        return (self.root / rel).read_bytes()
+        return read_file(self.root / rel, MAX_FILE_BYTES)
+
+    def fingerprint(self, rel: str) -> str:
+        """What the file's pixels depend on: its content (a rewrite that keeps size and time changes it)."""
+        import hashlib
+
+        try:
+            return hashlib.blake2b(self.read(rel), digest_size=16).hexdigest()
+        except UnreadableFile as e:
+            return f"unreadable: {e}"
 
 
 class ZipTree:
@@ -73,10 +97,12 @@ class ZipTree:
             self._zip = zipfile.ZipFile(path)
         except (zipfile.BadZipFile, OSError) as e:
             raise ClasslabError(f"cannot open {path} as a zip ({e})") from None
-        names = [i.filename for i in self._zip.infolist()]
+        self._infos = {i.filename: i for i in self._zip.infolist()}
+        names = list(self._infos)
         tops = {n.split("/", 1)[0] for n in names if not is_hidden(n)}
         nested = len(tops) == 1 and any(n.rstrip("/").count("/") >= 2 for n in names)
         self._prefix = (tops.pop() + "/") if nested else ""
+        self.unreadable: list[tuple[str, str]] = []
 
     def listing(self) -> tuple[list[tuple[str, int]], set[str]]:
         files, dirs = [], set()
@@ -97,7 +123,12 @@ class ZipTree:
     def read(self, rel: str) -> bytes:
         if self._pid != os.getpid():  # a forked worker: a shared file offset would interleave reads
             self._zip, self._pid = zipfile.ZipFile(self.path), os.getpid()
-        return self._zip.read(self._prefix + rel)
+        return read_member(self._zip, self._infos[self._prefix + rel], MAX_FILE_BYTES)
+
+    def fingerprint(self, rel: str) -> str:
+        """The member's CRC-32 and size from the central directory: content-based, and free to read."""
+        info = self._infos[self._prefix + rel]
+        return f"{info.CRC:08x}:{info.file_size}"
 
 
 def open_tree(path: Path):
@@ -131,6 +162,8 @@ def scan_tree(tree) -> TreeScan:
     splits = {d: SPLIT_ALIASES[d.lower()] for d in top_dirs if d.lower() in SPLIT_ALIASES}
     presplit = any(v == "train" for v in splits.values()) and any(
         r.count("/") >= 2 and r.split("/")[0] in splits for r, _ in files)
+    if presplit:
+        _refuse_mixed_layout(tree, splits, files)
     hidden = sorted({r for r, _ in files if is_hidden(r)} | {d for d in dirs if is_hidden(d)})
     entries, non_images, stray = [], [], []
     for rel, size in files:
@@ -163,6 +196,19 @@ def scan_tree(tree) -> TreeScan:
         class_names = sorted(class_dirs)
     return TreeScan(tree, "presplit" if presplit else "classes", entries, class_names,
                     hidden, non_images, stray, empty)
+
+
+def _refuse_mixed_layout(tree, splits: dict, files) -> None:
+    """Split folders (train/, val/, test/) beside folders of images: either a class is named like a split,
+    or class folders sit outside the splits. Guessing would silently drop classes, so say how to settle it."""
+    classes = sorted({r.split("/")[0] for r, _ in files if r.count("/") == 1 and not is_hidden(r)
+                      and r.split("/")[0] not in splits and extension(r) in IMAGE_EXTENSIONS})
+    if classes:
+        named = ", ".join(f"{s}/" for s in sorted(splits))
+        raise ClasslabError(
+            f"{tree.display} mixes split folders ({named}) with class folders of images ({', '.join(classes[:4])}"
+            f"{', ...' if len(classes) > 4 else ''}): for a pre-split dataset move every class folder into "
+            f"{named.split(', ')[0]}; if {named.split(', ')[0]} is a class, rename it (e.g. train_class/)")
 
 
 # --- Work over many files, in worker processes when there are enough of them ---------------------
@@ -204,6 +250,8 @@ def _probe_chunk(rels: list[str]) -> list[ImageInfo]:
     for rel in rels:
         try:
             infos.append(probe(_TREE.read(rel)))
+        except UnreadableFile as e:
+            infos.append(ImageInfo(error=str(e).replace(str(_TREE.path) + "/", "")))
         except OSError as e:
             infos.append(ImageInfo(error=f"cannot read file ({e})"))
     return infos
@@ -243,16 +291,19 @@ def load_folder(path: Path, image_size=None, channels=None, max_memory=DEFAULT_M
     if not scan.entries:
         raise ClasslabError(f"{path} holds no images in class folders; expected {path}/<class>/<image>.jpg "
                             f"or {path}/train/<class>/<image>.jpg (see 'classlab check {path}')")
-    key = cache.tree_key(path, [(e.rel, e.size) for e in scan.entries],
-                         {"image_size": image_size, "channels": channels})
-    ds = cache.load(key)
+    for rel, reason in tree.unreadable:
+        warn(f"{path}/{rel}: {reason}; its images are left out")
+    key = cache.tree_key(tree, [e.rel for e in scan.entries], {"image_size": image_size, "channels": channels}) \
+        if cache.cache_dir() is not None else None
+    ds = cache.load(key) if key else None
     if ds is not None and ds.images.nbytes <= max_memory:  # a smaller budget asks for lazy decoding
         for note in ds.notes:
             warn(note)
         _warn_skipped(ds.skipped, str(path))
         return ds
     ds = _decode_tree(path, scan, image_size, channels, max_memory)
-    cache.save(key, ds)
+    if key:
+        cache.save(key, ds)
     return ds
 
 
@@ -301,7 +352,8 @@ def _decode_tree(path: Path, scan: TreeScan, image_size, channels, max_memory) -
     official = np.array([e.split for e, _ in good], dtype=object) if scan.layout == "presplit" else None
     return ImageDataset(
         images=images, labels=np.array([index[e.class_name] for e, _ in good], dtype=np.int64),
-        class_names=class_names, ids=[e.rel for e, _ in good], name=path.stem, source=str(path),
+        class_names=[display(c) for c in class_names], ids=[e.rel for e, _ in good], name=display(path.stem),
+        source=display(str(path)),
         official_split=official, skipped=skipped, notes=notes, modes=dict(Counter(i.mode for _, i in good)),
         original_sizes={f"{s[0]}x{s[1]}": n for s, n in Counter(i.size for _, i in good).most_common()})
 

@@ -121,6 +121,12 @@ def load_dataset(spec: str | os.PathLike = "digits", *, data_dir: str | Path | N
         known = ", ".join(NAMED)
         raise ClasslabError(f"'{text}' is neither a known dataset ({known}) nor an existing path")
     if not ds.is_lazy and (image_size is not None or channels is not None):
+        if image_size is not None and ds.images.ndim == 4:
+            need = len(ds) * image_size[0] * image_size[1] * (channels or ds.images.shape[-1])
+            if need > max(max_memory, ds.images.nbytes):
+                raise ClasslabError(f"--image-size {image_size[0]} would need {need / 2**30:.1f} GiB for the "
+                                    f"{len(ds):,} images of {ds.source} (memory budget {max_memory / 2**30:.1f} GiB); "
+                                    "choose a smaller --image-size, or raise --max-memory")
         ds.images = arrays.conform(ds.images, image_size, channels)
     if ds.num_classes < 2 or len(set(ds.labels.tolist())) < 2:
         raise ClasslabError(f"{ds.source} has only one class; classification needs at least two")

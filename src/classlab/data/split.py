@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,6 +13,7 @@ import numpy as np
 from ..errors import ClasslabError
 from ..fileio import write_csv
 from .dataset import SPLIT_NAMES, ImageDataset
+from .safe_files import UnreadableFile, read_file
 
 
 @dataclass
@@ -68,6 +70,12 @@ def make_split(ds: ImageDataset, val_fraction: float = 0.1, test_fraction: float
             _, val = _stratified(ds.labels, train, val_fraction, seed, "validation")
             assignment[val] = "val"
             method = "official test, stratified validation from train"
+    elif official is not None and (official == "val").any():  # given train/val, no test: keep the given val
+        assignment[:] = official
+        train = np.flatnonzero(official == "train")
+        _, test = _stratified(ds.labels, train, test_fraction, seed, "test")
+        assignment[test] = "test"
+        method = "official validation, stratified test from train"
     else:
         rest, test = _stratified(ds.labels, np.arange(n), test_fraction, seed, "test")
         # val_fraction is of the whole dataset, so rescale it to the remainder.
@@ -137,13 +145,23 @@ def load_manifest(ds: ImageDataset, path: str | Path) -> Split:
     path = Path(path)
     if path.is_dir():
         path = path / "split.csv"
-    if not path.is_file():
+    if not path.exists():
         raise ClasslabError(f"split manifest {path} not found; pass the split.csv of an earlier run")
-    with open(path, newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
-        if reader.fieldnames != MANIFEST_HEADER:
-            raise ClasslabError(f"{path} is not a classlab split manifest (expected columns {', '.join(MANIFEST_HEADER)})")
-        rows = {r["id"]: r for r in reader}
+    try:
+        text = read_file(path, 1 << 30).decode("utf-8", "surrogateescape")
+    except UnreadableFile as e:
+        raise ClasslabError(f"cannot read the split manifest: {e}") from None
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    if reader.fieldnames != MANIFEST_HEADER:
+        raise ClasslabError(f"{path} is not a classlab split manifest (expected columns {', '.join(MANIFEST_HEADER)})")
+    rows = {}
+    for line, r in enumerate(reader, start=2):
+        if None in r.values() or None in r:
+            raise ClasslabError(f"{path}, line {line}: expected {len(MANIFEST_HEADER)} columns")
+        if r["id"] in rows:
+            raise ClasslabError(f"{path} lists '{r['id']}' twice (lines with one id each are expected); "
+                                "was it edited or concatenated by hand?")
+        rows[r["id"]] = r
     index = {item: i for i, item in enumerate(ds.ids)}
     missing = [k for k in rows if k not in index]
     new = [k for k in ds.ids if k not in rows]
@@ -155,6 +173,12 @@ def load_manifest(ds: ImageDataset, path: str | Path) -> Split:
     if changed:
         raise ClasslabError(f"{len(changed)} images differ from {path} (e.g. {changed[0]}); "
                             "the manifest was made with other pixels (image size, channels or edited files)")
+    relabelled = [k for k, r in rows.items() if r["label"] != ds.class_names[ds.labels[index[k]]]]
+    if relabelled:
+        k = relabelled[0]
+        raise ClasslabError(f"{len(relabelled)} images have other labels than in {path} (e.g. {k}: "
+                            f"'{rows[k]['label']}' there, '{ds.class_names[ds.labels[index[k]]]}' now); "
+                            "the data was relabelled: make a new split instead of --split")
     assignment = np.array([rows[k]["split"] for k in ds.ids], dtype=object)
     bad = set(assignment) - set(SPLIT_NAMES) - {"unused"}
     if bad:

@@ -67,6 +67,20 @@ def run_exported(path: Path, x: np.ndarray) -> np.ndarray:
         return torch.jit.load(str(path)).eval()(torch.from_numpy(x)).numpy()
 
 
+BUNDLE_FILES = {"model.onnx", "model.pt", "classes.json", "preprocessing.json", "README.txt"}
+
+
+def _check_output(out: Path) -> None:
+    """The bundle folder may be new, empty, or an earlier bundle (replaced); never a file or someone's folder."""
+    if out.exists() and not out.is_dir():
+        raise ClasslabError(f"--output {out} is a file; give a folder for the bundle")
+    if out.is_dir():
+        foreign = sorted(p.name for p in out.iterdir() if p.name not in BUNDLE_FILES)
+        if foreign:
+            raise ClasslabError(f"--output {out} already holds other files ({', '.join(foreign[:3])}); give a new "
+                                "or empty folder (an earlier bundle there is replaced)")
+
+
 def _contract_input(images: torch.Tensor, pre) -> np.ndarray:
     """What the exported graph takes: uint8 images through the contract (the bundle's preprocessing.json)."""
     from .preprocess import to_input
@@ -87,6 +101,7 @@ def export_run(run_dir: str | Path, fmt: str = "onnx", out_dir: str | Path | Non
     example = torch.randn(2, pre.model_channels, *pre.model_size)
     out = Path(out_dir) if out_dir else run.run_dir / f"export-{fmt}"
     name = "model.onnx" if fmt == "onnx" else "model.pt"
+    _check_output(out)
     with tempfile.TemporaryDirectory(dir=out.parent if out.parent.exists() else None) as tmp:
         staged = Path(tmp) / name
         (_onnx if fmt == "onnx" else _torchscript)(model, example, staged)

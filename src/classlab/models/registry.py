@@ -88,8 +88,11 @@ def create_model(name: str, num_classes: int, in_channels: int = 3, image_size=3
     """Build a registered model for ``num_classes`` outputs from (in_channels, *image_size) inputs."""
     entry = get_entry(name)
     if entry.kind == "numpy":  # no forward pass to check shapes with: its builder validates its own options
-        return entry.builder(num_classes=num_classes, in_channels=in_channels,
-                             image_size=normalise_size(image_size, entry.volume), **options)
+        try:
+            return entry.builder(num_classes=num_classes, in_channels=in_channels,
+                                 image_size=normalise_size(image_size, entry.volume), **options)
+        except (TypeError, ValueError) as e:
+            raise ClasslabError(f"model '{name}' cannot be built with {options} ({e})") from None
     if num_classes < 2:
         raise ClasslabError(f"num_classes must be at least 2, got {num_classes}")
     if in_channels < 1:
@@ -99,8 +102,13 @@ def create_model(name: str, num_classes: int, in_channels: int = 3, image_size=3
     if unknown:
         raise ClasslabError(f"model '{name}' has no option {', '.join(sorted(unknown))}; "
                             f"its options: {', '.join(entry.options) or 'none'}")
-    check_input_size(entry, num_classes, in_channels, size, options)
-    return entry.builder(num_classes=num_classes, in_channels=in_channels, image_size=size, **options)
+    try:
+        check_input_size(entry, num_classes, in_channels, size, options)
+        return entry.builder(num_classes=num_classes, in_channels=in_channels, image_size=size, **options)
+    except (TypeError, ValueError) as e:  # an option of the wrong kind, e.g. -o hidden=abc
+        shown = ", ".join(f"{k}={v!r}" for k, v in options.items()) or "its defaults"
+        raise ClasslabError(f"model '{name}' cannot be built with {shown} ({e}); "
+                            f"see 'classlab summary {name} --help' for its options") from None
 
 
 def _meta_forward(entry: ModelEntry, num_classes, in_channels, size, options) -> bool:

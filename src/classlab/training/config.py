@@ -73,6 +73,16 @@ class TrainConfig:
         def bad(msg):
             raise ClasslabError(msg)
         check_numbers(self)
+        for name in ("model", "optimizer", "schedule", "augment", "loss", "precision", "device", "tta"):
+            if not isinstance(getattr(self, name), str):
+                bad(f"--{name.replace('_', '-')} takes a name, got {getattr(self, name)!r}")
+        if not isinstance(self.model_options, dict):
+            bad(f"model_options must be a mapping of option names to values, got {self.model_options!r}")
+        for name in ("deterministic", "compile", "tensorboard", "lookahead"):
+            if not isinstance(getattr(self, name), bool):
+                bad(f"--{name} is on or off (true / false), got {getattr(self, name)!r}")
+        if not 0 <= self.seed <= 2**32 - 1:
+            bad(f"--seed must be from 0 to {2**32 - 1}, got {self.seed}")
         if not isinstance(self.epochs, int) or not 1 <= self.epochs <= 100_000:
             bad(f"--epochs must be a whole number from 1, got {self.epochs}")
         if not isinstance(self.batch_size, int) or self.batch_size < 1:
@@ -130,16 +140,26 @@ def check_numbers(config) -> None:
 
 def load_config_file(path: str | Path) -> dict:
     """A JSON or YAML file of training options (YAML needs PyYAML installed)."""
+    from ..data.safe_files import UnreadableFile, read_file
+
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise ClasslabError(f"config file {path} not found")
-    text = path.read_text()
+    try:
+        text = read_file(path, 16 << 20).decode("utf-8")
+    except UnreadableFile as e:
+        raise ClasslabError(f"cannot read the config file: {e}") from None
+    except UnicodeDecodeError:
+        raise ClasslabError(f"{path} is not UTF-8 text; save the config as UTF-8 JSON or YAML") from None
     if path.suffix.lower() in (".yaml", ".yml"):
         try:
             import yaml
         except ImportError:
             raise ClasslabError("reading YAML configs needs PyYAML: pip install pyyaml (or use a .json config)") from None
-        data = yaml.safe_load(text)
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as e:
+            raise ClasslabError(f"{path} is not valid YAML ({str(e).splitlines()[0]})") from None
     else:
         try:
             data = json.loads(text)
@@ -147,4 +167,4 @@ def load_config_file(path: str | Path) -> dict:
             raise ClasslabError(f"{path} is not valid JSON ({e})") from None
     if not isinstance(data, dict):
         raise ClasslabError(f"{path} must hold a mapping of option names to values")
-    return {k.replace("-", "_"): v for k, v in data.items()}
+    return {str(k).replace("-", "_"): v for k, v in data.items()}

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from ..checkpoint import save_checkpoint
+from ..checkpoint import load_checkpoint, save_checkpoint
 from ..errors import ClasslabError
 from ..inference.predict import predict_batches
 from ..inference.preprocess import Preprocessing, normalize, to_float
@@ -60,12 +60,14 @@ class Callback:
 
 
 class Checkpoints(Callback):
-    """best.pt on a new best epoch, then last.pt, every epoch (atomically; a kill between the two loses nothing)."""
+    """last.pt every epoch, then best.pt on a new best epoch, each written atomically. If the run dies (a
+    kill, a full disk) between the two, last.pt knows its epoch was the best, and resuming rewrites best.pt
+    from it (``Trainer.restore``): nothing is lost either way."""
 
     def after_epoch(self, trainer, row):
+        trainer.save("last.pt")
         if trainer.improved:
             trainer.save("best.pt")
-        trainer.save("last.pt")
 
 
 class PrintLog(Callback):
@@ -170,12 +172,26 @@ class Trainer:
         return forward
 
     def _restore(self, ckpt: dict) -> None:
+        self._repair_best(ckpt)
         self.model.load_state_dict(ckpt["model"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.schedule.load_state_dict(ckpt["scheduler"])
         self.generator.set_state(ckpt["rng"]["generator"])
         torch.set_rng_state(ckpt["rng"]["torch"])
         self.state = FitState.from_dict(ckpt["fit_state"])
+
+    def _repair_best(self, last: dict) -> None:
+        """best.pt from last.pt when the run stopped after writing last.pt of a best epoch, before best.pt."""
+        state = last.get("fit_state", {})
+        if not self.ddp.main or not state.get("epoch") or state.get("best_epoch") != state.get("epoch"):
+            return
+        path = self.run_dir / "best.pt"
+        try:
+            saved = load_checkpoint(path)["fit_state"]["epoch"] if path.is_file() else None
+        except (ClasslabError, KeyError, TypeError):
+            saved = None
+        if saved != state["epoch"]:
+            save_checkpoint(path, last)
 
     def save(self, name: str) -> None:
         if not self.ddp.main:

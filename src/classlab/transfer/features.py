@@ -18,6 +18,7 @@ import torch
 
 from ..data.cache import cache_dir
 from ..data.dataset import iter_blocks
+from ..errors import ClasslabError
 from ..fileio import atomic_write_bytes
 from ..inference.predict import array_batches, predict_batches
 from ..inference.preprocess import Preprocessing
@@ -71,5 +72,8 @@ def cached_features(backbone, images, labels: np.ndarray, pre: Preprocessing, de
     if path is not None:
         buf = io.BytesIO()
         np.save(buf, feats.numpy())
-        atomic_write_bytes(path, buf.getvalue())
+        try:
+            atomic_write_bytes(path, buf.getvalue())
+        except ClasslabError:
+            pass  # a read-only or full cache disk must not fail the run
     return feats, False
