@@ -544,3 +544,37 @@ def test_a_run_stopped_between_last_and_best_checkpoint_resumes_with_its_best(ru
     assert main(["train", "--resume", str(run), "--epochs", "4"]) == 0
     assert load_checkpoint(run / "best.pt")["fit_state"]["epoch"] >= min(best_epoch, 3)
     assert json.loads((run / "metrics.json").read_text())["accuracy"] > 0.5
+
+
+def test_predict_on_a_fifo_or_into_a_folder_is_one_line(digits_run, tmp_path, capsys):
+    os.mkfifo(tmp_path / "pipe.png")
+    one_line_error(capsys, main(["predict", str(digits_run.run_dir), str(tmp_path / "pipe.png")]), "FIFO")
+    image = tmp_path / "x.png"
+    image.write_bytes(png_bytes(load_dataset("digits").images[0, :, :, 0]))
+    one_line_error(capsys, main(["predict", str(digits_run.run_dir), str(image), "--output", str(tmp_path)]),
+                   "is a folder")
+
+
+def test_a_manifest_without_training_rows_says_so(tmp_path, capsys, runs_dir):
+    from classlab.data import make_split, save_manifest
+
+    ds = load_dataset("digits")
+    split = make_split(ds)
+    split.assignment[split.assignment == "train"] = "unused"
+    save_manifest(ds, split, tmp_path / "split.csv")
+    one_line_error(capsys, main(["knn", "digits", "--split", str(tmp_path / "split.csv")]), "no training images")
+
+
+def test_an_unreadable_subfolder_is_named_not_skipped_silently(tmp_path, monkeypatch, capsys):
+    """Permission bits do not stop root (the tests' user), so the refusal is simulated where os.walk meets it."""
+    root = make_class_folder(tmp_path / "d", ("cat", "dog", "emu"), per_class=4)
+    real = os.scandir
+
+    def scandir(path="."):
+        if str(path).endswith("emu"):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real(path)
+    monkeypatch.setattr(os, "scandir", scandir)
+    ds = load_dataset(root)
+    err = capsys.readouterr().err
+    assert ds.class_names == ["cat", "dog"] and "emu: cannot read folder (Permission denied)" in err

@@ -13,6 +13,13 @@ DTYPES = st.sampled_from([np.uint8, np.int16, np.int64, np.uint16, np.float32, n
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
+def arrays(dtype, shape):
+    """hypothesis arrays over the dtype's whole range (NaN, negatives, huge values); subnormal floats are
+    left out because a process that trained a model flushes them (torch.set_flush_denormal)."""
+    floats = np.dtype(dtype).kind == "f"
+    return hnp.arrays(dtype, shape, elements={"allow_subnormal": False} if floats else None)
+
+
 def _one_line(e: Exception) -> bool:
     return isinstance(e, ClasslabError) and "\n" not in str(e) and len(str(e)) < 600
 
@@ -22,9 +29,9 @@ def npz_members(draw):
     n = draw(st.integers(0, 12))
     shape = draw(st.sampled_from([(n, 4, 4), (n, 4, 4, 1), (n, 4, 4, 3), (n, 4, 4, 4), (n, 3, 4, 4), (n, 16),
                                   (n, 4, 4, 2), (n, 2, 3, 4, 4, 1)]))
-    images = draw(hnp.arrays(draw(DTYPES), shape))  # the dtype's whole range: NaN, negatives, huge values
+    images = draw(arrays(draw(DTYPES), shape))
     label_dtype = draw(st.sampled_from([np.int64, np.float64, np.uint8, np.bool_]))
-    labels = draw(hnp.arrays(label_dtype, draw(st.sampled_from([(n,), (n, 1), (n, 2), (max(n - 1, 0),)]))))
+    labels = draw(arrays(label_dtype, draw(st.sampled_from([(n,), (n, 1), (n, 2), (max(n - 1, 0),)]))))
     return images, labels
 
 
@@ -45,7 +52,7 @@ def test_npz_loader_gives_a_clean_dataset_or_one_line_error(members, tmp_path):
 
 
 @SETTINGS
-@given(pixels=hnp.arrays(DTYPES, st.tuples(st.integers(1, 6), st.integers(1, 5), st.integers(1, 5))))
+@given(pixels=DTYPES.flatmap(lambda d: arrays(d, st.tuples(st.integers(1, 6), st.integers(1, 5), st.integers(1, 5)))))
 def test_pixel_validation_converts_faithfully_or_refuses(pixels):
     from classlab.data import validate
 
@@ -64,7 +71,8 @@ def test_pixel_validation_converts_faithfully_or_refuses(pixels):
 
 OPTION_VALUES = st.one_of(st.sampled_from(["nan", "inf", "-inf", "-1", "0", "1e309", "1e-400", "", "abc", "3",
                                            "0.5", "1e9", "-0", "10", "2.5"]),
-                          st.floats(allow_nan=True, allow_infinity=True).map(repr), st.integers(-10**12, 10**12).map(str))
+                          st.floats(allow_nan=True, allow_infinity=True, allow_subnormal=False).map(repr),
+                          st.integers(-10**12, 10**12).map(str))
 FLAGS = ["--lr", "--epochs", "--batch-size", "--momentum", "--weight-decay", "--warmup-epochs", "--label-smoothing",
          "--grad-clip", "--early-stopping", "--crop-padding", "--step-size", "--seed", "--val-fraction",
          "--test-fraction", "--max-train", "--image-size"]

@@ -18,6 +18,7 @@ import torch
 from ..checkpoint import load_checkpoint
 from ..data.folders import is_hidden
 from ..data.images import IMAGE_EXTENSIONS, decode
+from ..data.safe_files import UnreadableFile, check_path, read_file
 from ..errors import ClasslabError, warn
 from ..fileio import write_csv
 from ..models import create_model
@@ -38,6 +39,11 @@ def image_files(inputs) -> list[Path]:
                           if not is_hidden(n) and os.path.splitext(n)[1].lower() in IMAGE_EXTENSIONS]
         elif path.is_file():
             files.append(path)
+        elif path.exists() or path.is_symlink():  # a FIFO, a device, a dangling or looping link
+            try:
+                check_path(path)
+            except UnreadableFile as e:
+                raise ClasslabError(f"{e}; give image files or folders of images") from None
         else:
             raise ClasslabError(f"{path} does not exist; give image files or folders of images")
     if not files:
@@ -93,9 +99,9 @@ class TrainedRun:
             raise ClasslabError("predicting on image files needs a 2D model; pass volumes as arrays")
         for f in files:
             try:
-                arrays.append(decode(f.read_bytes(), self.preprocessing.channels, size))
+                arrays.append(decode(read_file(f), self.preprocessing.channels, size))
                 kept.append(f)
-            except (ValueError, OSError) as e:
+            except (ValueError, OSError) as e:  # safe_files.UnreadableFile is a ValueError
                 warn(f"skipped {f}: {e}")
         if not arrays:
             raise ClasslabError("none of the given files could be read as an image")

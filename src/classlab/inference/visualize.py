@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from ..errors import ClasslabError
+from ..data.safe_files import check_path
 from ..fileio import save_figure, write_json
 from .preprocess import to_input
 from .trained_run import TrainedRun
@@ -69,9 +70,8 @@ def _load_one(run: TrainedRun, path: Path) -> np.ndarray:
     """An image file with the run's preprocessing, or a uint8 .npy array (a volume for 3D models)."""
     if path.suffix.lower() != ".npy":
         return run.load_images([path])[0]
-    if not path.is_file():
-        raise ClasslabError(f"{path} does not exist")
     try:
+        check_path(path)
         array = np.load(path, allow_pickle=False)
     except (OSError, ValueError) as e:
         raise ClasslabError(f"cannot read {path} as a NumPy array ({e})") from None

@@ -129,7 +129,8 @@ class Trainer:
         self.bf16 = use_bf16(cfg, device, volumes=train.images.ndim == 5)
         if device.type == "cpu":
             # Subnormal floats (weights, Adam moments and gradients drift there) are slow on x86 CPUs: flushing
-            # them to zero measured 5x more fp32 training images/s for workshop-cnn on CIFAR-10. Process-wide.
+            # them to zero measured 5x more fp32 training images/s for workshop-cnn on CIFAR-10. The setting is
+            # process-wide (NumPy sees it too), so fit() puts back what it found.
             torch.set_flush_denormal(True)
         self.channels_last = self.bf16 and train.images.ndim == 4
         if self.channels_last:
@@ -295,18 +296,28 @@ class Trainer:
     # -- the whole run ----------------------------------------------------------------------------
 
     def fit(self, resume: dict | None = None) -> FitState:
-        self.setup(resume)
-        for epoch in range(self.state.epoch, self.cfg.epochs):
-            row = self.train_epoch(epoch)
-            self.validate(row)
-            self.record(row)
+        flushing = denormals_flushed()
+        try:
+            self.setup(resume)
+            for epoch in range(self.state.epoch, self.cfg.epochs):
+                row = self.train_epoch(epoch)
+                self.validate(row)
+                self.record(row)
+                for callback in self.callbacks:
+                    callback.after_epoch(self, row)
+                if self.state.stopped_early:
+                    break
             for callback in self.callbacks:
-                callback.after_epoch(self, row)
-            if self.state.stopped_early:
-                break
-        for callback in self.callbacks:
-            callback.after_fit(self)
+                callback.after_fit(self)
+        finally:
+            torch.set_flush_denormal(flushing)
         return self.state
+
+
+def denormals_flushed() -> bool:
+    """Whether the CPU flushes subnormal floats to zero now (torch.set_flush_denormal has no getter)."""
+    tiny = np.array([1e-40], dtype=np.float32)
+    return bool((tiny * np.float32(1.0))[0] == 0)
 
 
 def fit(model, train, val, cfg: TrainConfig, pre: Preprocessing, run_dir: Path, *, num_classes: int | None = None,
