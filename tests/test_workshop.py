@@ -96,6 +96,19 @@ def test_workshop_on_digits(runs_dir, monkeypatch, tmp_path):
     assert len(tests) == 1
 
 
+def test_workshop_tells_which_images_each_step_fixed(runs_dir, monkeypatch, tmp_path):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "no-weights"))
+    result = run_workshop(DataOptions(data="digits", max_train=400), budget=None)
+    steps = result.details["steps"]
+    assert [s["to"] for s in steps] == ["MLP from scratch (NumPy)", "MLP (PyTorch)", "CNN (PyTorch)"]
+    assert steps[0]["from"].startswith("k-NN on pixels") and steps[1]["from"] == steps[0]["to"]
+    compared = sorted(runs_dir.glob("*-compare-*"))[-1]
+    pairs = json.loads((compared / "comparison.json").read_text())["pairs"]
+    for step, pair in zip(steps, pairs):  # the counts are the paired test's disagreements
+        assert (step["fixed"], step["broke"]) == (pair["mcnemar"]["b_only_correct"], pair["mcnemar"]["a_only_correct"])
+    assert "Step by step, image by image" in (result.run_dir / "report.md").read_text()
+
+
 def test_workshop_refuses_a_dataset_too_small(runs_dir, tmp_path, capsys):
     make_class_folder(tmp_path / "tiny", per_class=3)
     assert main(["workshop", str(tmp_path / "tiny")]) == 2

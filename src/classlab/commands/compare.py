@@ -116,16 +116,17 @@ def compare_pair(a: ScoredRun, b: ScoredRun, common: bool, seed: int = 0) -> dic
 
 
 def compare_runs(run_dirs: list, runs_dir=None, common: bool = False, names: list[str] | None = None,
-                 images: bool = True) -> RunResult:
-    """Compare every run with the first; write ``runs/<time>-compare-<data>/`` and return its RunResult."""
+                 images: bool = True, chain: bool = False) -> RunResult:
+    """Compare every run with the first (``chain``: with the one before it, as the workshop's steps are);
+    write ``runs/<time>-compare-<data>/`` and return its RunResult."""
     if len(run_dirs) < 2:
         raise ClasslabError("give at least two runs to compare")
     names = names or [Path(d).name for d in run_dirs]
     scored = [load_scored(d, n) for d, n in zip(run_dirs, names)]
-    pairs = [compare_pair(scored[0], other, common) for other in scored[1:]]
+    pairs = [compare_pair(scored[i - 1] if chain else scored[0], scored[i], common) for i in range(1, len(scored))]
     run = Run("compare", scored[0].result.run_dir.name.split("-", 3)[-1], runs_dir)
     run.write_config({"runs": [str(s.result.run_dir) for s in scored], "common": common}, None)
-    figures = _figures(run, scored, pairs, images)
+    figures = _figures(run, scored, pairs, images, chain)
     summary = [{"run": s.name, "run_dir": str(s.result.run_dir), "command": s.result.command,
                 "accuracy": s.result.accuracy, "macro_f1": s.result.macro_f1,
                 "confidence_intervals": s.result.metrics.get("confidence_intervals")} for s in scored]
@@ -150,7 +151,7 @@ def _sections(summary, pairs, figures) -> list[tuple[str, str]]:
         acc = "-" if s["accuracy"] is None else f"{s['accuracy']:.4f}{_interval(s['confidence_intervals'], 'accuracy')}"
         f1 = "-" if s["macro_f1"] is None else f"{s['macro_f1']:.4f}{_interval(s['confidence_intervals'], 'macro_f1')}"
         table.append(f"| {s['run']} | {s['command']} | {acc} | {f1} |")
-    sections = [("Runs (the first is the baseline)", "\n".join(table))]
+    sections = [("Runs", "\n".join(table))]
     for p, fig in zip(pairs, figures["pairs"]):
         t, f = p["mcnemar"], p["macro_f1_bootstrap"]
         text = (f"On the same {p['images']:,} test images:\n\n- {p['verdict_accuracy']} McNemar ({t['method']}): "
@@ -167,23 +168,26 @@ def _sections(summary, pairs, figures) -> list[tuple[str, str]]:
     return sections
 
 
-def _figures(run: Run, scored: list[ScoredRun], pairs: list[dict], images: bool) -> dict:
+def _figures(run: Run, scored: list[ScoredRun], pairs: list[dict], images: bool, chain: bool) -> dict:
     from ..plots import confusion_matrix_png  # noqa: F401  (matplotlib's backend is chosen there)
 
     out = {"pairs": [], "curves": _curves(run, scored)}
     dataset = _dataset(scored[0]) if images else None
     for n, (other, p) in enumerate(zip(scored[1:], pairs), start=1):
         ia, ib = p["_positions"]
+        base = scored[n - 1] if chain else scored[0]
         figs = [("Per-class F1, baseline vs this run", _f1_deltas(run, p, f"f1_deltas_{n}.png")),
-                ("Confusion matrix difference (this run minus the baseline, row-normalised)",
-                 _confusion_difference(run, scored[0], other, ia, ib, f"confusion_difference_{n}.png"))]
+                ("Confusion matrices compared (row-normalised; blue where this run does better)",
+                 _confusion_difference(run, base, other, ia, ib, f"confusion_difference_{n}.png"))]
         if dataset is not None:
             for kind, ids in (("fixed", p["fixed"]), ("broken", p["broken"])):
                 if ids:
                     name = f"{kind}_{n}.png"
                     _grid(run, dataset, ids[:GRID], name, f"{p['b']} {kind} {len(ids)} of {p['a']}'s "
-                          + ("mistakes" if kind == "fixed" else "right answers"))
-                    figs.append((f"Images {p['b']} {kind} ({min(len(ids), GRID)} of {len(ids)})", name))
+                          + ("mistakes" if kind == "fixed" else "right answers") + " (rows: true class)")
+                    what = (f"{p['a']} got wrong and {p['b']} right" if kind == "fixed"
+                            else f"{p['a']} got right and {p['b']} wrong")
+                    figs.append((f"Images {what} ({len(ids)})", name))
         out["pairs"].append(figs)
     return out
 
@@ -243,6 +247,7 @@ def _confusion_difference(run: Run, a: ScoredRun, b: ScoredRun, ia, ib, name: st
         cm = np.bincount(y * k + p, minlength=k * k).reshape(k, k).astype(float)
         return cm / np.maximum(cm.sum(1, keepdims=True), 1)
     diff = rates(b.y_true[ib], b.y_pred[ib]) - rates(a.y_true[ia], a.y_pred[ia])
+    diff = np.where(np.eye(k, dtype=bool), diff, -diff)  # blue = better: more right, or fewer confused
     limit = max(float(np.abs(diff).max()), 1e-9)
     side = min(16, 3 + 0.45 * k)
     fig, ax = plt.subplots(figsize=(side, side * 0.85))
@@ -251,7 +256,7 @@ def _confusion_difference(run: Run, a: ScoredRun, b: ScoredRun, ia, ib, name: st
     ax.set_yticks(range(k), labels=a.class_names)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
-    ax.set_title(f"{b.name} minus {a.name}: blue on the diagonal = more right")
+    ax.set_title(f"{b.name} vs {a.name}: blue = {b.name} better\n(diagonal: more right; elsewhere: fewer confused)")
     fig.colorbar(im, ax=ax, shrink=0.8)
     save_figure(fig, run.file(name))
     return name

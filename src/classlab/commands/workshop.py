@@ -181,8 +181,10 @@ def _compare(results, ds, scaled, skip_transfer, budget, total, runs_dir) -> Run
     notes += [f"Scaled down: {s}." for s in scaled]
     if skip_transfer:
         notes.append(f"Transfer learning skipped: {skip_transfer}.")
+    story = _per_image_story(scored, runs_dir)
     report = run.write_report(f"Workshop path on {ds.name}", [
         ("Comparison (same test images for every stop)", table + "\n\n![comparison](comparison.png)"),
+        ("Step by step, image by image", story["text"]),
         ("Notes", "\n\n".join(notes) + "\n\nMachine-readable: `comparison.json`, `comparison.csv`."),
     ])
     if skip_transfer:
@@ -191,7 +193,26 @@ def _compare(results, ds, scaled, skip_transfer, budget, total, runs_dir) -> Run
                                                              if "accuracy" in r else " " * 31) + f"{r['seconds']:6.1f} s"
                      for r in results)
     return RunResult(run.path, "workshop", report,
-                     details={"table": text, "results": results, "scaled": scaled, "skipped": skip_transfer})
+                     details={"table": text, "results": results, "scaled": scaled, "skipped": skip_transfer,
+                              "steps": story["steps"]})
+
+
+def _per_image_story(scored: list[dict], runs_dir) -> dict:
+    """Each stop against the one before it on the same test images (classlab compare, chained): which
+    images each step fixed and broke, and whether it is a significant step."""
+    from .compare import compare_runs
+
+    if len(scored) < 2:
+        return {"text": "Only one stop was scored.", "steps": []}
+    result = compare_runs([r["run_dir"] for r in scored], runs_dir, names=[r["method"] for r in scored], chain=True)
+    steps = [{"from": p["a"], "to": p["b"], "fixed": len(p["fixed"]), "broke": len(p["broken"]),
+              "p_value": p["mcnemar"]["p_value"], "verdict": p["verdict_accuracy"]} for p in result.details["pairs"]]
+    lines = ["| step | images fixed | images broken | McNemar p |", "|---|---|---|---|"]
+    lines += [f"| {s['from']} -> {s['to']} | {s['fixed']} | {s['broke']} | {s['p_value']:.3g} |" for s in steps]
+    link = Path(result.report).relative_to(Path(result.run_dir).parent)
+    text = "\n".join(lines) + "\n\n" + "\n".join(f"- {s['verdict']}" for s in steps) + \
+        f"\n\nThe images themselves, per step: [comparison report](../{link})."
+    return {"text": text, "steps": steps}
 
 
 def _comparison_png(rows, path: Path, data: str) -> Path:

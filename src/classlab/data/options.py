@@ -56,7 +56,8 @@ def saved_options(run_dir: str | Path) -> DataOptions:
     try:
         config = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
         options = config["options"]
-        saved = options.get("data", options)  # explore and knn record the data options at the top level
+        # train and transfer record the data options under "data"; explore and knn at the top level
+        saved = options["data"] if isinstance(options.get("data"), dict) else options
         opts = DataOptions(**{k: v for k, v in saved.items() if k in DataOptions.__dataclass_fields__})
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         raise ClasslabError(f"{run_dir / 'config.json'} does not hold a run's data options; is {run_dir} a "

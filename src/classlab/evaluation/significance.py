@@ -58,7 +58,7 @@ def bootstrap_difference(y_true, pred_a, pred_b, num_classes: int, n_boot: int =
         score = lambda yy, pp: (yy == pp).mean(axis=-1)  # noqa: E731
     else:
         score = lambda yy, pp: macro_f1(yy, pp, num_classes)  # noqa: E731
-    observed = float(score(y, b) - score(y, a))
+    observed = float(np.ravel(score(y, b) - score(y, a))[0])
     diffs = np.empty(n_boot)
     for start in range(0, n_boot, 200):  # bounded memory: 200 resamples at a time
         idx = draws[start : start + 200]
