@@ -20,6 +20,8 @@ _API = {
     "explore": ".api",
     "check": ".api",
     "workshop": ".api",
+    "explain": ".api",
+    "compare": ".api",
     "RunResult": ".runs",
     "TrainedRun": ".inference.trained_run",
     "create_model": ".models",

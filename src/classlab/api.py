@@ -64,3 +64,18 @@ def workshop(data="digits", *, budget: float | None = None, weights: str | None 
     from .commands.workshop import run_workshop
 
     return run_workshop(_data(data, data_options), budget, runs_dir, weights, progress)
+
+
+def explain(run, *, top: int = 64, method: str = "auto", layer: str | None = None, tsne: bool = False) -> RunResult:
+    """Explain a run (a RunResult or a run directory): top losses, confused pairs with a grid per confusion
+    cell, Grad-CAM or occlusion maps, calibration with a fitted temperature, an embedding map."""
+    from .commands.explain import explain as run_explain
+
+    return run_explain(getattr(run, "run_dir", run), top, method, layer, tsne)
+
+
+def compare(*runs, common: bool = False, runs_dir=None, images: bool = True) -> RunResult:
+    """Compare runs (RunResults or run directories) with the first, on the same test images."""
+    from .commands.compare import compare_runs
+
+    return compare_runs([getattr(r, "run_dir", r) for r in runs], runs_dir, common=common, images=images)

@@ -18,7 +18,7 @@ COMMANDS = {  # name -> module under classlab.cli (in the order --help lists the
     "explore": "data_commands", "check": "data_commands", "knn": "knn", "runs": "data_commands",
     "train": "train", "transfer": "transfer", "lr-find": "train", "predict": "inference", "export": "inference",
     "models": "models", "summary": "models", "plot": "learn", "conv-size": "learn", "visualize": "inference",
-    "workshop": "learn", "compare": "compare", "download": "data_commands",
+    "workshop": "learn", "explain": "explain", "compare": "compare", "download": "data_commands",
 }
 HELP = {  # one line per command for the top-level --help, without importing every module
     "explore": "sample grid, class distribution and statistics of a dataset",
@@ -36,6 +36,7 @@ HELP = {  # one line per command for the top-level --help, without importing eve
     "conv-size": "output sizes of convolution and pooling",
     "visualize": "filters and feature maps of a trained CNN",
     "workshop": "the decks' whole path, compared",
+    "explain": "top losses, confused pairs, Grad-CAM / occlusion, calibration",
     "compare": "is run B really better than run A, and on which images",
     "download": "download a named dataset, checksummed",
 }

@@ -14,7 +14,7 @@ from ..errors import ClasslabError
 from ..knn import KNNClassifier, check_k
 from ..plots import line_plot_png
 from ..runs import Run, RunResult
-from .results import score_test, test_section
+from .results import save_outputs, score_test, test_section
 
 
 def _embedding_rows(ds, split, plan, features: dict, device, progress: bool):
@@ -77,9 +77,10 @@ def run_knn(opts: DataOptions, ks=(1, 3, 5), metric: str = "l2", device: str | N
 
     t0 = time.perf_counter()
     model.fit(rows(train), ds.labels[train], num_classes=ds.num_classes)
-    val_acc = {}
+    val_acc, on_val = {}, {}
     if len(val):
-        for k, (pred, _) in model.predict_for_ks(rows(val), ks).items():
+        on_val = model.predict_for_ks(rows(val), ks)
+        for k, (pred, _) in on_val.items():
             val_acc[k] = float(np.mean(pred == ds.labels[val]))
         best = max(ks, key=lambda k: (val_acc[k], -k))  # highest validation accuracy, then the smaller k
     else:
@@ -91,6 +92,7 @@ def run_knn(opts: DataOptions, ks=(1, 3, 5), metric: str = "l2", device: str | N
     selection = {"metric": metric, "k": best, "chosen_on": "validation" if val_acc else "only k given",
                  "validation_accuracy": val_acc, "test_accuracy_by_k": test_acc, "seconds": seconds}
     ev = score_test(run, ds, test, proba, opts.seed, {"model": "knn", "knn": selection, "space": space}, y_pred)
+    save_outputs(run.path, ds, {**({"val": (val, on_val[best][1])} if on_val else {}), "test": (test, proba)})
     series = {"test (for reference only)": [test_acc[k] for k in ks]}
     if val_acc:
         series = {"validation": [val_acc[k] for k in ks], **series}

@@ -10,7 +10,7 @@ import numpy as np
 from ..data.dataset import ImageDataset
 from ..data.options import split_summary
 from ..evaluation import Evaluation, evaluate
-from ..fileio import save_figure, write_csv
+from ..fileio import atomic_write_bytes, save_figure, write_csv
 from ..runs import Run, RunResult
 
 HISTORY_KEYS = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds", "images_per_s"]
@@ -34,10 +34,49 @@ def score_test(run: Run, ds: ImageDataset, test_idx: np.ndarray, proba: np.ndarr
     return ev
 
 
+def save_outputs(folder: Path, ds: ImageDataset, splits: dict, embeddings: np.ndarray | None = None) -> None:
+    """What explain, compare and cleanlab need, per image: ``probabilities.npz`` (for each split given as
+    ``{name: (indices, probabilities)}``: ``<split>_ids``, ``<split>_labels``, ``<split>_probs``, and the class
+    names), the test split again as cleanlab names it (``labels.npy``, ``pred_probs.npy``), and, for networks,
+    the test split's penultimate ``embeddings.npz`` (ids, labels, embeddings). Plain arrays, no pickle."""
+    arrays = {"class_names": np.array(ds.class_names, dtype=str)}
+    for name, (idx, proba) in splits.items():
+        idx = np.asarray(idx, dtype=np.int64)
+        arrays.update({f"{name}_ids": np.array([ds.ids[i] for i in idx], dtype=str),
+                       f"{name}_labels": ds.labels[idx], f"{name}_probs": np.asarray(proba, np.float32)})
+    _save_npz(folder / "probabilities.npz", arrays)
+    if "test" in splits:
+        _save_npy(folder / "labels.npy", arrays["test_labels"])
+        _save_npy(folder / "pred_probs.npy", arrays["test_probs"])
+        if embeddings is not None and len(embeddings) == len(arrays["test_ids"]):
+            _save_npz(folder / "embeddings.npz", {"ids": arrays["test_ids"], "labels": arrays["test_labels"],
+                                                  "embeddings": np.asarray(embeddings, np.float32)})
+
+
+def _save_npz(path: Path, arrays: dict) -> None:
+    import io
+
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def _save_npy(path: Path, array: np.ndarray) -> None:
+    import io
+
+    buf = io.BytesIO()
+    np.save(buf, array)
+    atomic_write_bytes(path, buf.getvalue())
+
+
 def write_results(run: Run, ds: ImageDataset, split, test_idx, proba: np.ndarray, seed: int, history: list[dict],
-                  summary: dict, title: str, model_text: str, test_heading: str = "Test results") -> RunResult:
-    """What every training run leaves: metrics and plots, predictions.csv, history.csv + curves.png, report.md."""
+                  summary: dict, title: str, model_text: str, test_heading: str = "Test results",
+                  val: tuple | None = None, embeddings: np.ndarray | None = None) -> RunResult:
+    """What every training run leaves: metrics and plots, predictions.csv, probabilities (``val``: the
+    validation split's (indices, probabilities)), embeddings, history.csv + curves.png, report.md."""
     ev = score_test(run, ds, test_idx, proba, seed, {"train": summary})
+    save_outputs(run.path, ds, {**({"val": val} if val is not None and len(val[0]) else {}), "test": (test_idx, proba)},
+                 embeddings)
     history_files(run.path, history)
     report = run.write_report(title, [
         ("Data", split_summary(ds, split)),

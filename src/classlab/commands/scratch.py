@@ -89,8 +89,10 @@ def run_scratch(opts: DataOptions, cfg: TrainConfig, runs_dir=None, progress: bo
                   f"{model.activation}, dropout {model.dropout}; {n_params:,} parameters; {model.optimizer}, lr "
                   f"{cfg.lr}, batch {cfg.batch_size}, {cfg.epochs} epochs in {seconds:.1f} s. The final epoch's "
                   "weights are scored (`scratch.npz`).")
+    val_proba = model.predict_proba(x_val) if len(val) else None
     return write_results(run, ds, split, test, proba, cfg.seed, model.history, summary,
-                         f"scratch-mlp (NumPy) on {ds.name}", model_text)
+                         f"scratch-mlp (NumPy) on {ds.name}", model_text,
+                         val=(val, val_proba) if val_proba is not None else None)
 
 
 def save_weights(path: Path, model: ScratchMLP, mean, std, class_names) -> Path:

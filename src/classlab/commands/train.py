@@ -17,7 +17,7 @@ from ..runs import Run, RunResult
 from ..training import distributed
 from ..training.batches import tensors_for
 from ..training.config import TrainConfig
-from ..training.engine import FitState, fit, predict_split
+from ..training.engine import FitState, fit, predict_split, split_outputs
 from ..training.optim import set_determinism, use_bf16
 from .results import write_results
 
@@ -98,7 +98,8 @@ def _train(opts, cfg, runs_dir, ckpt, run_dir, progress, ddp) -> dict:
     best = load_checkpoint(run.path / "best.pt", map_location=device)
     model.load_state_dict(best["model"])
     bf16 = use_bf16(cfg, device, volumes=ds.is_volume)
-    proba = predict_split(model, tensors_for(ds, test_idx, device), pre, cfg.tta)
+    proba, embeddings = split_outputs(model, tensors_for(ds, test_idx, device), pre, cfg.tta)
+    val_proba = predict_split(model, tensors_for(ds, val_idx, device), pre, cfg.tta) if len(val_idx) else None
     total, trainable = count_parameters(model)
     summary = {"model": model_info, "parameters": total, "trainable_parameters": trainable,
                "best_epoch": state.best_epoch, "epochs_run": state.epoch, "stopped_early": state.stopped_early,
@@ -109,4 +110,5 @@ def _train(opts, cfg, runs_dir, ckpt, run_dir, progress, ddp) -> dict:
                   f"{cfg.schedule} schedule, augment {cfg.augment}, "
                   f"{'bf16' if bf16 else 'fp32'} on {device}. Configuration: `config.json`.")
     return write_results(run, ds, split, test_idx, proba, cfg.seed, state.history, summary,
-                         f"{cfg.model} on {ds.name}", model_text, "Test results (best validation epoch, test scored once)")
+                         f"{cfg.model} on {ds.name}", model_text, "Test results (best validation epoch, test scored once)",
+                         val=(val_idx, val_proba) if val_proba is not None else None, embeddings=embeddings)

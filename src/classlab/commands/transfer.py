@@ -27,12 +27,12 @@ from ..inference.preprocess import Preprocessing
 from ..models import count_parameters, create_model
 from ..runs import Run, RunResult
 from ..training.batches import SplitTensors, tensors_for
-from ..training.engine import fit, predict_split
+from ..training.engine import fit, predict_split, split_outputs
 from ..training.optim import set_determinism
 from ..transfer.backbone import plan_backbone
 from ..transfer.config import TransferConfig
 from ..transfer.features import cached_features
-from .results import history_files, score_test, test_section
+from .results import history_files, save_outputs, score_test, test_section
 
 def resume_options(run_dir: str | Path) -> tuple[Run, DataOptions, TransferConfig]:
     """An earlier transfer run's data options (pinned to its saved split) and configuration."""
@@ -124,8 +124,9 @@ def _features_stage(model, ds, idx, pre, plan, tc, run, extra, device, progress)
     model.head.load_state_dict(load_checkpoint(out / "best.pt", map_location=device)["model"])
     save_checkpoint(out / "model.pt", {**extra, "model": model.state_dict(), "preprocessing": pre.to_dict(),
                                        "config": cfg.to_dict()})
-    proba = predict_split(model.head, split["test"], identity, cfg.tta)
-    return _stage_result("features", out, ds, idx, proba, state, cfg, {
+    proba, embeddings = split_outputs(model.head, split["test"], identity, cfg.tta)
+    val_proba = predict_split(model.head, split["val"], identity, cfg.tta) if "val" in split else None
+    return _stage_result("features", out, ds, idx, (proba, val_proba, embeddings), state, cfg, {
         "feature_seconds": feature_seconds, "head_seconds": head_seconds, "features_from_cache": hits,
         "feature_width": width, "trainable_parameters": count_parameters(model.head)[0]})
 
@@ -144,20 +145,25 @@ def _finetune_stage(model, ds, idx, pre, tc, run, extra, device, progress) -> di
                 resume=_last(out, device), progress=progress, param_groups=groups)
     seconds = time.perf_counter() - t0
     model.load_state_dict(load_checkpoint(out / "best.pt", map_location=device)["model"])
-    proba = predict_split(model, tensors_for(ds, idx["test"], device), pre, cfg.tta)
-    return _stage_result("finetune", out, ds, idx, proba, state, cfg, {
+    proba, embeddings = split_outputs(model, tensors_for(ds, idx["test"], device), pre, cfg.tta)
+    val_proba = predict_split(model, val_t, pre, cfg.tta) if len(idx["val"]) else None
+    return _stage_result("finetune", out, ds, idx, (proba, val_proba, embeddings), state, cfg, {
         "seconds": seconds, "unfrozen_blocks": unfrozen, "blocks": len(model.blocks()),
         "trainable_parameters": count_parameters(model)[1], "backbone_lr": tc.lr * tc.backbone_lr_ratio})
 
 
-def _stage_result(name, out: Path, ds, idx, proba, state, cfg, info) -> dict:
+def _stage_result(name, out: Path, ds, idx, outputs, state, cfg, info) -> dict:
+    proba, val_proba, embeddings = outputs
     y_true = ds.labels[idx["test"]]
     ev = evaluate(y_true, proba.argmax(1), proba, ds.class_names, seed=cfg.seed)
     info = {**info, "best_epoch": state.best_epoch, "epochs_run": state.epoch, "best_val_acc": state.best_val_acc,
             "train_seconds": sum(h["seconds"] for h in state.history)}
     ev.save(out, extra={"stage": name, name: info})
     history_files(out, state.history)
-    return {"evaluation": ev, "proba": proba, "info": info, "dir": out, "history": state.history}
+    splits = {**({"val": (idx["val"], val_proba)} if val_proba is not None else {}), "test": (idx["test"], proba)}
+    save_outputs(out, ds, splits, embeddings)
+    return {"evaluation": ev, "proba": proba, "info": info, "dir": out, "history": state.history,
+            "splits": splits, "embeddings": embeddings}
 
 
 def _validation_text(value: float | None) -> str:
@@ -177,6 +183,7 @@ def _finish(run, ds, split, idx, stages, model, tc, plan) -> RunResult:
                       **st["info"]} for name, st in stages.items()}
     ev = score_test(run, ds, idx["test"], stages[chosen]["proba"], tc.seed,
                     {"chosen_stage": chosen, "stages": summary, "weights": plan.weights})
+    save_outputs(run.path, ds, stages[chosen]["splits"], stages[chosen]["embeddings"])
     rows = "\n".join(
         f"| {name}{' (chosen)' if name == chosen else ''} | {_validation_text(s['best_val_acc'])} | "
         f"{s['accuracy']:.4f} | {s['macro_f1']:.4f} | {s['epochs_run']} | "

@@ -21,16 +21,17 @@ from .tta import forward_tta
 FORMATS = ("onnx", "torchscript")
 
 
-class WithTTA(torch.nn.Module):
-    """The run's test-time augmentation inside the exported graph, so the bundle answers as predict does:
-    its output is the log of the class probabilities averaged over the views."""
+class Serving(torch.nn.Module):
+    """What predict computes, inside the exported graph: the run's test-time augmentation (the output is then
+    the log of the class probabilities averaged over the views) and its fitted temperature (divides the output:
+    softmax then gives the calibrated probabilities)."""
 
-    def __init__(self, model: torch.nn.Module, tta: str):
+    def __init__(self, model: torch.nn.Module, tta: str, temperature: float = 1.0):
         super().__init__()
-        self.model, self.tta = model, tta
+        self.model, self.tta, self.temperature = model, tta, float(temperature)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return forward_tta(self.model, x, self.tta)
+        return forward_tta(self.model, x, self.tta) / self.temperature
 
 
 def _onnx(model, example, path: Path) -> None:
@@ -95,8 +96,8 @@ def export_run(run_dir: str | Path, fmt: str = "onnx", out_dir: str | Path | Non
     pre = run.preprocessing
     model = run.model.float().eval()
     tta = run.tta if run.tta != "none" and len(pre.model_size) == 2 else None
-    if tta:
-        model = WithTTA(model, tta).eval()
+    if tta or run.temperature != 1.0:
+        model = Serving(model, tta or "none", run.temperature).eval()
     torch.manual_seed(0)
     example = torch.randn(2, pre.model_channels, *pre.model_size)
     out = Path(out_dir) if out_dir else run.run_dir / f"export-{fmt}"
@@ -107,7 +108,7 @@ def export_run(run_dir: str | Path, fmt: str = "onnx", out_dir: str | Path | Non
         (_onnx if fmt == "onnx" else _torchscript)(model, example, staged)
         # The bundle is kept only if the exported model gives PyTorch's answers on a new batch size.
         check = torch.randint(0, 256, (5, *pre.image_size, pre.channels), dtype=torch.uint8)
-        expected = predict_batches(run.model, [check], pre, tta=tta or "none").numpy()  # what predict computes
+        expected = predict_batches(run.model, [check], pre, tta=tta or "none").numpy() / run.temperature
         diff = float(np.abs(run_exported(staged, _contract_input(check, pre)) - expected).max())
         if not diff <= atol:
             raise ClasslabError(f"the exported model differs from PyTorch by {diff:.2e} (> {atol}); not written")
@@ -119,8 +120,11 @@ def export_run(run_dir: str | Path, fmt: str = "onnx", out_dir: str | Path | Non
                           "channels": pre.model_channels, "image_size": pre.model_size},
                 "steps": steps, "normalisation_from": pre.source,
                 "mean": pre.mean, "std": pre.std,
-                "output": (f"log of the class probabilities averaged over the test-time augmentation views ({tta}); "
-                           "softmax (or exp) gives them" if tta else "logits; softmax gives class probabilities"),
+                "output": (f"log of the class probabilities averaged over the test-time augmentation views ({tta})"
+                           if tta else "logits") + (f", divided by the fitted temperature {run.temperature:.4f}"
+                                                    if run.temperature != 1.0 else "")
+                          + "; softmax gives the class probabilities",
+                "temperature": run.temperature,
                 "max_abs_difference_vs_pytorch": diff}
     write_json(out / "preprocessing.json", contract)
     atomic_write_text(out / "README.txt", f"classlab export of {run.run_dir}\n{name}: the model; classes.json: "

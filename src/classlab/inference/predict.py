@@ -59,3 +59,27 @@ def predict_proba_array(model, images: np.ndarray, pre: Preprocessing, device, t
     """Class probabilities of uint8 (N, [D,] H, W, C) images under the contract, on the CPU."""
     logits = predict_batches(model, array_batches(images, batch_size, device), pre, tta=tta, out_device="cpu")
     return logits.softmax(1).numpy()
+
+
+def last_linear(model) -> "torch.nn.Linear | None":
+    """The model's final nn.Linear (its classifier): what goes into it is the penultimate embedding."""
+    found = None
+    for module in model.modules():
+        if isinstance(module, torch.nn.Linear):
+            found = module
+    return found
+
+
+@torch.no_grad()
+def predict_with_embeddings(model, batches, pre: Preprocessing, **kwargs) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(outputs as predict_batches gives them without TTA, the penultimate embeddings of every row), in one pass:
+    a hook on the classifier keeps what goes into it. Embeddings are None for a model without nn.Linear."""
+    layer, kept = last_linear(model), []
+    if layer is None:
+        return predict_batches(model, batches, pre, **kwargs), None
+    hook = layer.register_forward_pre_hook(lambda _m, args: kept.append(args[0].detach().float().flatten(1).cpu()))
+    try:
+        out = predict_batches(model, batches, pre, **{**kwargs, "tta": "none"})
+    finally:
+        hook.remove()
+    return out, torch.cat(kept) if kept else torch.empty(0)

@@ -59,6 +59,8 @@ class TrainedRun:
     preprocessing: Preprocessing
     device: torch.device
     tta: str = "none"  # the run's test-time augmentation (--tta): none, flip or flip-translate
+    # from calibration.json (classlab explain fits it on validation): probabilities are softmax(log p / T)
+    temperature: float = 1.0
 
     @classmethod
     def load(cls, run_dir: str | Path, device: str | None = "cpu") -> "TrainedRun":
@@ -81,7 +83,7 @@ class TrainedRun:
             model.load_state_dict(ckpt["model"], assign=True)
         except (RuntimeError, KeyError) as e:
             raise ClasslabError(f"the weights in {path} do not fit its model ({str(e).splitlines()[0][:200]})") from None
-        return cls(run_dir, model.to(dev).eval(), class_names, pre, dev, tta)
+        return cls(run_dir, model.to(dev).eval(), class_names, pre, dev, tta, read_temperature(run_dir))
 
     def predict_proba(self, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
         """uint8 (N, H, W, C) images already at the run's size and channels -> class probabilities."""
@@ -89,7 +91,12 @@ class TrainedRun:
         if images.dtype != np.uint8 or tuple(images.shape[1:]) != expected:
             raise ClasslabError(f"expected uint8 images of shape (N, {', '.join(map(str, expected))}), got "
                                 f"{images.dtype} {images.shape}; pass files to predict() to have them converted")
-        return predict_proba_array(self.model, images, self.preprocessing, self.device, self.tta, batch_size)
+        proba = predict_proba_array(self.model, images, self.preprocessing, self.device, self.tta, batch_size)
+        if self.temperature != 1.0:
+            from ..evaluation.calibration import apply_temperature
+
+            proba = apply_temperature(proba.astype(np.float64), self.temperature).astype(np.float32)
+        return proba
 
     def load_images(self, files: list[Path]) -> tuple[np.ndarray, list[Path]]:
         """Decode files with the run's size and channels; unreadable ones are skipped with a warning."""
@@ -128,6 +135,23 @@ class TrainedRun:
         test = split.indices("test")
         proba = self.predict_proba(np.asarray(ds.images[test]))
         return evaluate(ds.labels[test], proba.argmax(1), proba, ds.class_names)
+
+
+def read_temperature(run_dir: Path) -> float:
+    """The run's fitted temperature (calibration.json), or 1; a damaged file is a one-line error."""
+    import json
+    import math
+
+    path = run_dir / "calibration.json"
+    if not path.exists():
+        return 1.0
+    try:
+        t = json.loads(read_file(path, 1 << 20).decode("utf-8"))["temperature"]
+    except (ValueError, KeyError, TypeError) as e:
+        raise ClasslabError(f"{path} is damaged ({e}); delete it or run 'classlab explain {run_dir}' again") from None
+    if isinstance(t, bool) or not isinstance(t, (int, float)) or not math.isfinite(t) or t <= 0:
+        raise ClasslabError(f"{path} holds temperature {t!r}; it must be a positive number")
+    return float(t)
 
 
 def write_predictions_csv(results: list[dict], path: Path) -> Path:

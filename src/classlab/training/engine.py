@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 
 from ..checkpoint import load_checkpoint, save_checkpoint
 from ..errors import ClasslabError
-from ..inference.predict import predict_batches
+from ..inference.predict import predict_batches, predict_with_embeddings
 from ..inference.preprocess import Preprocessing, normalize, to_float
 from .augment import augment, mix
 from .batches import SplitTensors, StreamedSplit
@@ -342,3 +342,14 @@ def predict_split(model, split: SplitTensors | StreamedSplit, pre: Preprocessing
     and re-evaluation agree with the scores a run reports)."""
     model.to(memory_format=torch.contiguous_format)
     return predict_batches(model, split.eval_batches(batch_size), pre, tta=tta).softmax(1).cpu().numpy()
+
+
+def split_outputs(model, split: SplitTensors | StreamedSplit, pre: Preprocessing, tta: str = "none",
+                  batch_size: int = 256) -> tuple[np.ndarray, np.ndarray | None]:
+    """(class probabilities, penultimate embeddings) of a whole split in fp32: one pass without TTA, and a
+    second, plain one for the embeddings when the probabilities average TTA views."""
+    model.to(memory_format=torch.contiguous_format)
+    logits, embeddings = predict_with_embeddings(model, split.eval_batches(batch_size), pre)
+    if tta != "none":
+        logits = predict_batches(model, split.eval_batches(batch_size), pre, tta=tta)
+    return logits.softmax(1).cpu().numpy(), None if embeddings is None else embeddings.numpy()

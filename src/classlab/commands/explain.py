@@ -1,0 +1,214 @@
+"""``classlab explain RUN``: why the model said it, where it fails, and whether its probabilities are honest.
+
+Writes ``RUN/explain/`` (built in a temporary folder, then renamed: never half-written) and adds a section
+to the run's report: the most confidently wrong test images, the most confused class pairs and an image
+grid for every confusion-matrix cell (``cells/cell_<true>_<predicted>.png``), attribution maps on the
+original images (Grad-CAM for convolutional networks, occlusion for every model, k-NN and the NumPy MLP
+included), the nearest training images of the worst mistakes, calibration (reliability diagram, ECE, and a
+temperature fitted on validation that predict and export then use) and a map of the test embeddings.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ClasslabError
+from ..evaluation.calibration import apply_temperature, fit_temperature, nll, reliability, reliability_png
+from ..fileio import atomic_write_text, write_json
+from ..plots import captioned_grid_png
+from ..runs import RunResult
+
+PER_CELL = 16
+ATTRIBUTED = 16
+NEIGHBOURS = 5
+
+
+def _arrays(path: Path, what: str) -> dict:
+    from ..data.safe_files import check_path
+
+    if not path.is_file():
+        raise ClasslabError(f"{path.parent} has no {path.name}: the run was made before classlab saved {what}; "
+                            "run it again to explain it")
+    check_path(path)
+    with np.load(path, allow_pickle=False) as z:
+        return {k: z[k] for k in z.files}
+
+
+def explain(run_dir, top: int = 64, method: str = "auto", layer: str | None = None, tsne: bool = False) -> RunResult:
+    from ..data.options import load_and_split, saved_options
+
+    result = RunResult.load(run_dir)
+    outputs = _arrays(result.run_dir / "probabilities.npz", "test probabilities")
+    if "test_probs" not in outputs:
+        raise ClasslabError(f"{result.run_dir} has no test predictions to explain")
+    ds, _ = load_and_split(saved_options(result.run_dir))
+    index = {item: i for i, item in enumerate(ds.ids)}
+    missing = [i for i in outputs["test_ids"] if str(i) not in index]
+    if missing:
+        raise ClasslabError(f"the data of {result.run_dir} changed since the run ({len(missing)} test images are "
+                            f"gone, e.g. {missing[0]}); explain needs the images it was scored on")
+    test_rows = np.array([index[str(i)] for i in outputs["test_ids"]])
+    tmp = Path(tempfile.mkdtemp(prefix=".explain-", dir=result.run_dir))
+    try:
+        findings = _write(tmp, result, ds, test_rows, outputs, top, method, layer, tsne)
+        final = result.run_dir / "explain"
+        if final.exists():
+            shutil.rmtree(final)
+        tmp.rename(final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    calibration = findings["calibration"]
+    if "temperature" in calibration:  # predict and export divide the model's output by it from now on
+        write_json(result.run_dir / "calibration.json", {
+            "temperature": calibration["temperature"], "fitted_on": "validation",
+            "test_ece_before": calibration["ece"], "test_ece_after": calibration["ece_after"]})
+    _link_from_run_report(result, findings)
+    return RunResult(result.run_dir, result.command, final / "report.md", result.metrics, details=findings)
+
+
+def _write(out: Path, result: RunResult, ds, rows: np.ndarray, outputs: dict, top, method, layer, tsne) -> dict:
+    names = [str(c) for c in outputs["class_names"]]
+    y, proba = outputs["test_labels"].astype(np.int64), outputs["test_probs"].astype(np.float64)
+    pred = proba.argmax(1)
+    images = np.asarray(ds.images[rows])
+    if images.ndim == 5:  # volumes: their middle slice stands for them in grids
+        images = images[:, images.shape[1] // 2]
+    loss = -np.log(np.clip(proba[np.arange(len(y)), y], 1e-12, 1))
+    wrong = np.flatnonzero(pred != y)
+    worst = wrong[np.argsort(-loss[wrong], kind="stable")][:top]
+    sections, findings = [], {"test_images": int(len(y)), "mistakes": int(len(wrong))}
+
+    def caption(i):
+        return f"{names[y[i]][:12]} -> {names[pred[i]][:12]}\np={proba[i, pred[i]]:.2f}"
+    if len(worst):
+        captioned_grid_png(images[worst], [caption(i) for i in worst], out / "top_losses.png",
+                           f"The {len(worst)} most confidently wrong test images (true -> predicted)")
+        sections.append(("Top losses", "The test images the model is most sure about, and wrong (true -> "
+                         "predicted, probability of the prediction):\n\n![top losses](top_losses.png)"))
+    findings["top_losses"] = [{"id": str(outputs["test_ids"][i]), "true": names[y[i]], "predicted": names[pred[i]],
+                               "probability": float(proba[i, pred[i]]), "loss": float(loss[i])} for i in worst]
+    sections.append(_cells(out, names, y, pred, images, loss, findings))
+    sections.append(_calibration(out, outputs, y, proba, findings))
+    sections.append(_embedding_map(out, result, ds, rows, y, pred, names, tsne))
+    attribution = _attribution(out, result, ds, images, worst[:ATTRIBUTED], pred, y, names, method, layer, findings)
+    if attribution:
+        sections.append(attribution)
+    write_json(out / "explain.json", findings)
+    body = ["# Explaining " + result.run_dir.name, ""]
+    for heading, text in sections:
+        body += [f"## {heading}", "", text, ""]
+    atomic_write_text(out / "report.md", "\n".join(body))
+    return findings
+
+
+def _cells(out: Path, names, y, pred, images, loss, findings) -> tuple[str, str]:
+    """Most confused pairs, and one grid per non-empty confusion-matrix cell (its worst images first)."""
+    k = len(names)
+    cm = np.bincount(y * k + pred, minlength=k * k).reshape(k, k)
+    pairs = sorted(((int(cm[t, p]), t, p) for t in range(k) for p in range(k) if t != p and cm[t, p]), reverse=True)
+    (out / "cells").mkdir()
+    cells = []
+    for t in range(k):
+        for p in range(k):
+            members = np.flatnonzero((y == t) & (pred == p))
+            if not len(members):
+                continue
+            shown = members[np.argsort(-loss[members], kind="stable")][:PER_CELL]
+            name = f"cells/cell_{t:03d}_{p:03d}.png"
+            captioned_grid_png(images[shown], [f"loss {loss[i]:.2f}" for i in shown], out / name,
+                               f"true {names[t]}, predicted {names[p]}: {len(members)} images", cols=8)
+            cells.append({"true": names[t], "predicted": names[p], "count": int(len(members)), "png": name})
+    findings["most_confused"] = [{"true": names[t], "predicted": names[p], "count": c} for c, t, p in pairs[:10]]
+    findings["cells"] = cells
+    table = ["| true | predicted as | images | grid |", "|---|---|---|---|"]
+    table += [f"| {names[t]} | {names[p]} | {c} | [images](cells/cell_{t:03d}_{p:03d}.png) |" for c, t, p in pairs[:10]]
+    return ("Most confused pairs", ("\n".join(table) if pairs else "No test image is misclassified.") +
+            "\n\nEvery cell of the confusion matrix has its images: `cells/cell_<true>_<predicted>.png` "
+            "(class indices as in `explain.json`).")
+
+
+def _calibration(out: Path, outputs: dict, y, proba, findings) -> tuple[str, str]:
+    before = reliability(proba, y)
+    calibration = {"ece": before["ece"], "nll": nll(proba, y), "reliability": before}
+    after = None
+    if "val_probs" in outputs and len(outputs["val_labels"]):
+        t = fit_temperature(outputs["val_probs"].astype(np.float64), outputs["val_labels"].astype(np.int64))
+        scaled = apply_temperature(proba, t)
+        after = reliability(scaled, y)
+        calibration.update(temperature=t, fitted_on="validation", ece_after=after["ece"], nll_after=nll(scaled, y))
+    reliability_png(before, after, out / "reliability.png", "Reliability on the test split")
+    findings["calibration"] = calibration
+    text = f"Expected calibration error {before['ece']:.4f}, negative log-likelihood {calibration['nll']:.4f}."
+    if after is not None:
+        text += (f" A temperature of {calibration['temperature']:.3f} fitted on the validation split gives ECE "
+                 f"{after['ece']:.4f} and NLL {calibration['nll_after']:.4f} on test (predictions unchanged); "
+                 "it is saved in the run (`calibration.json`) and `predict` and `export` use it.")
+    return "Calibration", text + "\n\n![reliability diagram](reliability.png)"
+
+
+def _embedding_map(out: Path, result: RunResult, ds, rows, y, pred, names, tsne: bool) -> tuple[str, str]:
+    import matplotlib.pyplot as plt
+    from sklearn.decomposition import PCA
+
+    from ..fileio import save_figure
+
+    source = "penultimate embeddings"
+    path = result.run_dir / "embeddings.npz"
+    if path.is_file():
+        x = _arrays(path, "embeddings")["embeddings"]
+    else:
+        x, source = np.asarray(ds.images[rows]).reshape(len(rows), -1).astype(np.float32), "pixels"
+    method = "PCA"
+    points = PCA(2, random_state=0).fit_transform(x) if x.shape[1] > 2 else x
+    if tsne and len(x) > 5:
+        from sklearn.manifold import TSNE
+
+        points, method = TSNE(2, random_state=0, init="pca", perplexity=min(30, len(x) - 1)).fit_transform(x), "t-SNE"
+    fig, ax = plt.subplots(figsize=(7, 6))
+    colours = plt.get_cmap("tab20" if len(names) > 10 else "tab10")
+    for c in range(len(names)):
+        mine = y == c
+        ax.scatter(points[mine, 0], points[mine, 1], s=8, color=colours(c % colours.N), label=names[c][:14])
+    bad = pred != y
+    ax.scatter(points[bad, 0], points[bad, 1], s=28, marker="x", color="black", label="mistake")
+    ax.set_title(f"Test split, {method} of the {source}, coloured by true class")
+    if len(names) <= 20:
+        ax.legend(fontsize=7, markerscale=2, loc="best")
+    save_figure(fig, out / "embedding_map.png")
+    return "Embedding map", f"{method} of the {source} of every test image; black crosses are mistakes.\n\n" \
+                            "![embedding map](embedding_map.png)"
+
+
+def _attribution(out, result, ds, images, chosen, pred, y, names, method, layer, findings):
+    if not len(chosen):
+        return None
+    from .explainers import attribute
+
+    maps, used = attribute(result, ds, images[chosen], pred[chosen], method, layer)
+    if maps is None:
+        findings["attribution"] = used
+        return ("Attribution", used)
+    captions = [f"{names[y[i]][:12]} -> {names[pred[i]][:12]}" for i in chosen]
+    captioned_grid_png(images[chosen], captions, out / "attribution.png",
+                       f"{used}: where the evidence for the predicted class is", heatmaps=maps)
+    findings["attribution"] = used
+    return ("Attribution", f"{used} for the {len(chosen)} worst mistakes, on the original images (red: the regions "
+            "that support the predicted class most).\n\n![attribution](attribution.png)")
+
+
+def _link_from_run_report(result: RunResult, findings: dict) -> None:
+    report = result.run_dir / "report.md"
+    if not report.is_file():
+        return
+    text = report.read_text(encoding="utf-8", errors="surrogateescape")
+    marker = "\n## Explanation\n"
+    text = text.split(marker)[0].rstrip() + "\n" + marker + (
+        f"\n{findings['mistakes']} of {findings['test_images']} test images are misclassified. Top losses, the most "
+        "confused pairs with a grid per confusion-matrix cell, attribution maps, calibration and an embedding map: "
+        "[explain/report.md](explain/report.md).\n")
+    atomic_write_text(report, text)

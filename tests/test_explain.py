@@ -1,0 +1,159 @@
+"""classlab explain: every run keeps its probabilities and embeddings; Grad-CAM checked against captum,
+ECE against torchmetrics, temperature scaling used by predict and export; occlusion for k-NN and the
+NumPy MLP; bad runs refused in one line with nothing half-written."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import classlab
+from classlab import ClasslabError
+from classlab.cli import main
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("runs")
+    cnn = classlab.train("digits", "cnn", epochs=2, progress=False, runs_dir=folder,
+                         model_options={"filters": [8, 16], "dense": [32]})
+    knn = classlab.knn("digits", k=[1, 3], progress=False, runs_dir=folder)
+    scratch = classlab.train("digits", "scratch-mlp", epochs=3, progress=False, runs_dir=folder)
+    return {"cnn": cnn, "knn": knn, "scratch": scratch}
+
+
+def test_every_run_keeps_its_probabilities_and_networks_their_embeddings(runs):
+    for name, run in runs.items():
+        with np.load(run.run_dir / "probabilities.npz") as z:
+            probs, labels, ids = z["test_probs"], z["test_labels"], z["test_ids"]
+            assert {"val_probs", "val_labels", "val_ids", "class_names"} <= set(z.files)
+        assert np.allclose(probs.sum(1), 1, atol=1e-5) and len(ids) == 180
+        assert np.mean(probs.argmax(1) == labels) == pytest.approx(run.accuracy)
+        assert np.array_equal(np.load(run.run_dir / "labels.npy"), labels)  # cleanlab's names
+        assert np.array_equal(np.load(run.run_dir / "pred_probs.npy"), probs)
+        assert (run.run_dir / "embeddings.npz").is_file() == (name == "cnn")
+    with np.load(runs["cnn"].run_dir / "embeddings.npz") as z:
+        assert z["embeddings"].shape == (180, 32)  # what goes into the classifier: the dense layer
+
+
+def test_grad_cam_matches_captum_even_with_an_in_place_relu():
+    from captum.attr import LayerGradCam
+
+    from classlab.inference.attribution import grad_cam_raw
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 6, 3, padding=1), nn.ReLU(inplace=True), nn.Conv2d(6, 8, 3, padding=1),
+                          nn.ReLU(inplace=True), nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Linear(32, 5))
+    x, target = torch.randn(4, 3, 12, 12), torch.tensor([0, 1, 2, 4])
+    ours = grad_cam_raw(model, x, target, model[2])
+    reference = LayerGradCam(model, model[2]).attribute(x, target=target, relu_attributions=True)[:, 0]
+    assert torch.allclose(ours, reference, atol=1e-6) and ours.abs().sum() > 0
+
+
+def test_grad_cam_matches_captum_on_a_registry_resnet():
+    from captum.attr import LayerGradCam
+
+    from classlab.inference.attribution import grad_cam_raw, target_layer
+    from classlab.models import create_model
+
+    torch.manual_seed(0)
+    model = create_model("resnet18", 10, 3, (32, 32)).eval()
+    name, layer = target_layer(model)
+    x, target = torch.randn(2, 3, 32, 32), torch.tensor([3, 7])
+    reference = LayerGradCam(model, layer).attribute(x, target=target, relu_attributions=True)[:, 0]
+    assert torch.allclose(grad_cam_raw(model, x, target, layer), reference, atol=1e-5)
+
+
+def test_ece_matches_torchmetrics_and_temperature_lowers_the_nll():
+    from torchmetrics.classification import MulticlassCalibrationError
+
+    from classlab.evaluation.calibration import apply_temperature, fit_temperature, nll, reliability
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 5, 2000)
+    logits = rng.normal(size=(2000, 5)) + 3 * np.eye(5)[y] * (rng.random(2000) < 0.7)[:, None]
+    proba = np.exp(3 * logits) / np.exp(3 * logits).sum(1, keepdims=True)  # overconfident
+    reference = MulticlassCalibrationError(num_classes=5, n_bins=15, norm="l1")(torch.tensor(proba), torch.tensor(y))
+    assert reliability(proba, y)["ece"] == pytest.approx(float(reference), abs=1e-6)
+    t = fit_temperature(proba[:1000], y[:1000])
+    scaled = apply_temperature(proba[1000:], t)
+    assert t > 1.5 and nll(scaled, y[1000:]) < nll(proba[1000:], y[1000:])
+    assert reliability(scaled, y[1000:])["ece"] < reliability(proba[1000:], y[1000:])["ece"]
+    assert np.array_equal(scaled.argmax(1), proba[1000:].argmax(1))
+
+
+def test_occlusion_finds_the_only_region_a_model_looks_at():
+    from classlab.inference.attribution import occlusion
+
+    def predict(images):  # class 1 when the top-left 4x4 corner is bright
+        corner = images[:, :4, :4, 0].mean((1, 2)) / 255
+        return np.stack([1 - corner, corner], 1)
+    images = np.zeros((2, 12, 12, 1), np.uint8)
+    images[:, :4, :4] = 255
+    heat = occlusion(predict, images, np.array([1, 1]), patch=4, stride=2)
+    assert heat[:, :4, :4].mean() > 0.5 and heat[:, 8:, 8:].max() == 0
+
+
+def test_explain_a_cnn_run_from_the_cli(runs, capsys):
+    run = runs["cnn"].run_dir
+    assert main(["explain", str(run), "--top", "16"]) == 0
+    assert "Grad-CAM" in capsys.readouterr().out
+    out = run / "explain"
+    for name in ("top_losses.png", "attribution.png", "reliability.png", "embedding_map.png", "report.md"):
+        assert (out / name).is_file(), name
+    findings = json.loads((out / "explain.json").read_text())
+    metrics = json.loads((run / "metrics.json").read_text())
+    cm = np.array(metrics["confusion_matrix"])
+    assert len(findings["cells"]) == int((cm > 0).sum()) == len(list((out / "cells").glob("cell_*.png")))
+    top = findings["most_confused"][0]
+    names = metrics["class_names"]
+    assert top["count"] == max(cm[i, j] for i in range(10) for j in range(10) if i != j)
+    assert cm[names.index(top["true"]), names.index(top["predicted"])] == top["count"]
+    assert len(findings["top_losses"]) == min(16, findings["mistakes"])
+    assert "## Explanation" in (run / "report.md").read_text()
+
+
+def test_the_fitted_temperature_is_used_by_predict_and_export(runs, tmp_path):
+    from classlab.evaluation.calibration import apply_temperature
+    from classlab.inference.export import export_run, run_exported
+    from classlab.inference.preprocess import to_input
+    from classlab.inference.trained_run import TrainedRun
+
+    run = runs["cnn"].run_dir
+    classlab.explain(run, top=4)
+    t = json.loads((run / "calibration.json").read_text())["temperature"]
+    trained = TrainedRun.load(run)
+    assert trained.temperature == pytest.approx(t) and t != 1.0
+    images = classlab.load_dataset("digits").images[:20]
+    raw = torch.softmax(trained.model(to_input(torch.from_numpy(images), trained.preprocessing)), 1).detach().numpy()
+    assert np.allclose(trained.predict_proba(images), apply_temperature(raw.astype(np.float64), t), atol=1e-5)
+    bundle = export_run(run, "torchscript", tmp_path / "bundle")
+    x = to_input(torch.from_numpy(images), trained.preprocessing).numpy()
+    exported = torch.softmax(torch.from_numpy(run_exported(bundle["model"], x)), 1).numpy()
+    assert np.allclose(exported, trained.predict_proba(images), atol=1e-5)
+
+
+def test_explain_knn_and_the_numpy_mlp_by_occlusion(runs, capsys):
+    for name in ("knn", "scratch"):
+        result = classlab.explain(runs[name], top=8)
+        assert result.details["attribution"].startswith("Occlusion")
+        assert (runs[name].run_dir / "explain" / "attribution.png").is_file()
+    assert main(["explain", str(runs["knn"].run_dir), "--method", "gradcam"]) == 2
+    assert "Grad-CAM needs a convolutional network" in capsys.readouterr().err
+
+
+def test_runs_that_cannot_be_explained_are_one_line_and_leave_nothing(runs, tmp_path, capsys):
+    import shutil
+
+    run = tmp_path / "old"
+    shutil.copytree(runs["cnn"].run_dir, run)
+    shutil.rmtree(run / "explain", ignore_errors=True)
+    (run / "probabilities.npz").unlink()
+    assert main(["explain", str(run)]) == 2
+    assert "no probabilities.npz" in capsys.readouterr().err and not (run / "explain").exists()
+    explored = classlab.explore("digits", runs_dir=tmp_path / "r")
+    with pytest.raises(ClasslabError, match="probabilities"):
+        classlab.explain(explored)
+    assert not [p for p in run.iterdir() if p.name.startswith(".explain-")]
