@@ -157,3 +157,50 @@ def test_runs_that_cannot_be_explained_are_one_line_and_leave_nothing(runs, tmp_
     with pytest.raises(ClasslabError, match="probabilities"):
         classlab.explain(explored)
     assert not [p for p in run.iterdir() if p.name.startswith(".explain-")]
+
+
+def test_confident_learning_by_hand():
+    from classlab.evaluation.label_issues import find_label_issues, precision_recall
+
+    labels = np.array([0, 0, 0, 1, 1, 1])
+    probs = np.array([[.9, .1], [.8, .2], [.2, .8],   # image 2 is labelled 0 but confidently 1
+                      [.1, .9], [.3, .7], [.7, .3]])  # image 5 is labelled 1 but confidently 0
+    found = find_label_issues(labels, probs)
+    # thresholds: class 0 -> mean(.9, .8, .2) = .633, class 1 -> mean(.9, .7, .3) = .633
+    assert found["thresholds"] == pytest.approx([0.6333333, 0.6333333])
+    assert found["issues"].tolist() == [2, 5] and found["suggested"].tolist() == [1, 0]  # margin -.6 before -.4
+    probs[5] = [.6, .4]  # now below class 0's threshold (.633): not confidently anything, not flagged
+    assert find_label_issues(labels, probs)["issues"].tolist() == [2]
+    assert precision_recall(found["issues"], [2]) == (0.5, 1.0)
+
+
+def test_label_issues_find_flipped_mnist_labels(tmp_path):
+    """Flip 5% of 3,000 real MNIST training labels: leave-one-out k-NN + confident learning finds most."""
+    from conftest import DATA, need
+
+    from classlab.evaluation.label_issues import find_label_issues, out_of_sample_knn, precision_recall
+
+    ds = classlab.load_dataset("mnist", data_dir=need(DATA))
+    rng = np.random.default_rng(0)
+    rows = rng.choice(np.flatnonzero(ds.official_split == "train"), 3000, replace=False)
+    labels = ds.labels[rows].copy()
+    flipped = rng.choice(3000, 150, replace=False)
+    labels[flipped] = (labels[flipped] + rng.integers(1, 10, 150)) % 10
+    probs = out_of_sample_knn(ds.flat(rows), labels, 10)
+    precision, recall = precision_recall(find_label_issues(labels, probs)["issues"], flipped)
+    assert precision > 0.6 and recall > 0.5
+
+
+def test_explain_adds_neighbours_and_label_issues_and_predict_explains(runs, tmp_path, capsys):
+    from PIL import Image
+
+    run = runs["cnn"].run_dir
+    result = classlab.explain(run, top=8)
+    out = run / "explain"
+    assert (out / "nearest_training.png").is_file() and (out / "label_issues.csv").is_file()
+    assert result.details["label_issues"]["searched"] == 1437
+    assert "embeddings" in result.details["label_issues"]["space"]
+    image = tmp_path / "digit.png"
+    Image.fromarray(classlab.load_dataset("digits").images[7, :, :, 0]).save(image)
+    assert main(["predict", str(run), str(image), "--explain", "--output", str(tmp_path / "p.csv")]) == 0
+    assert [p.name for p in (tmp_path / "p").iterdir()] == ["000-digit.png"]

@@ -111,9 +111,10 @@ def image_grid_png(rows: list[tuple[str, np.ndarray]], path: Path, title: str) -
 
 
 def captioned_grid_png(images: np.ndarray, captions: list[str], path: Path, title: str, cols: int = 8,
-                       heatmaps: np.ndarray | None = None) -> Path:
-    """uint8 images (n, H, W, C) with a caption each, ``cols`` per row; ``heatmaps`` (n, H, W) in [0, 1] are
-    drawn over them (jet, half transparent: Grad-CAM and occlusion maps on the original images)."""
+                       heatmaps=None) -> Path:
+    """uint8 images (n, H, W, C) with a caption each, ``cols`` per row; ``heatmaps`` ((n, H, W) in [0, 1], or a
+    list with None where an image has none) are drawn over them (jet, half transparent: Grad-CAM and
+    occlusion maps on the original images)."""
     n = len(images)
     rows = max(1, -(-n // cols))
     fig, axes = plt.subplots(rows, cols, figsize=(1.7 * cols, 1.95 * rows + 0.6), squeeze=False)
@@ -124,7 +125,7 @@ def captioned_grid_png(images: np.ndarray, captions: list[str], path: Path, titl
         image = images[k]
         ax.imshow(image[..., 0] if image.shape[-1] == 1 else image, cmap="gray" if image.shape[-1] == 1 else None,
                   vmin=0, vmax=255, interpolation="nearest")
-        if heatmaps is not None:
+        if heatmaps is not None and heatmaps[k] is not None:
             ax.imshow(heatmaps[k], cmap="jet", alpha=0.45, vmin=0, vmax=1, interpolation="bilinear")
         ax.set_title(captions[k], fontsize=7)
     fig.suptitle(title)

@@ -14,6 +14,8 @@ def configure_predict(p) -> None:
     p.add_argument("--top-k", type=positive_int, default=3, help="how many labels per image (default 3)")
     p.add_argument("--output", help="CSV path (default: RUN/predict-<time>.csv)")
     p.add_argument("--device", default="cpu", help="cpu (default), cuda, mps or auto")
+    p.add_argument("--explain", action="store_true", help="also write, per image, its Grad-CAM (or occlusion) "
+                                                          "map and its nearest training images")
 
 
 def run_predict(args) -> None:
@@ -28,6 +30,13 @@ def run_predict(args) -> None:
         print(f"{r['input']}: " + ", ".join(f"{label} {p:.3f}" for label, p in r["top"]))
     path = write_predictions_csv(results, Path(args.output) if args.output else default_predictions_path(run.run_dir))
     print(f"predictions: {path}", file=sys.stderr)
+    if args.explain:
+        from ..commands.explain import explain_predictions
+        from ..inference.trained_run import image_files
+
+        images, files = run.load_images(image_files(args.inputs))
+        folder = explain_predictions(run.run_dir, images, [str(f) for f in files], path.with_suffix(""))
+        print(f"explanations: {folder}", file=sys.stderr)
 
 
 def configure_export(p) -> None:

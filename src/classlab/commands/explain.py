@@ -25,6 +25,8 @@ from ..runs import RunResult
 PER_CELL = 16
 ATTRIBUTED = 16
 NEIGHBOURS = 5
+NEAREST_FOR = 8  # the worst mistakes shown with their nearest training images
+MAX_TRAIN = 20000  # training images searched for neighbours and label issues (a seeded subset above this)
 
 
 def _arrays(path: Path, what: str) -> dict:
@@ -45,7 +47,7 @@ def explain(run_dir, top: int = 64, method: str = "auto", layer: str | None = No
     outputs = _arrays(result.run_dir / "probabilities.npz", "test probabilities")
     if "test_probs" not in outputs:
         raise ClasslabError(f"{result.run_dir} has no test predictions to explain")
-    ds, _ = load_and_split(saved_options(result.run_dir))
+    ds, split = load_and_split(saved_options(result.run_dir))
     index = {item: i for i, item in enumerate(ds.ids)}
     missing = [i for i in outputs["test_ids"] if str(i) not in index]
     if missing:
@@ -54,7 +56,7 @@ def explain(run_dir, top: int = 64, method: str = "auto", layer: str | None = No
     test_rows = np.array([index[str(i)] for i in outputs["test_ids"]])
     tmp = Path(tempfile.mkdtemp(prefix=".explain-", dir=result.run_dir))
     try:
-        findings = _write(tmp, result, ds, test_rows, outputs, top, method, layer, tsne)
+        findings = _write(tmp, result, ds, test_rows, outputs, top, method, layer, tsne, split.indices("train"))
         final = result.run_dir / "explain"
         if final.exists():
             shutil.rmtree(final)
@@ -71,7 +73,8 @@ def explain(run_dir, top: int = 64, method: str = "auto", layer: str | None = No
     return RunResult(result.run_dir, result.command, final / "report.md", result.metrics, details=findings)
 
 
-def _write(out: Path, result: RunResult, ds, rows: np.ndarray, outputs: dict, top, method, layer, tsne) -> dict:
+def _write(out: Path, result: RunResult, ds, rows: np.ndarray, outputs: dict, top, method, layer, tsne,
+           train_rows: np.ndarray) -> dict:
     names = [str(c) for c in outputs["class_names"]]
     y, proba = outputs["test_labels"].astype(np.int64), outputs["test_probs"].astype(np.float64)
     pred = proba.argmax(1)
@@ -98,6 +101,9 @@ def _write(out: Path, result: RunResult, ds, rows: np.ndarray, outputs: dict, to
     attribution = _attribution(out, result, ds, images, worst[:ATTRIBUTED], pred, y, names, method, layer, findings)
     if attribution:
         sections.append(attribution)
+    space = TrainSpace(result, ds, train_rows)
+    sections.append(_by_example(out, space, ds, rows[worst[:NEAREST_FOR]], names, findings))
+    sections.append(_label_issues(out, space, ds, names, findings))
     write_json(out / "explain.json", findings)
     body = ["# Explaining " + result.run_dir.name, ""]
     for heading, text in sections:
@@ -212,3 +218,126 @@ def _link_from_run_report(result: RunResult, findings: dict) -> None:
         "confused pairs with a grid per confusion-matrix cell, attribution maps, calibration and an embedding map: "
         "[explain/report.md](explain/report.md).\n")
     atomic_write_text(report, text)
+
+
+class TrainSpace:
+    """The training images where explain looks for neighbours and label issues: the network's penultimate
+    embeddings when the run has a network (cosine distance), flattened pixels otherwise (L2, as k-NN)."""
+
+    def __init__(self, result: RunResult, ds, train_rows: np.ndarray):
+        rng = np.random.default_rng(0)
+        self.rows = np.sort(rng.choice(train_rows, MAX_TRAIN, replace=False)) if len(train_rows) > MAX_TRAIN \
+            else train_rows
+        self.model, self.what, self.metric = None, "pixels", "l2"
+        if (result.run_dir / "best.pt").is_file():
+            from ..inference.trained_run import TrainedRun
+
+            self.model = TrainedRun.load(result.run_dir)
+        self.vectors = self.embed(np.asarray(ds.images[self.rows]))
+
+    def embed(self, images: np.ndarray) -> np.ndarray:
+        if self.model is not None:
+            from ..inference.predict import array_batches, predict_with_embeddings
+
+            _, emb = predict_with_embeddings(self.model.model, array_batches(images, 256, self.model.device),
+                                             self.model.preprocessing)
+            if emb is not None:
+                self.what, self.metric = "the network's penultimate embeddings", "cosine"
+                return emb.numpy()
+        return images.reshape(len(images), -1)
+
+
+def _by_example(out: Path, space: TrainSpace, ds, test_rows: np.ndarray, names, findings) -> tuple[str, str]:
+    """Each of the worst mistakes beside its nearest training images (with their labels)."""
+    from ..knn import KNNClassifier
+
+    if not len(test_rows):
+        return "Explain by example", "No mistakes to explain."
+    test_images = np.asarray(ds.images[test_rows])
+    model = KNNClassifier(1, space.metric, progress=False).fit(space.vectors, ds.labels[space.rows],
+                                                               num_classes=ds.num_classes)
+    k = min(NEIGHBOURS, len(space.rows))
+    _, idx = model.kneighbors(space.embed(test_images), k)
+    pictures, captions, rows = [], [], []
+    for r, t in enumerate(test_rows):
+        pictures.append(test_images[r])
+        captions.append(f"TEST: {names[ds.labels[t]][:12]}")
+        for j in idx[r]:
+            pictures.append(np.asarray(ds.images[space.rows[j]]))
+            captions.append(f"train: {names[ds.labels[space.rows[j]]][:12]}")
+        rows.append({"test": ds.ids[t], "neighbours": [ds.ids[space.rows[j]] for j in idx[r]]})
+    pictures = np.stack(pictures)
+    if pictures.ndim == 5:
+        pictures = pictures[:, pictures.shape[1] // 2]
+    captioned_grid_png(pictures, captions, out / "nearest_training.png",
+                       f"Worst mistakes (first column) and their {k} nearest training images, in {space.what}",
+                       cols=k + 1)
+    findings["nearest_training"] = rows
+    return ("Explain by example", f"The worst mistakes beside the training images nearest to them in {space.what}: "
+            "what the model had seen that looks like them.\n\n![nearest training images](nearest_training.png)")
+
+
+def _label_issues(out: Path, space: TrainSpace, ds, names, findings) -> tuple[str, str]:
+    """Confident learning on leave-one-out k-NN probabilities of the training images (out-of-sample: no
+    image is scored with its own label)."""
+    from ..evaluation.label_issues import find_label_issues, out_of_sample_knn
+    from ..fileio import write_csv
+
+    labels = ds.labels[space.rows]
+    if len(space.rows) < 20:
+        return "Label issues", "Too few training images to look for label issues."
+    probs = out_of_sample_knn(space.vectors, labels, ds.num_classes, metric=space.metric)
+    found = find_label_issues(labels, probs)
+    issues = found["issues"]
+    write_csv(out / "label_issues.csv", ["rank", "id", "given_label", "suggested_label", "given_probability", "margin"],
+              ([r + 1, ds.ids[space.rows[i]], names[labels[i]], names[found["suggested"][r]],
+                f"{probs[i, labels[i]]:.4f}", f"{found['margin'][r]:.4f}"] for r, i in enumerate(issues)))
+    shown = issues[:32]
+    if len(shown):
+        pictures = np.asarray(ds.images[space.rows[shown]])
+        if pictures.ndim == 5:
+            pictures = pictures[:, pictures.shape[1] // 2]
+        captioned_grid_png(pictures, [f"labelled {names[labels[i]][:10]}\nlooks {names[s][:10]}"
+                                      for i, s in zip(shown, found["suggested"][:32])],
+                           out / "label_issues.png", "Training images whose label is most likely wrong")
+    findings["label_issues"] = {"searched": int(len(space.rows)), "flagged": int(len(issues)), "space": space.what}
+    text = (f"Confident learning on leave-one-out k-NN probabilities (k = 10, {space.what}) over "
+            f"{len(space.rows):,} training images flags **{len(issues)}** whose label is likely wrong, ranked in "
+            "`label_issues.csv` (measured precision and recall: benchmarks/README.md).")
+    if len(shown):
+        text += "\n\n![label issues](label_issues.png)"
+    return "Label issues", text
+
+
+def explain_predictions(run_dir, images: np.ndarray, labels: list[str], out_dir: Path) -> Path:
+    """``classlab predict --explain``: for each image, its attribution map (Grad-CAM or occlusion) for the
+    predicted class beside its nearest training images; one PNG per image in ``out_dir``."""
+    import re
+
+    from ..data.options import load_and_split, saved_options
+    from .explainers import attribute
+
+    result = RunResult.load(run_dir)
+    ds, split = load_and_split(saved_options(result.run_dir))
+    proba = result.predict_proba(images)
+    pred = proba.argmax(1)
+    maps, used = attribute(result, ds, images, pred, "auto", None)
+    space = TrainSpace(result, ds, split.indices("train"))
+    from ..knn import KNNClassifier
+
+    k = min(NEIGHBOURS, len(space.rows))
+    model = KNNClassifier(1, space.metric, progress=False).fit(space.vectors, ds.labels[space.rows],
+                                                               num_classes=ds.num_classes)
+    _, idx = model.kneighbors(space.embed(images), k)
+    names = ds.class_names
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for r, label in enumerate(labels):
+        pictures = np.stack([images[r], *[np.asarray(ds.images[space.rows[j]]) for j in idx[r]]])
+        captions = [f"{names[pred[r]][:12]} {proba[r, pred[r]]:.2f}"] + \
+            [f"train: {names[ds.labels[space.rows[j]]][:12]}" for j in idx[r]]
+        heat = [None if maps is None else maps[r]] + [None] * k
+        safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(label).stem)[:60] or "image"
+        captioned_grid_png(pictures, captions, out_dir / f"{r:03d}-{safe}.png",
+                           f"{Path(label).name}: {used.split(' (')[0]}; nearest training images ({space.what})",
+                           cols=k + 1, heatmaps=heat)
+    return out_dir
