@@ -204,3 +204,28 @@ def test_explain_adds_neighbours_and_label_issues_and_predict_explains(runs, tmp
     Image.fromarray(classlab.load_dataset("digits").images[7, :, :, 0]).save(image)
     assert main(["predict", str(run), str(image), "--explain", "--output", str(tmp_path / "p.csv")]) == 0
     assert [p.name for p in (tmp_path / "p").iterdir()] == ["000-digit.png"]
+
+
+def test_explain_a_transfer_run_with_grad_cam_in_the_backbone(torch_home, runs_dir):
+    run = classlab.transfer("digits", "mobilenet_v2", mode="features", image_size=32, head_epochs=1,
+                            progress=False)
+    result = classlab.explain(run, top=8)
+    assert result.details["attribution"].startswith("Grad-CAM at layer `backbone.")
+    assert (run.run_dir / "explain" / "attribution.png").is_file()
+    assert "embeddings" in result.details["label_issues"]["space"]
+
+
+@pytest.mark.slow
+def test_explain_and_compare_on_mnist_and_the_cifar10_zip(runs_dir):
+    from conftest import CIFAR_ZIP, DATA, need
+
+    mnist = {"data_dir": str(need(DATA)), "max_train": 3000, "max_eval": 500}
+    cnn = classlab.train("mnist", "workshop-cnn", epochs=1, progress=False, data_options=mnist)
+    knn = classlab.knn("mnist", k=[1, 3], progress=False, data_options=mnist)
+    assert classlab.explain(cnn, top=16).details["attribution"].startswith("Grad-CAM")
+    assert classlab.compare(knn, cnn).details["pairs"][0]["images"] == 500
+    cifar = {"max_train": 2000, "max_eval": 300}
+    zipped = classlab.knn(str(need(CIFAR_ZIP)), k=[1], progress=False, data_options=cifar)
+    explained = classlab.explain(zipped, top=8)
+    assert explained.details["attribution"].startswith("Occlusion") and explained.details["test_images"] == 300
+    assert (zipped.run_dir / "explain" / "cells").is_dir()
