@@ -92,3 +92,14 @@ def torch_home(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(home))
     monkeypatch.setenv("CLASSLAB_OFFLINE", "1")  # any download attempt would fail loudly
     return home
+
+
+def random_volumes_npz(path: Path) -> dict:
+    """A tiny MedMNIST-3D-style .npz of random 8x12x12 volumes, two classes; returns its arrays."""
+    rng = np.random.default_rng(0)
+    arrays = {}
+    for split, n in (("train", 40), ("val", 8), ("test", 8)):
+        arrays[f"{split}_images"] = rng.integers(0, 255, (n, 8, 12, 12), dtype=np.uint8)
+        arrays[f"{split}_labels"] = (np.arange(n) % 2)[:, None]
+    np.savez(path, **arrays)
+    return arrays

@@ -558,12 +558,9 @@ def test_volumes_train_in_fp32_on_the_cpu_and_a_fixed_seed_repeats(tmp_path):
 
     assert use_bf16(TrainConfig(), torch.device("cpu"), volumes=True) is False
     assert use_bf16(TrainConfig(precision="fp32"), torch.device("cpu")) is False
-    rng = np.random.default_rng(0)
-    arrays = {}
-    for split, n in (("train", 40), ("val", 8), ("test", 8)):
-        arrays[f"{split}_images"] = rng.integers(0, 255, (n, 8, 12, 12), dtype=np.uint8)
-        arrays[f"{split}_labels"] = (np.arange(n) % 2)[:, None]
-    np.savez(tmp_path / "vol.npz", **arrays)
+    from conftest import random_volumes_npz
+
+    arrays = random_volumes_npz(tmp_path / "vol.npz")
     import classlab
 
     runs = [classlab.train(str(tmp_path / "vol.npz"), "cnn3d", epochs=2, batch_size=8, progress=False,

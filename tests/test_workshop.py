@@ -45,12 +45,9 @@ def test_visualize_any_cnn_in_the_registry(runs_dir, tmp_path, model):
 
 
 def test_visualize_a_3d_cnn_on_a_volume(runs_dir, tmp_path):
-    rng = np.random.default_rng(0)
-    arrays = {}
-    for split, n in (("train", 40), ("val", 8), ("test", 8)):
-        arrays[f"{split}_images"] = rng.integers(0, 255, (n, 8, 12, 12), dtype=np.uint8)
-        arrays[f"{split}_labels"] = (np.arange(n) % 2)[:, None]
-    np.savez(tmp_path / "vol.npz", **arrays)
+    from conftest import random_volumes_npz
+
+    arrays = random_volumes_npz(tmp_path / "vol.npz")
     run = train(str(tmp_path / "vol.npz"), "cnn3d", epochs=1, batch_size=8, progress=False)
     np.save(tmp_path / "one.npy", arrays["test_images"][0])
     assert main(["visualize", str(run.run_dir), "--filters", "--feature-maps", str(tmp_path / "one.npy")]) == 0

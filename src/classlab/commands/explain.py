@@ -23,7 +23,7 @@ from ..plots import captioned_grid_png
 from ..runs import RunResult
 
 PER_CELL = 16
-ATTRIBUTED = 16
+ATTRIBUTED = 64  # the worst mistakes given attribution maps
 NEIGHBOURS = 5
 NEAREST_FOR = 8  # the worst mistakes shown with their nearest training images
 MAX_TRAIN = 20000  # training images searched for neighbours and label issues (a seeded subset above this)
@@ -90,9 +90,10 @@ def _write(out: Path, result: RunResult, ds, rows: np.ndarray, outputs: dict, to
         return f"{names[y[i]][:12]} -> {names[pred[i]][:12]}\np={proba[i, pred[i]]:.2f}"
     if len(worst):
         captioned_grid_png(images[worst], [caption(i) for i in worst], out / "top_losses.png",
-                           f"The {len(worst)} most confidently wrong test images (true -> predicted)")
-        sections.append(("Top losses", "The test images the model is most sure about, and wrong (true -> "
-                         "predicted, probability of the prediction):\n\n![top losses](top_losses.png)"))
+                           f"The {len(worst)} misclassified test images with the highest loss (true -> predicted)")
+        sections.append(("Top losses", "The misclassified test images with the highest loss, i.e. the least "
+                         "probability on their true class (true -> predicted, probability of the prediction):"
+                         "\n\n![top losses](top_losses.png)"))
     findings["top_losses"] = [{"id": str(outputs["test_ids"][i]), "true": names[y[i]], "predicted": names[pred[i]],
                                "probability": float(proba[i, pred[i]]), "loss": float(loss[i])} for i in worst]
     sections.append(_cells(out, names, y, pred, images, loss, findings))
