@@ -167,6 +167,9 @@ def test_old_import_paths_still_work_for_one_release_and_say_where_things_went()
     with pytest.warns(DeprecationWarning, match="classlab.inference.preprocess"):
         old = importlib.import_module("classlab.training.tensors")
     assert old.Preprocessing is Preprocessing and old.augment is augment
-    from classlab.prepare import DataOptions  # noqa: F401  (a plain rename)
+    sys.modules.pop("classlab.prepare", None)
+    with pytest.warns(DeprecationWarning, match="classlab.data.options"):
+        from classlab.prepare import DataOptions  # a plain rename
+    assert DataOptions is importlib.import_module("classlab.data.options").DataOptions
     with pytest.raises(AttributeError, match="moved to"):
         old.no_such_name

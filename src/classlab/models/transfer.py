@@ -158,6 +158,7 @@ def contract_mismatch(x: torch.Tensor) -> str | None:
     where ImageNet normalisation is expected; both stand out in one batch's statistics."""
     if x.numel() < 64 or not x.is_floating_point():
         return None
+    x = x.detach()  # Grad-CAM feeds inputs that require gradients
     mean, std = float(x.float().mean()), float(x.float().std())
     if 0 <= x.min() and x.max() <= 1 and std < 0.4:
         return f"inputs lie in [0, 1] (mean {mean:.2f}, std {std:.2f}): pixels scaled by 1/255 but not normalised"
