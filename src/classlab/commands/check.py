@@ -78,11 +78,45 @@ def _check_tree(path: Path, min_size: int) -> dict:
         if min(info.size) < min_size:
             problems["tiny_images"].append({"file": e.rel, "size": f"{info.size[0]}x{info.size[1]}"})
     counts = Counter((cls for _, _, cls, _ in hashed))
+    pictures = [decoded[readable.index(k)] for k in range(len(scan.entries)) if k not in errors] \
+        if len(readable) == len(decoded) else []
+    kept = [k for k in range(len(scan.entries)) if k not in errors]
+    aspect = np.array([infos[k].size[1] / max(infos[k].size[0], 1) for k in kept])
+    content = _by_content(pictures, [(scan.entries[k].rel, scan.entries[k].split, scan.entries[k].class_name)
+                                     for k in kept], aspect)
     return {"layout": scan.layout, "files_scanned": len(scan.entries), "readable_images": len(hashed),
             "class_counts": {c: counts.get(c, 0) for c in scan.class_names},
             "colour_modes": dict(modes), "sizes": dict(sizes.most_common(20)),
             "mixed_colour_modes": len({m for m in modes if m}) > 1,
-            "problems": dict(problems), "duplicates": _duplicates(hashed)}
+            "problems": dict(problems), "duplicates": _duplicates(hashed), **content}
+
+
+def _by_content(images, items: list[tuple[str, str | None, str]], aspect=None) -> dict:
+    """Near-duplicates within and across splits (perceptual hash + thumbnail similarity) and image-quality
+    findings, each naming its files."""
+    from ..data import near_duplicates as nd
+
+    empty = {"within_split": [], "across_splits": []}
+    if not len(images):
+        return {"near_duplicates": empty, "quality": {}}
+    gray = nd.grayscale_32(images)
+    found = nd.quality_findings(nd.quality(gray32=gray), aspect)
+    quality = {kind: [items[i][0] for i in idx] for kind, idx in found.items() if len(idx)}
+    if min(min(im.shape[:2]) for im in images) < nd.MIN_SIDE:
+        return {"near_duplicates": {**empty, "skipped": f"images under {nd.MIN_SIDE} px hold too little "
+                                    "detail for a perceptual hash"}, "quality": quality}
+    try:
+        pairs = nd.find(gray32=gray)
+    except nd.TooAlike as e:
+        return {"near_duplicates": {**empty, "skipped": f"{e}: the perceptual hash cannot tell this data's "
+                                    "pictures apart (low-detail images such as handwritten digits)"},
+                "quality": quality}
+    within, across = [], []
+    for i, j, bits, similarity in pairs:
+        pair = {"files": [items[i][0], items[j][0]], "splits": [items[i][1], items[j][1]],
+                "classes": [items[i][2], items[j][2]], "hash_distance": bits, "similarity": similarity}
+        (across if items[i][1] != items[j][1] else within).append(pair)
+    return {"near_duplicates": {"within_split": within, "across_splits": across}, "quality": quality}
 
 
 def _check_arrays(spec: str, data_dir, min_size: int) -> dict:
@@ -94,10 +128,12 @@ def _check_arrays(spec: str, data_dir, min_size: int) -> dict:
     h, w = ds.item_shape[-3:-1]
     if min(h, w) < min_size:
         problems["tiny_images"] = [{"file": "(all)", "size": f"{h}x{w}"}]
+    content = _by_content(np.asarray(ds.images), [(ds.ids[i], split[i], ds.class_names[ds.labels[i]])
+                                                  for i in range(len(ds))]) if not ds.is_volume else {}
     return {"layout": "arrays", "files_scanned": len(ds), "readable_images": len(ds),
             "class_counts": dict(zip(ds.class_names, ds.class_counts().tolist())),
             "colour_modes": {"L" if ds.channels == 1 else "RGB": len(ds)}, "sizes": {f"{h}x{w}": len(ds)},
-            "mixed_colour_modes": False, "problems": problems, "duplicates": _duplicates(items)}
+            "mixed_colour_modes": False, "problems": problems, "duplicates": _duplicates(items), **content}
 
 
 ERRORS = ("corrupt", "zero_byte", "not_an_image", "empty_class_folders")
@@ -122,8 +158,10 @@ def check(spec: str, data_dir=None, min_size: int = 16) -> dict:
     report["imbalance_ratio"] = float(nonzero.max() / nonzero.min()) if len(nonzero) else None
     p, d = report["problems"], report["duplicates"]
     report["errors"] = sum(len(p.get(k, [])) for k in ERRORS) + (report["num_classes"] < 2)
+    near = report.get("near_duplicates", {"across_splits": []})
     report["warnings"] = (sum(len(p.get(k, [])) for k in WARNINGS) + len(d["across_splits"])
-                          + len(d["conflicting_labels"]) + int(report["mixed_colour_modes"]))
+                          + len(d["conflicting_labels"]) + int(report["mixed_colour_modes"])
+                          + len(near["across_splits"]) + sum(len(v) for v in report.get("quality", {}).values()))
     return report
 
 
@@ -161,6 +199,17 @@ def report_text(r: dict) -> str:
     lines += _lines("warning: identical images across splits (leakage)", d["across_splits"])
     lines += _lines("warning: identical images with different labels", d["conflicting_labels"])
     lines += _lines("identical images within a split", d["within_split"])
+    near = r.get("near_duplicates", {"within_split": [], "across_splits": []})
+    pair = lambda e: {"pair": " ~ ".join(f"{f} [{s or '-'}/{c}]" for f, s, c in zip(e["files"], e["splits"],  # noqa: E731
+                                                                                  e["classes"])),
+                      "similarity": e["similarity"]}
+    lines += _lines("warning: near-duplicates across splits (leakage by content; --dedupe test drops them)",
+                    [pair(e) for e in near["across_splits"]])
+    lines += _lines("near-duplicates within a split", [pair(e) for e in near["within_split"]])
+    if near.get("skipped"):
+        lines.append(f"near-duplicate search skipped: {near['skipped']}")
+    for kind, files in r.get("quality", {}).items():
+        lines += _lines(f"warning: {kind.replace('_', ' ')} images", files)
     lines += ["", f"class counts (imbalance ratio {r['imbalance_ratio'] or 0:.2f}):"]
     lines += [f"  {name}: {n}" for name, n in r["class_counts"].items()]
     lines.append("sizes (HxW): " + ", ".join(f"{k} ({v})" for k, v in list(r["sizes"].items())[:8]))

@@ -1,0 +1,114 @@
+"""The data-centric doctor: near-duplicates by content (perceptual hash + thumbnail similarity) within and
+across splits, and image-quality findings, on real CIFAR-10 images and their re-encoded, shifted copies."""
+
+import io
+import json
+import zipfile
+
+import numpy as np
+import pytest
+from PIL import Image, ImageEnhance, ImageFilter
+
+from classlab.cli import main
+from classlab.data import near_duplicates as nd
+from conftest import CIFAR_ZIP, need
+
+
+@pytest.fixture(scope="module")
+def cifar_images():
+    """80 real CIFAR-10 training images (two classes), read from the zip in place."""
+    with zipfile.ZipFile(need(CIFAR_ZIP)) as z:
+        names = sorted(n for n in z.namelist() if n.startswith("train/") and n.endswith(".jpg"))
+        picked = [n for n in names if "/airplane/" in n][:40] + [n for n in names if "/frog/" in n][:40]
+        return [(n.split("/")[-2], np.asarray(Image.open(io.BytesIO(z.read(n))).convert("RGB"))) for n in picked]
+
+
+def _jpeg(a, quality=50):
+    buf = io.BytesIO()
+    Image.fromarray(a).save(buf, "JPEG", quality=quality)
+    return np.asarray(Image.open(buf).convert("RGB"))
+
+
+def test_hash_is_robust_to_reencoding_and_colour_but_tells_pictures_apart(cifar_images):
+    images = np.stack([a for _, a in cifar_images])
+    bits = nd.phash(images)
+    copies = nd.phash(np.stack([_jpeg(a) for a in images]))
+    brighter = nd.phash(np.stack([np.asarray(ImageEnhance.Brightness(Image.fromarray(a)).enhance(1.15))
+                                  for a in images]))
+    assert np.median((bits != copies).sum(1)) <= 2 and np.median((bits != brighter).sum(1)) <= 2
+    different = (bits[:, None] != bits[None]).sum(2)[np.triu_indices(len(bits), 1)]
+    assert np.median(different) > 24
+
+
+def test_radius_search_equals_brute_force():
+    rng = np.random.default_rng(0)
+    bits = (rng.random((700, 64)) < 0.5).astype(np.uint8)
+    bits[100] = bits[5]
+    bits[101] = bits[5] ^ (np.arange(64) < 7)  # 7 bits away
+    found = {(i, j): d for i, j, d in nd.near_duplicate_pairs(bits, 8)}
+    brute = {(i, j): int((bits[i] != bits[j]).sum()) for i in range(700) for j in range(i + 1, 700)
+             if (bits[i] != bits[j]).sum() <= 8}
+    assert found == brute and found[(5, 100)] == 0 and found[(5, 101)] == 7
+
+
+def _folder(root, cifar_images, extra):
+    for k, (cls, a) in enumerate(cifar_images):
+        split = "test" if k % 10 == 0 else "train"
+        (root / split / cls).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(a).save(root / split / cls / f"{k:03d}.png")
+    for rel, a in extra.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(a).save(root / rel)
+    return root
+
+
+def test_the_doctor_finds_near_duplicates_across_and_within_splits_and_names_them(tmp_path, cifar_images, runs_dir,
+                                                                                 capsys):
+    train_image = cifar_images[1][1]  # an airplane in train
+    shifted = np.roll(cifar_images[2][1], 1, axis=1)
+    shifted[:, 0] = cifar_images[2][1][:, 0]
+    root = _folder(tmp_path / "d", cifar_images, {
+        "test/airplane/reencoded.jpg": _jpeg(train_image, 60),  # a leak: the same shot in test
+        "train/airplane/brighter.png": np.asarray(ImageEnhance.Brightness(Image.fromarray(cifar_images[3][1])).enhance(1.1)),
+        "train/airplane/shifted.png": shifted})
+    assert main(["check", str(root), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    near = report["near_duplicates"]
+    across = [sorted(p["files"]) for p in near["across_splits"]]
+    assert sorted(["test/airplane/reencoded.jpg", "train/airplane/001.png"]) in across
+    within = [sorted(p["files"]) for p in near["within_split"]]
+    assert sorted(["train/airplane/003.png", "train/airplane/brighter.png"]) in within
+    flagged = {f for p in near["across_splits"] + near["within_split"] for f in p["files"]}
+    originals = {f"{s}/{c}/{k:03d}.png" for k, (c, _) in enumerate(cifar_images)
+                 for s in ("test" if k % 10 == 0 else "train",)}
+    # no pair of two distinct originals (the dataset's own near-duplicates aside: none in this sample)
+    assert not [p for p in near["across_splits"] + near["within_split"] if set(p["files"]) <= originals]
+    assert report["warnings"] >= 1 and "test/airplane/reencoded.jpg" in flagged
+
+
+def test_image_quality_findings_name_their_files(tmp_path, cifar_images, runs_dir, capsys):
+    blurred = np.asarray(Image.fromarray(cifar_images[5][1]).filter(ImageFilter.GaussianBlur(3)))
+    root = _folder(tmp_path / "d", cifar_images, {
+        "train/frog/black.png": np.zeros((32, 32, 3), np.uint8),
+        "train/frog/white.png": np.full((32, 32, 3), 255, np.uint8),
+        "train/frog/flat.png": np.full((32, 32, 3), 120, np.uint8),
+        "train/frog/blurred.png": blurred,
+        "train/frog/wide.png": np.asarray(Image.fromarray(cifar_images[6][1]).resize((128, 32)))})
+    assert main(["check", str(root)]) == 0
+    text = capsys.readouterr().out
+    report = json.loads((next(runs_dir.glob("*-check-*")) / "check.json").read_text())
+    q = report["quality"]
+    assert "train/frog/black.png" in q["very_dark"] and "train/frog/white.png" in q["very_bright"]
+    assert "train/frog/flat.png" in q["low_information"] and "train/frog/blurred.png" in q["blurry"]
+    assert "train/frog/wide.png" in q["extreme_aspect_ratio"]
+    assert "very dark images" in text and "blurry images" in text
+
+
+def test_data_the_hash_cannot_separate_is_skipped_with_a_reason(runs_dir, capsys):
+    rng = np.random.default_rng(0)
+    base = rng.integers(0, 255, (24, 24, 1), dtype=np.uint8)
+    alike = np.clip(base[None].astype(int) + rng.integers(-3, 4, (400, 24, 24, 1)), 0, 255).astype(np.uint8)
+    with pytest.raises(nd.TooAlike):
+        nd.find(alike)
+    assert main(["check", "digits"]) == 0
+    assert "near-duplicate search skipped: images under 16 px" in capsys.readouterr().out
