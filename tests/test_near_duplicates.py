@@ -112,3 +112,20 @@ def test_data_the_hash_cannot_separate_is_skipped_with_a_reason(runs_dir, capsys
         nd.find(alike)
     assert main(["check", "digits"]) == 0
     assert "near-duplicate search skipped: images under 16 px" in capsys.readouterr().out
+
+
+def test_dedupe_test_drops_the_leaked_test_images_and_the_manifest_records_them(tmp_path, cifar_images, runs_dir,
+                                                                               capsys):
+    import csv
+
+    root = _folder(tmp_path / "d", cifar_images, {"test/airplane/reencoded.jpg": _jpeg(cifar_images[1][1], 60)})
+    assert main(["knn", str(root), "--k", "1", "--dedupe", "test"]) == 0
+    err = capsys.readouterr().err
+    assert "dropped 1 test images that have a near-duplicate in train or val" in err
+    run = next(runs_dir.iterdir())
+    rows = {r["id"]: r["split"] for r in csv.DictReader(open(run / "split.csv"))}
+    assert rows["test/airplane/reencoded.jpg"] == "dropped" and rows["test/airplane/000.png"] == "test"
+    assert "near-duplicates of seen images dropped" in (run / "report.md").read_text()
+    assert main(["knn", str(root), "--k", "1", "--split", str(run / "split.csv")]) == 0  # reproduced as saved
+    second = sorted(runs_dir.iterdir())[-1]
+    assert (second / "split.csv").read_text() == (run / "split.csv").read_text()

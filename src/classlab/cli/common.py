@@ -146,6 +146,8 @@ def add_data_flags(p: argparse.ArgumentParser, splits: bool = True) -> None:
         p.add_argument("--seed", type=whole_number, help="random seed for splits, sampling and initialisation (default 0)")
         p.add_argument("--max-train", type=positive_int, help="use at most this many training images (stratified)")
         p.add_argument("--max-eval", type=positive_int, help="use at most this many validation and test images, each")
+        p.add_argument("--dedupe", choices=("test", "val"), help="drop test (or validation) images that have a "
+                       "near-duplicate in train, for a fair score; split.csv marks them 'dropped'")
 
 
 MAX_SEED = 2**32 - 1
@@ -161,4 +163,5 @@ def data_options(args):
     return DataOptions(data=args.data, data_dir=args.data_dir, image_size=args.image_size, channels=args.channels,
                        coarse_labels=args.coarse_labels, split=args.split, val_fraction=args.val_fraction,
                        test_fraction=args.test_fraction, seed=seed, max_train=args.max_train,
-                       max_eval=args.max_eval, max_memory_mb=args.max_memory)
+                       max_eval=args.max_eval, max_memory_mb=args.max_memory,
+                       dedupe=getattr(args, "dedupe", None))

@@ -11,7 +11,7 @@ from ..errors import ClasslabError, warn
 from ..fileio import write_json
 from .dataset import ImageDataset
 from .registry import load_dataset
-from .split import Split, load_manifest, make_split, save_manifest, subsample
+from .split import Split, drop_near_duplicates, load_manifest, make_split, save_manifest, subsample
 
 
 @dataclass
@@ -30,6 +30,7 @@ class DataOptions:
     max_train: int | None = None
     max_eval: int | None = None  # cap on val and test, each
     max_memory_mb: int | None = None  # decode image folders lazily above this many MB of pixels
+    dedupe: str | None = None  # "test": drop test images that have a near-duplicate in train
 
 
 def load_and_split(opts: DataOptions) -> tuple[ImageDataset, Split]:
@@ -39,6 +40,10 @@ def load_and_split(opts: DataOptions) -> tuple[ImageDataset, Split]:
     ds = load_dataset(opts.data, data_dir=opts.data_dir, image_size=opts.image_size,
                       channels=opts.channels, coarse_labels=opts.coarse_labels, max_memory=memory)
     split = load_manifest(ds, opts.split) if opts.split else make_split(ds, opts.val_fraction, opts.test_fraction, opts.seed)
+    if opts.dedupe and not opts.split:  # a manifest already records what was dropped
+        if opts.dedupe not in ("test", "val"):
+            raise ClasslabError(f"--dedupe takes test or val, got '{opts.dedupe}'")
+        split = drop_near_duplicates(ds, split, opts.dedupe)
     if opts.max_train or opts.max_eval:
         split = subsample(split, ds.labels, {"train": opts.max_train, "val": opts.max_eval, "test": opts.max_eval}, opts.seed)
     if split.leakage:

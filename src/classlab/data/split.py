@@ -92,7 +92,7 @@ def find_leakage(ds: ImageDataset, split: Split) -> list[dict]:
     subsample are not in any split)."""
     groups = defaultdict(list)
     for i, h in enumerate(ds.content_hashes()):
-        if split.assignment[i] != "unused":
+        if split.assignment[i] not in ("unused", "dropped"):
             groups[h].append(i)
     leaks = []
     for h, members in groups.items():
@@ -102,12 +102,41 @@ def find_leakage(ds: ImageDataset, split: Split) -> list[dict]:
     return leaks
 
 
+def drop_near_duplicates(ds: ImageDataset, split: Split, target: str = "test") -> Split:
+    """The split with every ``target`` image that has a near-duplicate in train (or, for test, validation)
+    marked "dropped" (what the
+    ciFAIR study did by hand for CIFAR's test set), so the score is on images the model has not seen a copy
+    of. The manifest records them."""
+    from ..errors import warn
+    from . import near_duplicates as nd
+    from .dataset import iter_blocks
+
+    gray = np.concatenate([nd.grayscale_32(block) for _, block in iter_blocks(ds.images)]) if len(ds) else None
+    try:
+        pairs = nd.find(gray32=gray) if gray is not None and min(ds.item_shape[:2]) >= nd.MIN_SIDE else []
+    except nd.TooAlike as e:
+        warn(f"--dedupe {target} skipped: {e}; the perceptual hash cannot tell this data's pictures apart")
+        return split
+    a = split.assignment
+    seen = {"train", "val"} - {target}  # what the model learns from or is selected on
+    dropped = sorted({i if a[i] == target else j for i, j, *_ in pairs
+                      if (a[i] == target and a[j] in seen) or (a[j] == target and a[i] in seen)})
+    assignment = a.copy()
+    assignment[dropped] = "dropped"
+    if dropped:
+        warn(f"--dedupe {target}: dropped {len(dropped)} {target} images that have a near-duplicate in "
+             f"{' or '.join(sorted(seen))} "
+             f"(e.g. {ds.ids[dropped[0]]}); split.csv marks them 'dropped'")
+    return Split(assignment, split.method + f", {len(dropped)} {target} near-duplicates of seen images dropped",
+                 split.seed, _leakage_after(split.leakage, assignment))
+
+
 def _leakage_after(leakage: list[dict], assignment: np.ndarray) -> list[dict]:
     """The groups that still leak once some images are set aside as "unused"."""
     kept = []
     for group in leakage:
         items = [{**item, "split": assignment[item["index"]]} for item in group["items"]
-                 if assignment[item["index"]] != "unused"]
+                 if assignment[item["index"]] not in ("unused", "dropped")]
         if len({item["split"] for item in items}) > 1:
             kept.append({**group, "items": items})
     return kept
@@ -180,7 +209,7 @@ def load_manifest(ds: ImageDataset, path: str | Path) -> Split:
                             f"'{rows[k]['label']}' there, '{ds.class_names[ds.labels[index[k]]]}' now); "
                             "the data was relabelled: make a new split instead of --split")
     assignment = np.array([rows[k]["split"] for k in ds.ids], dtype=object)
-    bad = set(assignment) - set(SPLIT_NAMES) - {"unused"}
+    bad = set(assignment) - set(SPLIT_NAMES) - {"unused", "dropped"}
     if bad:
         raise ClasslabError(f"{path} has unknown split names {sorted(bad)}")
     split = Split(assignment, f"manifest {path}")
