@@ -84,6 +84,8 @@ def test_the_doctor_finds_near_duplicates_across_and_within_splits_and_names_the
     # no pair of two distinct originals (the dataset's own near-duplicates aside: none in this sample)
     assert not [p for p in near["across_splits"] + near["within_split"] if set(p["files"]) <= originals]
     assert report["warnings"] >= 1 and "test/airplane/reencoded.jpg" in flagged
+    run = next(runs_dir.glob("*-check-*"))
+    assert (run / "near_duplicates.png").is_file() and "near_duplicates.png" in (run / "report.md").read_text()
 
 
 def test_image_quality_findings_name_their_files(tmp_path, cifar_images, runs_dir, capsys):

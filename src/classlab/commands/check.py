@@ -226,5 +226,41 @@ def run_check(spec: str, data_dir=None, min_size: int = 16, runs_dir=None) -> Ru
     text = report_text(report)
     write_json(run.file("check.json"), report)
     atomic_write_text(run.file("check.txt"), text)
-    path = run.write_report(f"Dataset doctor: {spec}", [("Findings", f"```\n{text}```\nAll findings: `check.json`.")])
+    sections = [("Findings", f"```\n{text}```\nAll findings: `check.json`.")]
+    sections += _thumbnails(run, spec, data_dir, report)
+    path = run.write_report(f"Dataset doctor: {spec}", sections)
     return RunResult(run.path, "check", path, details={"findings": report, "text": text})
+
+
+def _thumbnails(run: Run, spec: str, data_dir, report: dict) -> list[tuple[str, str]]:
+    """Near-duplicate pairs side by side and examples of each image-quality finding, as PNGs in the report
+    (images as classlab decodes them); nothing when the data cannot be decoded as a dataset."""
+    from ..plots import captioned_grid_png
+
+    near = report.get("near_duplicates", {})
+    pairs = (near.get("across_splits", []) + near.get("within_split", []))[:24]
+    quality = {kind: files[:16] for kind, files in report.get("quality", {}).items()}
+    if not pairs and not quality:
+        return []
+    try:
+        ds = load_dataset(spec, data_dir=data_dir)
+    except ClasslabError:
+        return []
+    index = {item: i for i, item in enumerate(ds.ids)}
+    sections = []
+    shown = [p for p in pairs if all(f in index for f in p["files"])]
+    if shown:
+        images = np.stack([np.asarray(ds.images[index[f]]) for p in shown for f in p["files"]])
+        captions = [f"{s or '-'}/{c}\n{f.rsplit('/', 1)[-1][:16]}" + (f"  ~{p['similarity']:.2f}" if k else "")
+                    for p in shown for k, (f, s, c) in enumerate(zip(p["files"], p["splits"], p["classes"]))]
+        captioned_grid_png(images, captions, run.file("near_duplicates.png"),
+                           "Near-duplicate pairs, side by side (cross-split pairs first)")
+        sections.append(("Near-duplicates", "![near-duplicate pairs](near_duplicates.png)"))
+    for kind, files in quality.items():
+        kept = [f for f in files if f in index]
+        if kept:
+            name = f"quality_{kind}.png"
+            captioned_grid_png(np.stack([np.asarray(ds.images[index[f]]) for f in kept]),
+                               [f.rsplit("/", 1)[-1][:18] for f in kept], run.file(name), kind.replace("_", " "))
+            sections.append((f"Image quality: {kind.replace('_', ' ')}", f"![{kind}]({name})"))
+    return sections
