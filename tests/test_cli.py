@@ -39,32 +39,52 @@ def test_data_commands_parse_without_importing_torch(command):
     assert result.returncode == 0, result.stderr
 
 
-def test_knn_on_digits_writes_a_complete_run(runs_dir, capsys):
-    assert main(["knn", "digits", "--k", "1,3,5,7"]) == 0
-    out = capsys.readouterr().out
-    run = next(runs_dir.iterdir())
-    assert run.name.split("-")[2:] == ["knn", "digits"] and f"report: {run / 'report.md'}" in out
+@pytest.fixture(scope="module")
+def knn_run(tmp_path_factory):
+    """One k-NN run on digits from the command line, shared by the tests of what it left behind."""
+    runs = tmp_path_factory.mktemp("runs")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("CLASSLAB_RUNS", str(runs))
+        assert main(["knn", "digits", "--k", "1,3,5,7"]) == 0
+    return next(runs.iterdir())
+
+
+def test_a_knn_run_holds_every_file(knn_run):
+    assert knn_run.name.split("-")[2:] == ["knn", "digits"]
     for name in ("config.json", "split.csv", "metrics.json", "report.md", "predictions.csv", "confusion_matrix.png",
-                 "confusion_matrix_normalized.png", "accuracy_vs_k.png", "classification_report.txt", "leakage.json"):
-        assert (run / name).is_file(), name
-    metrics = json.loads((run / "metrics.json").read_text())
+                 "confusion_matrix_normalized.png", "accuracy_vs_k.png", "classification_report.txt", "leakage.json",
+                 "probabilities.npz"):
+        assert (knn_run / name).is_file(), name
+
+
+def test_a_knn_run_chooses_k_on_validation_and_records_it(knn_run):
+    metrics = json.loads((knn_run / "metrics.json").read_text())
     assert metrics["accuracy"] > 0.95 and metrics["knn"]["k"] in (1, 3, 5, 7)
     assert set(metrics["knn"]["validation_accuracy"]) == {"1", "3", "5", "7"}
-    config = json.loads((run / "config.json").read_text())
+    config = json.loads((knn_run / "config.json").read_text())
     assert config["seed"] == 0 and "torch" in config["versions"] and config["options"]["ks"] == [1, 3, 5, 7]
-    with open(run / "predictions.csv") as f:
+
+
+def test_a_knn_run_lists_every_test_prediction_and_reports_them(knn_run):
+    metrics = json.loads((knn_run / "metrics.json").read_text())
+    with open(knn_run / "predictions.csv") as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == metrics["n"] and {"id", "true_label", "predicted_label", "top1_prob"} <= set(rows[0])
-    report = (run / "report.md").read_text()
+    report = (knn_run / "report.md").read_text()
     assert "confusion_matrix.png" in report and "specificity" in report and "k = " in report
-    # The manifest reproduces the split exactly in a second run.
-    assert main(["knn", "digits", "--k", "3", "--split", str(run / "split.csv")]) == 0
-    second = sorted(runs_dir.iterdir())[-1]
-    assert (second / "split.csv").read_text() == (run / "split.csv").read_text()
-    capsys.readouterr()
-    assert main(["runs"]) == 0
+
+
+def test_a_saved_manifest_reproduces_the_split(knn_run, runs_dir):
+    assert main(["knn", "digits", "--k", "3", "--split", str(knn_run / "split.csv")]) == 0
+    second = next(runs_dir.iterdir())
+    assert (second / "split.csv").read_text() == (knn_run / "split.csv").read_text()
+
+
+def test_runs_lists_a_run_with_its_headline_metrics(knn_run, capsys):
+    metrics = json.loads((knn_run / "metrics.json").read_text())
+    assert main(["runs", "--runs-dir", str(knn_run.parent)]) == 0
     listing = capsys.readouterr().out
-    assert str(run) in listing and f"{metrics['accuracy']:.4f}" in listing
+    assert str(knn_run) in listing and f"{metrics['accuracy']:.4f}" in listing
 
 
 def test_explore_on_digits(runs_dir, capsys):
