@@ -131,3 +131,20 @@ def test_dedupe_test_drops_the_leaked_test_images_and_the_manifest_records_them(
     assert main(["knn", str(root), "--k", "1", "--split", str(run / "split.csv")]) == 0  # reproduced as saved
     second = sorted(runs_dir.iterdir())[-1]
     assert (second / "split.csv").read_text() == (run / "split.csv").read_text()
+
+
+def test_the_embedding_pass_finds_shifted_copies_outliers_and_neighbours_with_other_labels(
+        tmp_path, cifar_images, runs_dir, torch_home, capsys):
+    shifted = np.roll(cifar_images[5][1], 2, axis=1)
+    shifted[:, :2] = cifar_images[5][1][:, :1]
+    root = _folder(tmp_path / "d", cifar_images, {"test/airplane/shifted.png": shifted,
+                                                  "train/frog/black.png": np.zeros((32, 32, 3), np.uint8)})
+    assert main(["check", str(root), "--embeddings", "mobilenet_v2", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert not any("shifted.png" in p["files"] for p in report["near_duplicates"]["across_splits"])  # hash misses it
+    e = report["embeddings"]
+    assert sorted(["test/airplane/shifted.png", "train/airplane/005.png"]) in \
+        [sorted(p["files"]) for p in e["near_duplicates"]["across_splits"]]
+    assert e["calibration"]["copies_kept"] >= 0.85 and 0 < e["threshold"] < 1
+    assert "train/frog/black.png" in [o["file"] for o in e["outliers"]]
+    assert all(n["neighbours_say"] != n["class"] for n in e["neighbours_disagree"])

@@ -26,12 +26,15 @@ def configure_check(p) -> None:
                                                                      "(default 16)")
     p.add_argument("--json", action="store_true", help="print the JSON report instead of text")
     p.add_argument("--strict", action="store_true", help="exit 1 when anything is found (for scripts and CI)")
+    p.add_argument("--embeddings", metavar="BACKBONE", help="also an embedding pass with this pretrained backbone "
+                   "(e.g. mobilenet_v2): shifted or cropped near-duplicates, outliers, neighbours with other labels")
+    p.add_argument("--weights", help="weights file for --embeddings (default: the torch hub cache)")
 
 
 def run_check(args) -> int:
     from ..commands.check import run_check as check
 
-    result = check(args.data, args.data_dir, args.min_size, args.runs_dir)
+    result = check(args.data, args.data_dir, args.min_size, args.runs_dir, args.embeddings, args.weights)
     findings = result.details["findings"]
     print(json.dumps(findings, indent=2) if args.json else result.details["text"])
     print(f"report: {result.run_dir / 'check.txt'} (JSON: {result.run_dir / 'check.json'})", file=sys.stderr)

@@ -140,8 +140,10 @@ ERRORS = ("corrupt", "zero_byte", "not_an_image", "empty_class_folders")
 WARNINGS = ("wrong_extension", "non_image_files", "outside_class_folders", "hidden", "tiny_images")
 
 
-def check(spec: str, data_dir=None, min_size: int = 16) -> dict:
-    """Diagnose a dataset. Returns a JSON-ready dict; nothing on disk is modified."""
+def check(spec: str, data_dir=None, min_size: int = 16, embeddings: str | None = None,
+          weights: str | None = None) -> dict:
+    """Diagnose a dataset. Returns a JSON-ready dict; nothing on disk is modified. ``embeddings`` (a backbone
+    name, e.g. mobilenet_v2) adds the embedding pass (commands/content.py)."""
     path = Path(spec)
     is_tree = (path.is_dir() or path.suffix.lower() == ".zip") and path.exists()
     if is_tree:
@@ -159,10 +161,32 @@ def check(spec: str, data_dir=None, min_size: int = 16) -> dict:
     p, d = report["problems"], report["duplicates"]
     report["errors"] = sum(len(p.get(k, [])) for k in ERRORS) + (report["num_classes"] < 2)
     near = report.get("near_duplicates", {"across_splits": []})
+    if embeddings:
+        report["embeddings"] = _embedding_findings(spec, data_dir, embeddings, weights)
     report["warnings"] = (sum(len(p.get(k, [])) for k in WARNINGS) + len(d["across_splits"])
                           + len(d["conflicting_labels"]) + int(report["mixed_colour_modes"])
                           + len(near["across_splits"]) + sum(len(v) for v in report.get("quality", {}).values()))
     return report
+
+
+def _embedding_findings(spec: str, data_dir, backbone: str, weights: str | None) -> dict:
+    from .content import embedding_pass
+
+    ds = load_dataset(spec, data_dir=data_dir)
+    found = embedding_pass(ds, backbone, weights)
+    split = ds.official_split if ds.official_split is not None else np.full(len(ds), None, dtype=object)
+
+    def item(i):
+        return {"file": ds.ids[i], "split": split[i], "class": ds.class_names[ds.labels[i]]}
+    pairs = [{"files": [ds.ids[i], ds.ids[j]], "splits": [split[i], split[j]],
+              "classes": [ds.class_names[ds.labels[i]], ds.class_names[ds.labels[j]]], "similarity": round(sim, 4)}
+             for i, j, sim in found["pairs"]]
+    return {"backbone": found["backbone"], "threshold": found["threshold"], "calibration": found["calibration"],
+            "near_duplicates": {"across_splits": [p for p in pairs if p["splits"][0] != p["splits"][1]],
+                                "within_split": [p for p in pairs if p["splits"][0] == p["splits"][1]]},
+            "outliers": [item(i) for i in found["outliers"]],
+            "neighbours_disagree": [{**item(i), "neighbours_say": ds.class_names[s]}
+                                    for i, s in found["neighbours_disagree"]]}
 
 
 def _lines(title: str, entries, limit: int = 15) -> list[str]:
@@ -210,6 +234,14 @@ def report_text(r: dict) -> str:
         lines.append(f"near-duplicate search skipped: {near['skipped']}")
     for kind, files in r.get("quality", {}).items():
         lines += _lines(f"warning: {kind.replace('_', ' ')} images", files)
+    if "embeddings" in r:
+        e = r["embeddings"]
+        lines.append(f"embedding pass ({e['backbone']}): near-duplicates at cosine >= {e['threshold']:.3f} (keeps "
+                     f"{e['calibration']['copies_kept']:.0%} of synthetic shifted, cropped and re-encoded copies)")
+        lines += _lines("warning: near-duplicates across splits (embeddings)", [pair(x) for x in e["near_duplicates"]["across_splits"]])
+        lines += _lines("near-duplicates within a split (embeddings)", [pair(x) for x in e["near_duplicates"]["within_split"]])
+        lines += _lines("warning: outliers (far from every other image)", e["outliers"])
+        lines += _lines("warning: nearest neighbours carry another label (review these labels)", e["neighbours_disagree"])
     lines += ["", f"class counts (imbalance ratio {r['imbalance_ratio'] or 0:.2f}):"]
     lines += [f"  {name}: {n}" for name, n in r["class_counts"].items()]
     lines.append("sizes (HxW): " + ", ".join(f"{k} ({v})" for k, v in list(r["sizes"].items())[:8]))
@@ -218,9 +250,10 @@ def report_text(r: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def run_check(spec: str, data_dir=None, min_size: int = 16, runs_dir=None) -> RunResult:
+def run_check(spec: str, data_dir=None, min_size: int = 16, runs_dir=None, embeddings: str | None = None,
+              weights: str | None = None) -> RunResult:
     """Check, then write check.json, check.txt and report.md; ``details``: "findings" (the JSON) and "text"."""
-    report = check(spec, data_dir, min_size)
+    report = check(spec, data_dir, min_size, embeddings, weights)
     run = Run("check", spec, runs_dir)
     run.write_config({"data": spec, "data_dir": data_dir, "min_size": min_size}, None)
     text = report_text(report)
