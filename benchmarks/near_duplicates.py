@@ -58,6 +58,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--n", type=int, default=5000, help="real images in the sample")
     p.add_argument("--copies", type=int, default=1000, help="synthetic near-duplicates added (200 per transform)")
+    p.add_argument("--embeddings", metavar="BACKBONE", help="also the embedding pass (weights in the torch hub cache)")
     args = p.parse_args()
     ds = load_dataset(str(ZIP))
     rng = np.random.default_rng(0)
@@ -83,6 +84,23 @@ def main() -> None:
     print(f"  pairs not planted: {len(other)} ({len(synthetic_false)} involving a copy: chains through its source)")
     exact = sum(np.array_equal(sample[s], c) for s, c in zip(sources, copies))
     print(f"  baseline, exact pixel hashes: {exact} of the {args.copies} planted copies found")
+    if args.embeddings:
+        from classlab.commands.content import embedding_pass
+        from classlab.data.dataset import ImageDataset
+
+        mixed = ImageDataset(images=images, labels=np.zeros(len(images), dtype=np.int64) + (np.arange(len(images)) % 2),
+                             class_names=["a", "b"], ids=[str(i) for i in range(len(images))], name="mixed",
+                             source="benchmark")
+        t0 = time.perf_counter()
+        result = embedding_pass(mixed, args.embeddings)
+        seconds = time.perf_counter() - t0
+        found_e = {(i, j) for i, j, _ in result["pairs"]}
+        print(f"embedding pass ({args.embeddings}, threshold {result['threshold']:.3f}): {len(found_e)} pairs in "
+              f"{seconds:.0f} s")
+        for f in transforms:
+            mine = {(int(s), args.n + k) for k, (s, g) in enumerate(zip(sources, kinds)) if g is f}
+            print(f"  recall {f.__name__:10} {len(mine & found_e) / len(mine):.3f}")
+        print(f"  recall overall    {len(truth & found_e) / len(truth):.3f}; pairs not planted: {len(found_e - truth)}")
     t0 = time.perf_counter()
     whole = nd.find(ds.images)
     split = ds.official_split
