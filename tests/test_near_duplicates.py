@@ -128,6 +128,8 @@ def test_dedupe_test_drops_the_leaked_test_images_and_the_manifest_records_them(
     rows = {r["id"]: r["split"] for r in csv.DictReader(open(run / "split.csv"))}
     assert rows["test/airplane/reencoded.jpg"] == "dropped" and rows["test/airplane/000.png"] == "test"
     assert "near-duplicates of seen images dropped" in (run / "report.md").read_text()
+    leaks = json.loads((run / "leakage.json").read_text())["near_duplicates_across_splits"]
+    assert ["test/airplane/reencoded.jpg", "train/airplane/001.png"] in [sorted(p["ids"]) for p in leaks]
     assert main(["knn", str(root), "--k", "1", "--split", str(run / "split.csv")]) == 0  # reproduced as saved
     second = sorted(runs_dir.iterdir())[-1]
     assert (second / "split.csv").read_text() == (run / "split.csv").read_text()

@@ -74,7 +74,8 @@ def record_split(folder: str | Path, ds: ImageDataset, split: Split) -> None:
     """split.csv (the manifest that reproduces the split) and leakage.json in a run directory."""
     folder = Path(folder)
     save_manifest(ds, split, folder / "split.csv")
-    write_json(folder / "leakage.json", {"groups": len(split.leakage), "duplicates": split.leakage})
+    write_json(folder / "leakage.json", {"groups": len(split.leakage), "duplicates": split.leakage,
+                                         "near_duplicates_across_splits": split.near_duplicates})
 
 
 def split_summary(ds: ImageDataset, split: Split) -> str:

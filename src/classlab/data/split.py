@@ -24,6 +24,8 @@ class Split:
     method: str  # "official+val", "stratified", "manifest", ...
     seed: int | None = None
     leakage: list[dict] = field(default_factory=list)
+    # near-duplicate pairs across splits found by --dedupe (ids, splits, hash distance, similarity)
+    near_duplicates: list[dict] = field(default_factory=list)
 
     def indices(self, name: str) -> np.ndarray:
         return np.flatnonzero(self.assignment == name)
@@ -127,8 +129,10 @@ def drop_near_duplicates(ds: ImageDataset, split: Split, target: str = "test") -
         warn(f"--dedupe {target}: dropped {len(dropped)} {target} images that have a near-duplicate in "
              f"{' or '.join(sorted(seen))} "
              f"(e.g. {ds.ids[dropped[0]]}); split.csv marks them 'dropped'")
+    crossing = [{"ids": [ds.ids[i], ds.ids[j]], "splits": [a[i], a[j]], "hash_distance": bits,
+                 "similarity": similarity} for i, j, bits, similarity in pairs if a[i] != a[j]]
     return Split(assignment, split.method + f", {len(dropped)} {target} near-duplicates of seen images dropped",
-                 split.seed, _leakage_after(split.leakage, assignment))
+                 split.seed, _leakage_after(split.leakage, assignment), crossing)
 
 
 def _leakage_after(leakage: list[dict], assignment: np.ndarray) -> list[dict]:
@@ -156,7 +160,7 @@ def subsample(split: Split, labels: np.ndarray, limits: dict[str, int | None], s
             dropped = np.setdiff1d(idx, keep)
             assignment[dropped] = "unused"
     return Split(assignment, split.method + f", subsampled {limits}", split.seed,
-                 _leakage_after(split.leakage, assignment))
+                 _leakage_after(split.leakage, assignment), split.near_duplicates)
 
 
 MANIFEST_HEADER = ["id", "label", "hash", "split"]
