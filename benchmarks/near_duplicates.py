@@ -54,6 +54,12 @@ def shift(a, r):
     return out
 
 
+def recalls(planted: dict, truth: set, found: set) -> None:
+    for f, mine in planted.items():
+        print(f"  recall {f.__name__:10} {len(mine & found) / len(mine):.3f}")
+    print(f"  recall overall    {len(truth & found) / len(truth):.3f}")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--n", type=int, default=5000, help="real images in the sample")
@@ -75,10 +81,8 @@ def main() -> None:
     found = {(i, j) for i, j, *_ in pairs}
     print(f"{args.n} real CIFAR-10 images + {args.copies} synthetic near-duplicates; {len(pairs)} pairs found "
           f"in {seconds:.1f} s")
-    for f in transforms:
-        mine = {(int(s), args.n + k) for k, (s, g) in enumerate(zip(sources, kinds)) if g is f}
-        print(f"  recall {f.__name__:10} {len(mine & found) / len(mine):.3f}")
-    print(f"  recall overall    {len(truth & found) / len(truth):.3f}")
+    planted = {f: {(int(s), args.n + k) for k, (s, g) in enumerate(zip(sources, kinds)) if g is f} for f in transforms}
+    recalls(planted, truth, found)
     other = found - truth  # pairs of two originals (real near-duplicates in CIFAR-10 or false) or copy pairs
     synthetic_false = [(i, j) for i, j in other if j >= args.n]
     print(f"  pairs not planted: {len(other)} ({len(synthetic_false)} involving a copy: chains through its source)")
@@ -97,10 +101,8 @@ def main() -> None:
         found_e = {(i, j) for i, j, _ in result["pairs"]}
         print(f"embedding pass ({args.embeddings}, threshold {result['threshold']:.3f}): {len(found_e)} pairs in "
               f"{seconds:.0f} s")
-        for f in transforms:
-            mine = {(int(s), args.n + k) for k, (s, g) in enumerate(zip(sources, kinds)) if g is f}
-            print(f"  recall {f.__name__:10} {len(mine & found_e) / len(mine):.3f}")
-        print(f"  recall overall    {len(truth & found_e) / len(truth):.3f}; pairs not planted: {len(found_e - truth)}")
+        recalls(planted, truth, found_e)
+        print(f"  pairs not planted: {len(found_e - truth)}")
     t0 = time.perf_counter()
     whole = nd.find(ds.images)
     split = ds.official_split
