@@ -120,12 +120,15 @@ class _Slow(http.server.BaseHTTPRequestHandler):
         if self.mode == "bad-length":
             self.wfile.write(b"x" * 1000)
             return
-        for _ in range(1000):
-            if self.mode == "stall":
-                time.sleep(5)
-            self.wfile.write(b"x")
-            self.wfile.flush()
-            time.sleep(0.2)
+        try:
+            for _ in range(1000):
+                if self.mode == "stall":
+                    time.sleep(5)
+                self.wfile.write(b"x")
+                self.wfile.flush()
+                time.sleep(0.2)
+        except (BrokenPipeError, ConnectionResetError):  # the client gave up, as it should
+            pass
 
     def log_message(self, *a):
         pass
