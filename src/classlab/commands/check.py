@@ -78,9 +78,10 @@ def _check_tree(path: Path, min_size: int) -> dict:
         if min(info.size) < min_size:
             problems["tiny_images"].append({"file": e.rel, "size": f"{info.size[0]}x{info.size[1]}"})
     counts = Counter((cls for _, _, cls, _ in hashed))
-    pictures = [decoded[readable.index(k)] for k in range(len(scan.entries)) if k not in errors] \
-        if len(readable) == len(decoded) else []
-    kept = [k for k in range(len(scan.entries)) if k not in errors]
+    # the decoded arrays of the images that decoded (zip keeps readable and decoded aligned: one list lookup
+    # per image, not a search)
+    good = [(k, a) for k, a in zip(readable, decoded) if k not in errors]
+    kept, pictures = [k for k, _ in good], [a for _, a in good]
     aspect = np.array([infos[k].size[1] / max(infos[k].size[0], 1) for k in kept])
     content = _by_content(pictures, [(scan.entries[k].rel, scan.entries[k].split, scan.entries[k].class_name)
                                      for k in kept], aspect)
