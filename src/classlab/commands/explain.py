@@ -99,7 +99,8 @@ def _write(out: Path, result: RunResult, ds, rows: np.ndarray, outputs: dict, to
     sections.append(_cells(out, names, y, pred, images, loss, findings))
     sections.append(_calibration(out, outputs, y, proba, findings))
     sections.append(_embedding_map(out, result, ds, rows, y, pred, names, tsne))
-    attribution = _attribution(out, result, ds, images, worst[:ATTRIBUTED], pred, y, names, method, layer, findings)
+    attribution = _attribution(out, result, ds, images, worst[:ATTRIBUTED], pred, y, names, method, layer, findings,
+                               train_rows)
     if attribution:
         sections.append(attribution)
     space = TrainSpace(result, ds, train_rows)
@@ -191,12 +192,12 @@ def _embedding_map(out: Path, result: RunResult, ds, rows, y, pred, names, tsne:
                             "![embedding map](embedding_map.png)"
 
 
-def _attribution(out, result, ds, images, chosen, pred, y, names, method, layer, findings):
+def _attribution(out, result, ds, images, chosen, pred, y, names, method, layer, findings, train_rows):
     if not len(chosen):
         return None
     from .explainers import attribute
 
-    maps, used = attribute(result, ds, images[chosen], pred[chosen], method, layer)
+    maps, used = attribute(result, ds, images[chosen], pred[chosen], method, layer, train_rows)
     if maps is None:
         findings["attribution"] = used
         return ("Attribution", used)
@@ -231,10 +232,19 @@ class TrainSpace:
             else train_rows
         self.model, self.what, self.metric = None, "pixels", "l2"
         if (result.run_dir / "best.pt").is_file():
-            from ..inference.trained_run import TrainedRun
-
-            self.model = TrainedRun.load(result.run_dir)
+            self.model = result.trained()  # the same loaded model attribution used
         self.vectors = self.embed(np.asarray(ds.images[self.rows]))
+        self.labels, self.num_classes = ds.labels[self.rows], ds.num_classes
+        self._search = None
+
+    def nearest(self, images: np.ndarray, k: int) -> np.ndarray:
+        """(n, k) positions in ``rows`` of the training images nearest to ``images``."""
+        from ..knn import KNNClassifier
+
+        if self._search is None:
+            self._search = KNNClassifier(1, self.metric, progress=False).fit(self.vectors, self.labels,
+                                                                             num_classes=self.num_classes)
+        return self._search.kneighbors(self.embed(images), min(k, len(self.rows)))[1]
 
     def embed(self, images: np.ndarray) -> np.ndarray:
         if self.model is not None:
@@ -250,15 +260,11 @@ class TrainSpace:
 
 def _by_example(out: Path, space: TrainSpace, ds, test_rows: np.ndarray, names, findings) -> tuple[str, str]:
     """Each of the worst mistakes beside its nearest training images (with their labels)."""
-    from ..knn import KNNClassifier
-
     if not len(test_rows):
         return "Explain by example", "No mistakes to explain."
     test_images = np.asarray(ds.images[test_rows])
-    model = KNNClassifier(1, space.metric, progress=False).fit(space.vectors, ds.labels[space.rows],
-                                                               num_classes=ds.num_classes)
-    k = min(NEIGHBOURS, len(space.rows))
-    _, idx = model.kneighbors(space.embed(test_images), k)
+    idx = space.nearest(test_images, NEIGHBOURS)
+    k = idx.shape[1]
     pictures, captions, rows = [], [], []
     for r, t in enumerate(test_rows):
         pictures.append(test_images[r])
@@ -322,14 +328,10 @@ def explain_predictions(run_dir, images: np.ndarray, labels: list[str], out_dir:
     ds, split = load_and_split(saved_options(result.run_dir))
     proba = result.predict_proba(images)
     pred = proba.argmax(1)
-    maps, used = attribute(result, ds, images, pred, "auto", None)
+    maps, used = attribute(result, ds, images, pred, "auto", None, split.indices("train"))
     space = TrainSpace(result, ds, split.indices("train"))
-    from ..knn import KNNClassifier
-
-    k = min(NEIGHBOURS, len(space.rows))
-    model = KNNClassifier(1, space.metric, progress=False).fit(space.vectors, ds.labels[space.rows],
-                                                               num_classes=ds.num_classes)
-    _, idx = model.kneighbors(space.embed(images), k)
+    idx = space.nearest(images, NEIGHBOURS)
+    k = idx.shape[1]
     names = ds.class_names
     out_dir.mkdir(parents=True, exist_ok=True)
     for r, label in enumerate(labels):

@@ -16,8 +16,9 @@ METHODS = ("auto", "gradcam", "occlusion")
 
 
 def attribute(result: RunResult, ds, images: np.ndarray, targets: np.ndarray, method: str = "auto",
-              layer: str | None = None) -> tuple[np.ndarray | None, str]:
-    """((n, H, W) maps in [0, 1] or None, what was done or why not)."""
+              layer: str | None = None, train_rows: np.ndarray | None = None) -> tuple[np.ndarray | None, str]:
+    """((n, H, W) maps in [0, 1] or None, what was done or why not). The model is ``result.trained()`` (loaded
+    once per RunResult); ``train_rows`` are the run's training images (k-NN runs refit on them)."""
     if method not in METHODS:
         raise ClasslabError(f"unknown attribution method '{method}'; choose one of {', '.join(METHODS)}")
     folder = result.run_dir
@@ -26,9 +27,8 @@ def attribute(result: RunResult, ds, images: np.ndarray, targets: np.ndarray, me
 
         from ..inference.attribution import conv_layers, grad_cam, target_layer
         from ..inference.preprocess import to_input
-        from ..inference.trained_run import TrainedRun
 
-        run = TrainedRun.load(folder)
+        run = result.trained()
         if method != "occlusion" and images.ndim == 4 and (conv_layers(run.model) or layer):
             name, module = target_layer(run.model, layer)
             x = to_input(torch.from_numpy(np.ascontiguousarray(images)), run.preprocessing)
@@ -40,7 +40,7 @@ def attribute(result: RunResult, ds, images: np.ndarray, targets: np.ndarray, me
     if method == "gradcam":
         raise ClasslabError(f"Grad-CAM needs a convolutional network; {folder.name} is a '{result.command}' run "
                             "without one: use --method occlusion")
-    predict = scratch_predictor(folder) if (folder / "scratch.npz").is_file() else knn_predictor(result, ds)
+    predict = scratch_predictor(folder) if (folder / "scratch.npz").is_file() else knn_predictor(result, ds, train_rows)
     if predict is None:
         return None, "Occlusion was not computed: this k-NN run searched a backbone's embeddings, not pixels."
     return _occlude(predict, images, targets)
@@ -73,7 +73,7 @@ def scratch_predictor(folder) -> Callable[[np.ndarray], np.ndarray]:
     return predict
 
 
-def knn_predictor(result: RunResult, ds) -> Callable[[np.ndarray], np.ndarray] | None:
+def knn_predictor(result: RunResult, ds, train: np.ndarray | None = None) -> Callable[[np.ndarray], np.ndarray] | None:
     """k-NN refitted on the run's own training split, with its chosen k and metric (pixel runs only)."""
     from ..data.options import load_and_split, saved_options
     from ..knn import KNNClassifier
@@ -81,8 +81,8 @@ def knn_predictor(result: RunResult, ds) -> Callable[[np.ndarray], np.ndarray] |
     selection = result.metrics.get("knn") or {}
     if "pixels" not in str(result.metrics.get("space", "pixels")):
         return None
-    _, split = load_and_split(saved_options(result.run_dir))
-    train = split.indices("train")
+    if train is None:
+        train = load_and_split(saved_options(result.run_dir))[1].indices("train")
     model = KNNClassifier(int(selection.get("k", 1)), selection.get("metric", "l2"), progress=False)
     model.fit(ds.flat(train), ds.labels[train], num_classes=ds.num_classes)
     return lambda images: model.predict_proba(images.reshape(len(images), -1))
