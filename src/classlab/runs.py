@@ -74,9 +74,11 @@ class Run:
         return run
 
     def write_config(self, options: dict, seed: int | None) -> Path:
-        return write_json(self.path / "config.json", {
-            "command": self.command, "data": str(self.data), "seed": seed, "options": options,
-            "created": datetime.now().isoformat(timespec="seconds"), "argv": sys.argv, "versions": versions()})
+        config = {"command": self.command, "data": str(self.data), "seed": seed, "options": options,
+                  "created": datetime.now().isoformat(timespec="seconds"), "argv": sys.argv, "versions": versions()}
+        if os.environ.get("CLASSLAB_JOB"):  # started by the workbench, which finds its job's run by this id
+            config["job"] = os.environ["CLASSLAB_JOB"]
+        return write_json(self.path / "config.json", config)
 
     def file(self, name: str) -> Path:
         return self.path / name

@@ -19,6 +19,7 @@ COMMANDS = {  # name -> module under classlab.cli (in the order --help lists the
     "train": "train", "transfer": "transfer", "lr-find": "train", "predict": "inference", "export": "inference",
     "models": "models", "summary": "models", "plot": "learn", "conv-size": "learn", "visualize": "inference",
     "workshop": "learn", "explain": "explain", "compare": "compare", "download": "data_commands",
+    "serve": "web", "report": "web",
 }
 HELP = {  # one line per command for the top-level --help, without importing every module
     "explore": "sample grid, class distribution and statistics of a dataset",
@@ -39,6 +40,8 @@ HELP = {  # one line per command for the top-level --help, without importing eve
     "explain": "top losses, confused pairs, Grad-CAM / occlusion, calibration",
     "compare": "is run B really better than run A, and on which images",
     "download": "download a named dataset, checksummed",
+    "serve": "the local web workbench (runs, data, predict, train, review labels)",
+    "report": "a run's workbench page as a static HTML folder",
 }
 
 

@@ -148,6 +148,8 @@ def add_data_flags(p: argparse.ArgumentParser, splits: bool = True) -> None:
         p.add_argument("--max-eval", type=positive_int, help="use at most this many validation and test images, each")
         p.add_argument("--dedupe", choices=("test", "val"), help="drop test (or validation) images that have a "
                        "near-duplicate in train, for a fair score; split.csv marks them 'dropped'")
+        p.add_argument("--corrections", metavar="CSV", help="label corrections (id, action, label) from the "
+                       "workbench's review page: relabel or drop training images; test labels stay")
 
 
 MAX_SEED = 2**32 - 1
@@ -164,4 +166,4 @@ def data_options(args):
                        coarse_labels=args.coarse_labels, split=args.split, val_fraction=args.val_fraction,
                        test_fraction=args.test_fraction, seed=seed, max_train=args.max_train,
                        max_eval=args.max_eval, max_memory_mb=args.max_memory,
-                       dedupe=getattr(args, "dedupe", None))
+                       dedupe=getattr(args, "dedupe", None), corrections=getattr(args, "corrections", None))

@@ -163,6 +163,7 @@ def _row(stop: str, method: str, result: RunResult, t: float, notes: list[str]) 
 
 def _compare(results, ds, scaled, skip_transfer, budget, total, runs_dir) -> RunResult:
     run = Run("workshop", ds.name, runs_dir)
+    run.write_config({"budget_seconds": budget, "scaled_down": scaled, "skipped_transfer": skip_transfer}, None)
     scored = [r for r in results if "accuracy" in r]
     keys = ["stop", "method", "accuracy", "macro_f1", "seconds", "run_dir"]
     write_csv(run.file("comparison.csv"), keys, ([r[k] for k in keys] for r in scored))

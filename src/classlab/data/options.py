@@ -9,6 +9,7 @@ from pathlib import Path
 
 from ..errors import ClasslabError, warn
 from ..fileio import write_json
+from .corrections import apply_corrections, read_corrections, relabelled, write_corrections
 from .dataset import ImageDataset
 from .registry import load_dataset
 from .split import Split, drop_near_duplicates, load_manifest, make_split, save_manifest, subsample
@@ -31,6 +32,7 @@ class DataOptions:
     max_eval: int | None = None  # cap on val and test, each
     max_memory_mb: int | None = None  # decode image folders lazily above this many MB of pixels
     dedupe: str | None = None  # "test": drop test images that have a near-duplicate in train
+    corrections: str | None = None  # a corrections.csv (data.corrections) applied to train and val
 
 
 def load_and_split(opts: DataOptions) -> tuple[ImageDataset, Split]:
@@ -39,11 +41,19 @@ def load_and_split(opts: DataOptions) -> tuple[ImageDataset, Split]:
     memory = DEFAULT_MAX_MEMORY if opts.max_memory_mb is None else opts.max_memory_mb << 20
     ds = load_dataset(opts.data, data_dir=opts.data_dir, image_size=opts.image_size,
                       channels=opts.channels, coarse_labels=opts.coarse_labels, max_memory=memory)
-    split = load_manifest(ds, opts.split) if opts.split else make_split(ds, opts.val_fraction, opts.test_fraction, opts.seed)
-    if opts.dedupe and not opts.split:  # a manifest already records what was dropped
-        if opts.dedupe not in ("test", "val"):
-            raise ClasslabError(f"--dedupe takes test or val, got '{opts.dedupe}'")
-        split = drop_near_duplicates(ds, split, opts.dedupe)
+    corrections = read_corrections(opts.corrections) if opts.corrections else []
+    if opts.split:  # a manifest records the corrected labels and what was dropped
+        ds = relabelled(ds, corrections)
+        split = load_manifest(ds, opts.split)
+        split.corrections = corrections
+    else:  # split on the labels as given, so a corrected run keeps the test set of the run it corrects
+        split = make_split(ds, opts.val_fraction, opts.test_fraction, opts.seed)
+        if opts.dedupe:
+            if opts.dedupe not in ("test", "val"):
+                raise ClasslabError(f"--dedupe takes test or val, got '{opts.dedupe}'")
+            split = drop_near_duplicates(ds, split, opts.dedupe)
+        if corrections:
+            ds, split = apply_corrections(ds, split, corrections)
     if opts.max_train or opts.max_eval:
         split = subsample(split, ds.labels, {"train": opts.max_train, "val": opts.max_eval, "test": opts.max_eval}, opts.seed)
     if split.leakage:
@@ -67,13 +77,16 @@ def saved_options(run_dir: str | Path) -> DataOptions:
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         raise ClasslabError(f"{run_dir / 'config.json'} does not hold a run's data options; is {run_dir} a "
                             "classlab run directory?") from None
-    return replace(opts, split=str(run_dir / "split.csv"))
+    applied = run_dir / "corrections_applied.csv"
+    return replace(opts, split=str(run_dir / "split.csv"), corrections=str(applied) if applied.is_file() else None)
 
 
 def record_split(folder: str | Path, ds: ImageDataset, split: Split) -> None:
     """split.csv (the manifest that reproduces the split) and leakage.json in a run directory."""
     folder = Path(folder)
     save_manifest(ds, split, folder / "split.csv")
+    if split.corrections:  # the run's own copy: resume and explain see the labels it trained on
+        write_corrections(folder / "corrections_applied.csv", split.corrections)
     write_json(folder / "leakage.json", {"groups": len(split.leakage), "duplicates": split.leakage,
                                          "near_duplicates_across_splits": split.near_duplicates})
 
@@ -86,6 +99,10 @@ def split_summary(ds: ImageDataset, split: Split) -> str:
         text += f"\n\n**Leakage:** {len(split.leakage)} groups of identical images cross splits (`leakage.json`)."
     else:
         text += "\n\nNo identical images cross splits."
+    if split.corrections:
+        counts = {a: sum(c.action == a for c in split.corrections) for a in ("keep", "relabel", "drop")}
+        text += (f"\n\nLabel corrections applied to train and validation: {counts['relabel']} relabelled, "
+                 f"{counts['drop']} dropped, {counts['keep']} confirmed (`corrections_applied.csv`).")
     for note in ds.notes:
         text += f"\n\nNote: {note}"
     if ds.skipped:

@@ -26,6 +26,7 @@ class Split:
     leakage: list[dict] = field(default_factory=list)
     # near-duplicate pairs across splits found by --dedupe (ids, splits, hash distance, similarity)
     near_duplicates: list[dict] = field(default_factory=list)
+    corrections: list = field(default_factory=list)  # the label corrections applied (data.corrections)
 
     def indices(self, name: str) -> np.ndarray:
         return np.flatnonzero(self.assignment == name)
@@ -160,7 +161,7 @@ def subsample(split: Split, labels: np.ndarray, limits: dict[str, int | None], s
             dropped = np.setdiff1d(idx, keep)
             assignment[dropped] = "unused"
     return Split(assignment, split.method + f", subsampled {limits}", split.seed,
-                 _leakage_after(split.leakage, assignment), split.near_duplicates)
+                 _leakage_after(split.leakage, assignment), split.near_duplicates, split.corrections)
 
 
 MANIFEST_HEADER = ["id", "label", "hash", "split"]

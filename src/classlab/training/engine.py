@@ -70,6 +70,18 @@ class Checkpoints(Callback):
             trainer.save("best.pt")
 
 
+class LiveProgress(Callback):
+    """``progress.json`` in the run directory after every epoch (epoch, epochs planned, the history so far),
+    written atomically, so a watcher (the workbench, a script, ``watch cat``) follows a run without torch."""
+
+    def after_epoch(self, trainer, row):
+        from ..fileio import write_json
+
+        write_json(trainer.run_dir / "progress.json", {
+            "epoch": row["epoch"], "epochs": trainer.cfg.epochs, "stage": trainer.run_dir.name,
+            "stopped_early": trainer.state.stopped_early, "history": trainer.state.history})
+
+
 class PrintLog(Callback):
     def after_epoch(self, trainer, row):
         val = f"  val_loss {row['val_loss']:.4f}  val_acc {row['val_acc']:.4f}" if "val_acc" in row else ""
@@ -326,7 +338,7 @@ def fit(model, train, val, cfg: TrainConfig, pre: Preprocessing, run_dir: Path, 
     """Train with the standard callbacks: checkpoints (rank 0), the printed log (with ``progress``) and
     TensorBoard (``cfg.tensorboard``), then any ``callbacks`` given. See ``Trainer``."""
     ddp = ddp or Dist()
-    standard: list[Callback] = [Checkpoints()]
+    standard: list[Callback] = [Checkpoints(), LiveProgress()] if ddp.main else [Checkpoints()]
     if progress and ddp.main:
         standard.append(PrintLog())
     if cfg.tensorboard and ddp.main:

@@ -1,0 +1,152 @@
+"""The runs folder as the workbench sees it: one summary per run (cached, keyed on file mtimes, so the runs
+page stays fast with hundreds of runs) and the details of one run, read from its files. No database: the
+run directories are the state."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import threading
+from pathlib import Path
+
+from ..data.safe_files import UnreadableFile, read_file
+
+SORT_KEYS = ("created", "command", "data", "model", "accuracy", "macro_f1")
+
+
+def read_json(path: Path, limit: int = 64 << 20):
+    """A JSON file of a run, or None when missing, not a regular file, too big or malformed."""
+    try:
+        return json.loads(read_file(path, limit).decode("utf-8"))
+    except (OSError, ValueError, UnreadableFile):
+        return None
+
+
+def read_csv_rows(path: Path, limit: int = 64 << 20) -> list[dict]:
+    try:
+        text = read_file(path, limit).decode("utf-8", "replace")
+    except (OSError, ValueError, UnreadableFile):
+        return []
+    return list(csv.DictReader(io.StringIO(text, newline="")))
+
+
+def number(value) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def _model_name(config: dict) -> str:
+    options = config.get("options") if isinstance(config.get("options"), dict) else {}
+    for key in ("train", "transfer"):
+        part = options.get(key)
+        if isinstance(part, dict):
+            return str(part.get("model") or part.get("backbone") or "")
+    if config.get("command") == "knn":
+        return "k-NN"
+    return ""
+
+
+def summarise(run_dir: Path) -> dict | None:
+    """The runs page's row for one run directory (None when it is not a readable run)."""
+    config = read_json(run_dir / "config.json", 4 << 20)
+    if not isinstance(config, dict):
+        return None
+    metrics = read_json(run_dir / "metrics.json")
+    metrics = metrics if isinstance(metrics, dict) else {}
+    macro = metrics.get("macro_avg") if isinstance(metrics.get("macro_avg"), dict) else {}
+    return {"id": run_dir.name, "command": str(config.get("command") or ""), "data": str(config.get("data") or ""),
+            "created": str(config.get("created") or ""), "model": _model_name(config),
+            "accuracy": number(metrics.get("accuracy")), "macro_f1": number(macro.get("f1")),
+            "test_images": number(metrics.get("n")),
+            "has_model": (run_dir / "best.pt").is_file(), "explained": (run_dir / "explain" / "explain.json").is_file(),
+            "finished": bool(metrics) or (run_dir / "report.md").is_file()}
+
+
+class RunCatalog:
+    """Every run directory directly under ``root``, summarised once and re-read only when its directory,
+    config.json or metrics.json changes (a stat each, no reads)."""
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+        self._cache: dict[str, tuple[tuple, dict | None]] = {}
+        self._lock = threading.Lock()
+
+    def _key(self, path: str) -> tuple | None:
+        try:
+            own = os.stat(path)
+        except OSError:
+            return None
+        stamps = [own.st_mtime_ns]
+        for name in ("config.json", "metrics.json"):
+            try:
+                stamps.append(os.stat(os.path.join(path, name)).st_mtime_ns)
+            except OSError:
+                stamps.append(0)
+        return tuple(stamps)
+
+    def summaries(self) -> list[dict]:
+        try:
+            entries = [e for e in os.scandir(self.root) if not e.name.startswith(".") and e.is_dir()]
+        except OSError:
+            return []
+        rows, seen = [], set()
+        with self._lock:
+            for entry in entries:
+                key = self._key(entry.path)
+                if key is None or key[1] == 0:
+                    continue
+                seen.add(entry.name)
+                cached = self._cache.get(entry.name)
+                if cached is None or cached[0] != key:
+                    cached = (key, summarise(Path(entry.path)))
+                    self._cache[entry.name] = cached
+                if cached[1] is not None:
+                    rows.append(cached[1])
+            for gone in set(self._cache) - seen:
+                del self._cache[gone]
+        return rows
+
+    def query(self, text: str = "", command: str = "", sort: str = "created", descending: bool = True) -> list[dict]:
+        """Runs whose id, data or model contain ``text`` (case-insensitive), of ``command`` when given, sorted
+        by ``sort`` (missing values last)."""
+        text = text.strip().lower()
+        rows = [r for r in self.summaries()
+                if (not command or r["command"] == command)
+                and (not text or any(text in str(r[k]).lower() for k in ("id", "data", "model", "command")))]
+        sort = sort if sort in SORT_KEYS else "created"
+        present = [r for r in rows if r[sort] not in (None, "")]
+        missing = [r for r in rows if r[sort] in (None, "")]
+        present.sort(key=lambda r: (r[sort], r["id"]), reverse=descending)
+        return present + sorted(missing, key=lambda r: r["id"], reverse=True)
+
+    def commands(self) -> list[str]:
+        return sorted({r["command"] for r in self.summaries() if r["command"]})
+
+
+def run_details(run_dir: Path) -> dict:
+    """Everything the run page shows, read from the run's files (numbers only; images are linked)."""
+    config = read_json(run_dir / "config.json", 4 << 20) or {}
+    metrics = read_json(run_dir / "metrics.json") or {}
+    explain = read_json(run_dir / "explain" / "explain.json") or {}
+    pngs = sorted(p.name for p in run_dir.glob("*.png"))
+    return {"id": run_dir.name, "config": config, "metrics": metrics if isinstance(metrics, dict) else {},
+            "explain": explain if isinstance(explain, dict) else {}, "pngs": pngs,
+            "confusion": confusion_table(metrics) if isinstance(metrics, dict) else None,
+            "label_issues": read_csv_rows(run_dir / "explain" / "label_issues.csv")[:200],
+            "comparison": read_json(run_dir / "comparison.json"), "check": read_json(run_dir / "check.json"),
+            "has_model": (run_dir / "best.pt").is_file(), "has_outputs": (run_dir / "probabilities.npz").is_file(),
+            "corrections": (run_dir / "corrections.csv").is_file(),
+            "files": sorted(p.name for p in run_dir.iterdir() if p.is_file() and not p.name.startswith("."))}
+
+
+def confusion_table(metrics: dict) -> dict | None:
+    """Rows of (count, share of the row) for an HTML confusion matrix, or None when the run has none."""
+    cm, names = metrics.get("confusion_matrix"), metrics.get("class_names")
+    if not isinstance(cm, list) or not isinstance(names, list) or len(cm) != len(names) or len(names) > 100:
+        return None
+    rows = []
+    for t, row in enumerate(cm):
+        total = sum(row) or 1
+        rows.append([{"true": t, "pred": p, "count": int(c), "share": c / total} for p, c in enumerate(row)])
+    return {"names": [str(n) for n in names], "rows": rows}

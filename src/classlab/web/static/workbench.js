@@ -1,0 +1,74 @@
+// classlab workbench: the little the pages need beyond htmx. No inline scripts (the CSP forbids them).
+"use strict";
+
+function watchJob(panel) {
+  // Live job progress: the server renders the panel and sends it as server-sent events.
+  const source = new EventSource(panel.dataset.events);
+  source.addEventListener("progress", (e) => { panel.innerHTML = e.data; htmx.process(panel); });
+  source.addEventListener("done", () => source.close());
+  source.onerror = () => { if (source.readyState === EventSource.CLOSED) return; };
+}
+
+function setupDrop(zone, input) {
+  const chosen = document.getElementById("chosen");
+  const show = () => { chosen.textContent = input.files.length ? input.files.length + " file(s) chosen" : ""; };
+  input.addEventListener("change", show);
+  ["dragenter", "dragover"].forEach((t) => zone.addEventListener(t, (e) => { e.preventDefault(); zone.classList.add("over"); }));
+  ["dragleave", "drop"].forEach((t) => zone.addEventListener(t, () => zone.classList.remove("over")));
+  zone.addEventListener("drop", (e) => {
+    e.preventDefault();
+    const files = new DataTransfer();
+    for (const f of e.dataTransfer.files) if (f.type.startsWith("image/") || f.name.match(/\.(png|jpe?g|bmp|gif|tiff?|webp)$/i)) files.items.add(f);
+    input.files = files.files;
+    show();
+  });
+}
+
+function setupWebcam(input) {
+  const start = document.getElementById("webcam-start"), snap = document.getElementById("webcam-snap");
+  const video = document.getElementById("webcam");
+  if (!start) return;
+  if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) { start.hidden = true; return; }
+  start.addEventListener("click", async () => {
+    try {
+      video.srcObject = await navigator.mediaDevices.getUserMedia({ video: true });
+      video.hidden = false; snap.hidden = false;
+    } catch (err) {
+      start.textContent = "No webcam available";
+      start.disabled = true;
+    }
+  });
+  snap.addEventListener("click", () => {
+    const canvas = document.createElement("canvas");
+    canvas.width = video.videoWidth; canvas.height = video.videoHeight;
+    canvas.getContext("2d").drawImage(video, 0, 0);
+    canvas.toBlob((blob) => {
+      const files = new DataTransfer();
+      for (const f of input.files) files.items.add(f);
+      files.items.add(new File([blob], "webcam-" + Date.now() + ".png", { type: "image/png" }));
+      input.files = files.files;
+      input.dispatchEvent(new Event("change"));
+    }, "image/png");
+  });
+}
+
+function reviewKeys(e) {
+  if (e.target.matches("input, select, textarea") || e.ctrlKey || e.metaKey || e.altKey) return;
+  const button = document.querySelector(`#review button[data-key="${e.key.toLowerCase()}"]`);
+  if (button) { e.preventDefault(); button.click(); }
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  document.querySelectorAll("[data-events]").forEach(watchJob);
+  const input = document.getElementById("images");
+  if (input) { setupDrop(document.getElementById("drop"), input); setupWebcam(input); }
+  if (document.getElementById("review")) document.addEventListener("keydown", reviewKeys);
+  const command = document.getElementById("command");
+  if (command) {
+    const sync = () => document.querySelectorAll(".for-train, .for-transfer").forEach((el) => {
+      el.hidden = !el.classList.contains("for-" + command.value);
+    });
+    command.addEventListener("change", sync);
+    sync();
+  }
+});
