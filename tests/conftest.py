@@ -103,3 +103,16 @@ def random_volumes_npz(path: Path) -> dict:
         arrays[f"{split}_labels"] = (np.arange(n) % 2)[:, None]
     np.savez(path, **arrays)
     return arrays
+
+
+@pytest.fixture(scope="session")
+def digits_runs(tmp_path_factory):
+    """A runs folder for the workbench tests: an explained CNN run and an MLP run on digits (same split),
+    so every page has something to show and two runs compare."""
+    from classlab import api
+
+    root = tmp_path_factory.mktemp("workbench") / "runs"
+    cnn = api.train("digits", "cnn", epochs=3, runs_dir=root, progress=False)
+    api.explain(cnn)
+    mlp = api.train("digits", "mlp", epochs=2, runs_dir=root, progress=False)
+    return {"root": root, "cnn": cnn.run_dir.name, "mlp": mlp.run_dir.name}

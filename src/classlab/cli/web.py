@@ -39,6 +39,7 @@ def serve(args) -> None:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((args.host, args.port))
+        sock.listen(128)  # connections made as soon as the URL is printed wait in the backlog, not refused
     except OSError as e:
         raise ClasslabError(f"cannot listen on {args.host}:{args.port} ({e.strerror or e}); choose another --port "
                             "(0 picks a free one)") from None

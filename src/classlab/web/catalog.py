@@ -137,7 +137,8 @@ def run_details(run_dir: Path) -> dict:
             "comparison": read_json(run_dir / "comparison.json"), "check": read_json(run_dir / "check.json"),
             "has_model": (run_dir / "best.pt").is_file(), "has_outputs": (run_dir / "probabilities.npz").is_file(),
             "corrections": (run_dir / "corrections.csv").is_file(),
-            "files": sorted(p.name for p in run_dir.iterdir() if p.is_file() and not p.name.startswith("."))}
+            "files": sorted(p.name for p in run_dir.iterdir()
+                            if p.is_file() and not p.is_symlink() and not p.name.startswith("."))}
 
 
 def confusion_table(metrics: dict) -> dict | None:

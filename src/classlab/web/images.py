@@ -104,7 +104,7 @@ def decode_upload(data: bytes, name: str, channels: int, size: tuple[int, int]) 
     from ..data.images import decode, probe
 
     if len(data) > MAX_UPLOAD_BYTES:
-        raise ClasslabError(f"{name}: {len(data) >> 20} MB is over the {MAX_UPLOAD_BYTES >> 20} MB upload limit")
+        raise ClasslabError(f"{name}: larger than the {MAX_UPLOAD_BYTES >> 20} MB upload limit")
     if not data:
         raise ClasslabError(f"{name}: the file is empty")
     info = probe(data)

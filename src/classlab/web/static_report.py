@@ -79,12 +79,14 @@ class _Exporter:
             local = "index.html"
         elif path.startswith(self.prefix + "/files/"):
             local = "files/" + path[len(self.prefix + "/files/"):]
-            self.fetch(url, local)
+            if not self.fetch(url, local):
+                return "#"
         elif path in (self.prefix + "/image", self.prefix + "/card"):
             item = query.get("id", [""])[0]
             side = query.get("side", ["96"])[0] if path.endswith("/image") else "192"
             local = f"images/{hashlib.sha1(item.encode()).hexdigest()[:16]}-{side}.png"
-            self.fetch(f"{self.prefix}/image?id={quote(item)}&side={side}", local)
+            if not self.fetch(f"{self.prefix}/image?id={quote(item)}&side={side}", local):
+                return "#"
         elif path == self.prefix + "/cell":
             t, p = query.get("t", ["0"])[0], query.get("p", ["0"])[0]
             local = f"cells/cell_{int(t):03d}_{int(p):03d}.html"
@@ -93,13 +95,16 @@ class _Exporter:
             return "#"  # a page of the live workbench (other runs, predict, train)
         return os.path.relpath(local, here or ".")
 
-    def fetch(self, url: str, local: str) -> None:
+    def fetch(self, url: str, local: str) -> bool:
+        """Save what ``url`` answers as ``local``; False when it answers nothing (the link is dropped)."""
         if local in self.done:
-            return
+            return (self.out / local).exists()
         self.done.add(local)
         response = self.client.get(url)
-        if response.status_code == 200:
-            self.write(local, response.content)
+        if response.status_code != 200:
+            return False
+        self.write(local, response.content)
+        return True
 
     def write(self, local: str, data: bytes) -> None:
         from ..fileio import atomic_write_bytes

@@ -1,0 +1,326 @@
+"""The workbench's routes through Starlette's TestClient: every page and action, bad input included, and the
+security rules (loopback Host, token, same-origin POSTs, paths that stay inside the served folders, escaping)."""
+
+import io
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+pytest.importorskip("starlette")
+from starlette.testclient import TestClient  # noqa: E402
+
+from classlab.web.app import create_app  # noqa: E402
+
+from conftest import make_class_folder, png_bytes  # noqa: E402
+
+ORIGIN = {"origin": "http://127.0.0.1"}
+
+
+@pytest.fixture(scope="module")
+def runs(digits_runs, tmp_path_factory):
+    """A private copy of the digits runs (the tests here write corrections and new runs into it)."""
+    root = tmp_path_factory.mktemp("web") / "runs"
+    shutil.copytree(digits_runs["root"], root)
+    return {**digits_runs, "root": root}
+
+
+@pytest.fixture(scope="module")
+def client(runs):
+    with TestClient(create_app(runs["root"]), base_url="http://127.0.0.1") as c:
+        yield c
+
+
+def digit_png(value: int = 8, side: int = 32) -> bytes:
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    image = (d.images[np.flatnonzero(d.target == value)[0]] * 255 / 16).astype(np.uint8)
+    return png_bytes(np.array(Image.fromarray(image).resize((side, side))))
+
+
+def wait_for(job_page: str, client, timeout: float = 120) -> str:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        text = client.get(job_page + "/panel").text
+        status = re.search(r'id="job-status">(\w+)<', text).group(1)
+        if status in ("done", "failed", "cancelled"):
+            return text
+        time.sleep(0.3)
+    raise AssertionError(f"{job_page} did not finish in {timeout} s")
+
+
+# -- pages --------------------------------------------------------------------------------------------
+
+def test_runs_page_lists_sorts_and_filters(client, runs):
+    page = client.get("/")
+    assert page.status_code == 200
+    assert runs["cnn"] in page.text and runs["mlp"] in page.text
+    assert '<script src="/static/htmx.min.js"' in page.text
+    by_accuracy = client.get("/runs-table?sort=accuracy&order=asc").text
+    accuracies = [float(a) for a in re.findall(r'class="num">([\d.]+)%<', by_accuracy)]
+    assert accuracies == sorted(accuracies) and len(accuracies) == 2
+    only_mlp = client.get("/runs-table?q=mlp").text
+    assert runs["mlp"] in only_mlp and runs["cnn"] not in only_mlp
+    assert "No runs here yet" in client.get("/runs-table?q=nothing-matches-this").text
+    assert client.get("/runs-table?sort=evil&order=up").status_code == 200  # unknown keys fall back
+
+
+def test_run_page_shows_report_confusion_cells_and_explanations(client, runs):
+    page = client.get(f"/runs/{runs['cnn']}").text
+    for expected in ("Test results", "95% CI", "Confusion matrix", "Per class", "Top losses", "Calibration",
+                     "Label issues", "curves.png", "reliability.png"):
+        assert expected in page, expected
+    metrics = json.loads((runs["root"] / runs["cnn"] / "metrics.json").read_text())
+    cm = np.array(metrics["confusion_matrix"])
+    t, p = map(int, np.argwhere(cm - np.diag(np.diag(cm)) > 0)[0]) if (cm.sum() - np.trace(cm)) else (0, 0)
+    cell = client.get(f"/runs/{runs['cnn']}/cell?t={t}&p={p}")
+    assert cell.status_code == 200
+    shown = re.findall(r'href="[^"]*card\?id=([^"&]+)"', cell.text)
+    assert len(shown) == min(cm[t, p], 48)
+    losses = [float(x) for x in re.findall(r"loss ([\d.]+)<", cell.text)]
+    assert losses == sorted(losses, reverse=True)  # worst first
+    assert client.get(f"/runs/{runs['cnn']}/cell?t=99&p=0").status_code == 400
+    assert client.get(f"/runs/{runs['cnn']}/cell?t=x&p=0").status_code == 400
+
+
+def test_image_and_card(client, runs):
+    run = runs["cnn"]
+    image = client.get(f"/runs/{run}/image?id=all/00000&side=48")
+    assert image.status_code == 200 and image.headers["content-type"] == "image/png"
+    assert Image.open(io.BytesIO(image.content)).size == (48, 48)  # 8x8 digits, enlarged sharp
+    assert client.get(f"/runs/{run}/image?id=../../etc/passwd").status_code == 404
+    card = client.get(f"/runs/{run}/card?id=all/00000")
+    assert card.status_code == 200
+    for expected in ("original", "what the model saw", "Grad-CAM", "Nearest training images", "Top 5"):
+        assert expected in card.text, expected
+    partial = client.get(f"/runs/{run}/card?id=all/00000", headers={"hx-request": "true"})
+    assert partial.text.lstrip().startswith("<section")
+
+
+def test_files_are_served_from_inside_the_run_only(client, runs, tmp_path):
+    run = runs["cnn"]
+    assert client.get(f"/runs/{run}/files/curves.png").status_code == 200
+    assert client.get(f"/runs/{run}/files/explain/reliability.png").status_code == 200
+    for bad in ("../../../etc/passwd", "..%2F..%2Fconfig.json", "%2e%2e/%2e%2e/etc/passwd", "/etc/passwd",
+                "best.pt", ".hidden.json", "explain/..%2F..%2Fmetrics.json"):
+        assert client.get(f"/runs/{run}/files/{bad}").status_code == 404, bad
+    outside = tmp_path / "secret.json"
+    outside.write_text("{}")
+    (runs["root"] / run / "leak.json").symlink_to(outside)
+    assert client.get(f"/runs/{run}/files/leak.json").status_code == 404
+    for bad_run in ("%2e%2e", "..%2Fruns", "%2E%2E%2F%2E%2E", "nope", ".hidden", "..."):
+        assert client.get(f"/runs/{bad_run}").status_code == 404, bad_run
+    elsewhere = tmp_path / "elsewhere"
+    shutil.copytree(runs["root"] / runs["mlp"], elsewhere)
+    (runs["root"] / "linked-run").symlink_to(elsewhere)
+    assert client.get("/runs/linked-run").status_code == 404  # a link leading out of the runs folder
+
+
+def test_compare_from_the_runs_page(client, runs):
+    response = client.post("/compare", data={"runs": [runs["mlp"], runs["cnn"]]}, headers=ORIGIN,
+                           follow_redirects=False)
+    assert response.status_code == 303
+    page = client.get(response.headers["location"]).text
+    assert "Comparison" in page and "McNemar" in page and "baseline" in page
+    assert client.post("/compare", data={"runs": [runs["cnn"]]}, headers=ORIGIN).status_code == 400
+    assert client.post("/compare", data={"runs": [runs["cnn"], "../x"]}, headers=ORIGIN).status_code == 404
+
+
+def test_predict_uploads(client, runs):
+    files = [("images", ("eight.png", digit_png(8), "image/png")), ("images", ("two.png", digit_png(2), "image/png")),
+             ("images", ("notes.txt", b"not an image", "text/plain")), ("images", ("empty.png", b"", "image/png"))]
+    page = client.post("/predict", data={"run": runs["cnn"]}, files=files, headers=ORIGIN)
+    assert page.status_code == 200
+    titles = re.findall(r"<h3>(.*?)</h3>", page.text)
+    assert [t.split(":")[0] for t in titles] == ["eight.png", "two.png"]
+    assert "notes.txt: not a readable image" in page.text and "empty.png: the file is empty" in page.text
+    key = re.search(r'/predictions/(\w+)\.csv', page.text).group(1)
+    csv_text = client.get(f"/predictions/{key}.csv").text.splitlines()
+    assert csv_text[0].startswith("file,label1,prob1") and len(csv_text) == 3
+    assert client.get("/predictions/nope.csv").status_code == 404
+    none = client.post("/predict", data={"run": runs["cnn"]}, headers=ORIGIN)
+    assert none.status_code == 400 and "choose one or more image files" in none.text
+
+
+def test_uploads_too_big_or_too_many_pixels_are_refused(client, runs):
+    big = np.zeros((7000, 7000), np.uint8)  # 49 M pixels, a small PNG
+    files = [("images", ("huge.png", png_bytes(big), "image/png")),
+             ("images", ("heavy.png", b"\x89PNG" + os.urandom(21 << 20), "image/png"))]
+    page = client.post("/predict", data={"run": runs["cnn"]}, files=files, headers=ORIGIN)
+    assert "huge.png: 7000x7000 pixels is over" in page.text
+    assert "heavy.png: larger than the 20 MB upload limit" in page.text
+
+
+# -- security -----------------------------------------------------------------------------------------
+
+def test_only_loopback_host_names_are_answered(client):
+    assert client.get("/", headers={"host": "evil.example"}).status_code == 403  # DNS rebinding
+    assert client.get("/", headers={"host": "localhost:8765"}).status_code == 200
+    page = client.get("/")
+    assert "default-src 'self'" in page.headers["content-security-policy"]
+    assert page.headers["x-frame-options"] == "DENY"
+
+
+def test_state_changes_need_a_same_origin_post(client, runs):
+    for headers in ({}, {"origin": "http://evil.example"}, {"origin": "null"}, {"referer": "http://evil.example/x"}):
+        r = client.post(f"/runs/{runs['cnn']}/review", data={"id": "x", "action": "keep"}, headers=headers)
+        assert r.status_code == 403, headers
+    assert client.get("/jobs").status_code == 405  # starting a job is never a GET
+
+
+def test_token_is_required_when_set(runs):
+    app = create_app(runs["root"], token="s3cret", allowed_hosts=("0.0.0.0",))
+    with TestClient(app, base_url="http://192.168.1.5") as c:
+        assert c.get("/").status_code == 403
+        assert c.get("/?token=wrong").status_code == 403
+        first = c.get("/?token=s3cret")
+        assert first.status_code == 200 and "HttpOnly" in first.headers["set-cookie"]
+        assert c.get("/runs").status_code == 200  # the cookie carries it from now on
+    with TestClient(app, base_url="http://192.168.1.5") as fresh:  # no cookie: the header alone
+        assert fresh.get("/runs", headers={"authorization": "Bearer s3cret"}).status_code == 200
+
+
+def test_user_content_is_escaped(tmp_path):
+    """Class and file names are the user's: a class called <img onerror> must show as text."""
+    from classlab import api
+
+    hostile = "<img src=x onerror=alert(1)>"
+    data = make_class_folder(tmp_path / "data", classes=(hostile, "plain"), per_class=4, size=(20, 20))
+    (data / "plain" / "001.png").rename(data / "plain" / '"><svg onload=alert(2)>.png')
+    result = api.check(data, runs_dir=tmp_path / "runs")
+    with TestClient(create_app(tmp_path / "runs"), base_url="http://127.0.0.1") as c:
+        page = c.get(f"/runs/{result.run_dir.name}").text
+    i = page.find(hostile)
+    assert i < 0, page[i - 300:i + 50]
+    assert "&lt;img src=x" in page  # shown, as text
+    assert "<svg onload" not in page
+
+
+# -- jobs, review, corrections ------------------------------------------------------------------------
+
+def test_train_job_runs_with_live_progress(client, runs):
+    form = {"command": "train", "dataset": "digits", "model": "mlp", "epochs": "2"}
+    start = client.post("/jobs", data=form, headers=ORIGIN, follow_redirects=False)
+    assert start.status_code == 303
+    job = start.headers["location"]
+    panel = wait_for(job, client)
+    assert 'id="job-status">done<' in panel, panel[-2000:]
+    assert "epoch <b id=\"job-epoch\">2</b> of 2" in panel and "<svg" in panel
+    run_id = re.search(r'run <a href="/runs/([^"]+)"', panel).group(1)
+    config = json.loads((runs["root"] / run_id / "config.json").read_text())
+    assert config["job"] == job.rsplit("/", 1)[1] and config["options"]["train"]["epochs"] == 2
+    with client.stream("GET", job + "/events") as events:  # a finished job: one progress event, then done
+        body = "".join(events.iter_text())
+    assert body.startswith("event: progress") and "event: done" in body
+    assert client.get("/train").text.count("/jobs/") >= 1
+
+
+@pytest.mark.parametrize("form, message", [
+    ({"command": "rm", "dataset": "digits"}, "choose train, transfer, workshop or check"),
+    ({"command": "train", "dataset": "digits", "model": "nope"}, "unknown model"),
+    ({"command": "train", "dataset": "digits", "epochs": "-3"}, "epochs must be a whole number"),
+    ({"command": "train", "dataset": "../../etc"}, "no data folder is served"),
+    ({"command": "transfer", "dataset": "digits", "backbone": "evil"}, "unknown backbone"),
+])
+def test_bad_job_forms_are_refused(client, form, message):
+    response = client.post("/jobs", data=form, headers=ORIGIN)
+    assert response.status_code == 400 and message in response.text
+
+
+def test_queued_job_can_be_cancelled(runs):
+    from classlab.web.jobs import JobQueue
+
+    queue = JobQueue(runs["root"], python=sys.executable)
+    try:
+        first = queue.submit(["train", "digits", "--model", "mlp", "--epochs", "200"], "long")
+        second = queue.submit(["train", "digits", "--model", "mlp", "--epochs", "1"], "waiting")
+        assert queue.position(second) in (1, 2)
+        assert queue.cancel(second.id).status == "cancelled"
+        deadline = time.time() + 30
+        while first.status != "running" and time.time() < deadline:
+            time.sleep(0.1)
+        queue.cancel(first.id)
+        while not first.finished and time.time() < deadline:
+            time.sleep(0.1)
+        assert first.status == "cancelled" and second.status == "cancelled"
+    finally:
+        queue.shutdown()
+
+
+def test_review_writes_corrections_and_retrain_compares(client, runs):
+    run = runs["cnn"]
+    issues = (runs["root"] / run / "explain" / "label_issues.csv").read_text().splitlines()[1:]
+    if len(issues) < 2:
+        pytest.skip("this model found fewer than two label issues to review")
+    page = client.get(f"/runs/{run}/review").text
+    first = re.search(r'data-id="([^"]+)"', page).group(1)
+    relabel = client.post(f"/runs/{run}/review", data={"id": first, "action": "relabel", "label": ""},
+                          headers={**ORIGIN, "hx-request": "true"})
+    second = re.search(r'data-id="([^"]+)"', relabel.text).group(1)
+    assert second != first and "relabelled 1" in relabel.text
+    client.post(f"/runs/{run}/review", data={"id": second, "action": "drop"}, headers=ORIGIN)
+    rows = (runs["root"] / run / "corrections.csv").read_text().splitlines()
+    assert rows[0] == "id,action,label" and rows[1].startswith(f"{first},relabel,") and rows[2] == f"{second},drop,"
+    assert client.post(f"/runs/{run}/review", data={"id": "not-queued", "action": "keep"}, headers=ORIGIN).status_code == 400
+    assert client.post(f"/runs/{run}/review", data={"id": first, "action": "burn"}, headers=ORIGIN).status_code == 400
+    start = client.post(f"/runs/{run}/retrain", headers=ORIGIN, follow_redirects=False)
+    panel = wait_for(start.headers["location"], client, timeout=180)
+    assert 'id="job-status">done<' in panel, panel[-2000:]
+    new_run = re.search(r'run <a href="/runs/([^"]+)"', panel).group(1)
+    assert (runs["root"] / new_run / "corrections_applied.csv").is_file()
+    assert "Compare before and after" in panel
+    compared = client.post("/compare", data={"runs": [run, new_run]}, headers=ORIGIN)
+    assert compared.status_code == 200 and "McNemar" in compared.text  # the same test images
+
+
+def test_data_page_and_doctor_findings(client, runs, tmp_path):
+    assert "Run the dataset doctor" in client.get("/data").text
+    start = client.post("/jobs", data={"command": "check", "dataset": "digits"}, headers=ORIGIN, follow_redirects=False)
+    panel = wait_for(start.headers["location"], client)
+    run_id = re.search(r'run <a href="/runs/([^"]+)"', panel).group(1)
+    page = client.get(f"/runs/{run_id}").text
+    assert "Dataset doctor: digits" in page and "Class distribution" in page
+    assert run_id in client.get("/data").text
+
+
+def test_static_html_report(runs, tmp_path):
+    from classlab.cli import main
+
+    out = tmp_path / "site"
+    assert main(["report", str(runs["root"] / runs["cnn"]), "--html", str(out)]) == 0
+    index = (out / "index.html").read_text()
+    assert "Confusion matrix" in index and "<form" not in index and 'href="/' not in index and 'src="/' not in index
+    for link in re.findall(r'(?:src|href)="([^"#][^"]*)"', index):
+        assert (out / link).exists(), link
+    cells = list((out / "cells").glob("cell_*.html"))
+    assert cells and all('src="../images/' in c.read_text() or "loss" in c.read_text() for c in cells)
+    assert main(["report", str(runs["root"] / runs["cnn"]), "--html", str(out)]) == 2  # never over a folder
+
+
+def test_serve_starts_without_torch_and_prints_its_url(runs, tmp_path):
+    code = "import sys, classlab.web.app, classlab.cli.web; print('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"
+    process = subprocess.Popen([sys.executable, "-m", "classlab", "serve", "--port", "0", "--runs-dir", str(runs["root"])],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = process.stdout.readline()
+        url = re.search(r"(http://127\.0\.0\.1:\d+/)", line).group(1)
+        import urllib.request
+
+        with urllib.request.urlopen(url, timeout=10) as response:
+            assert response.status == 200 and runs["cnn"] in response.read().decode()
+    finally:
+        process.terminate()
+        process.wait(10)
+    busy = subprocess.run([sys.executable, "-m", "classlab", "serve", "--host", "203.0.113.7", "--port", "1"],
+                          capture_output=True, text=True, timeout=30)
+    assert busy.returncode == 2 and "cannot listen on 203.0.113.7:1" in busy.stderr
