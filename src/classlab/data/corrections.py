@@ -39,11 +39,11 @@ def read_corrections(path: str | Path) -> list[Correction]:
     path = Path(path)
     if path.is_dir():
         path = path / "corrections.csv"
+    if not path.exists() and not path.is_symlink():
+        raise ClasslabError(f"corrections file {path} not found; the workbench's review page writes "
+                            "corrections.csv in the reviewed run's directory")
     try:
         text = read_file(path, MAX_BYTES).decode("utf-8-sig")
-    except FileNotFoundError:
-        raise ClasslabError(f"corrections file {path} not found; the workbench's review page writes "
-                            "corrections.csv in the reviewed run's directory") from None
     except (UnreadableFile, UnicodeDecodeError, OSError) as e:
         raise ClasslabError(f"cannot read the corrections file {path}: {e}") from None
     reader = csv.DictReader(io.StringIO(text, newline=""))
