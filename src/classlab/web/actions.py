@@ -17,7 +17,7 @@ from starlette.routing import Route
 from ..errors import ClasslabError
 from .charts import curves_svg
 from .datasets import available, resolve
-from .images import MAX_UPLOAD_BYTES, decode_upload
+from .images import MAX_UPLOAD_BYTES, decode_upload, preview
 from .jobs import progress
 from .review import Review
 
@@ -61,7 +61,7 @@ def routes(bench, tpl) -> list[Route]:
             except ClasslabError as e:
                 errors.append(str(e))
                 continue
-            card = await asyncio.to_thread(explainer.card, image, 5, len(uploads) <= 8)
+            card = await asyncio.to_thread(explainer.card, image, 5, len(uploads) <= 8, preview(data))
             results.append({"name": name, "card": card})
         key = uuid.uuid4().hex[:12]
         bench.predictions = {key: (run_id, [(r["name"], r["card"]["top"]) for r in results]),

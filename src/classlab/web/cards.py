@@ -79,14 +79,15 @@ class RunExplainer:
         x = to_float(torch.from_numpy(np.ascontiguousarray(image[None])), pre)[0]
         return (x.permute(1, 2, 0).clamp(0, 1) * 255).round().to(torch.uint8).numpy()
 
-    def card(self, image: np.ndarray, top_k: int = 5, neighbours: bool = True) -> dict:
-        """Everything the card shows for one uint8 image at the run's size and channels."""
+    def card(self, image: np.ndarray, top_k: int = 5, neighbours: bool = True, original: np.ndarray | None = None) -> dict:
+        """Everything the card shows for one uint8 image at the run's size and channels (``original``: the
+        image before it was brought to that size, when there was one: an upload)."""
         with self._lock:
             proba = self.predict_proba(image[None])[0]
             names = self.class_names
             order = np.argsort(-proba, kind="stable")[:max(1, min(top_k, len(names)))]
             top = [(names[c], float(proba[c])) for c in order]
-            card = {"top": top, "top_svg": topk_svg(top), "original": data_uri(png_bytes(image, 192))}
+            card = {"top": top, "top_svg": topk_svg(top), "original": data_uri(png_bytes(image if original is None else original, 192))}
             seen = self.model_input(image)
             if seen is not None:
                 card["seen"] = data_uri(png_bytes(seen, 192))

@@ -98,6 +98,15 @@ def cell_members(run_dir: Path, true: int, pred: int, limit: int = 48) -> dict:
     return {"true": str(names[true]), "predicted": str(names[pred]), "count": int(len(members)), "items": items}
 
 
+def preview(data: bytes, side: int = 192) -> np.ndarray:
+    """An upload as the user sees it (RGB, its own aspect ratio, at most ``side`` pixels), for the card."""
+    from ..data.images import decode
+
+    image = Image.fromarray(np.asarray(decode(data, 3, None)))
+    image.thumbnail((side, side), Image.Resampling.BILINEAR)
+    return np.asarray(image)
+
+
 def decode_upload(data: bytes, name: str, channels: int, size: tuple[int, int]) -> np.ndarray:
     """An uploaded file as the run's input (uint8, size x channels), or a one-line ClasslabError: too big,
     too many pixels, not an image. Decoded by the loaders' own ``decode`` (EXIF rotation, alpha, 16-bit)."""

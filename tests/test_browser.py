@@ -1,0 +1,147 @@
+"""The workbench in a real browser: Playwright for Python driving Debian's Chromium against
+``classlab serve --port 0`` on a digits runs folder. Any request to another host fails the test (route
+guard), as does any console error; every test leaves a screenshot in its tmp dir (and in
+$CLASSLAB_SCREENSHOTS when set: ``CLASSLAB_SCREENSHOTS=docs pytest -m browser`` renews the README's)."""
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+
+pytestmark = pytest.mark.browser
+CHROMIUM = Path("/usr/bin/chromium")
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+playwright_api = pytest.importorskip("playwright.sync_api", reason="Playwright for Python is not installed")
+if not CHROMIUM.exists():
+    pytest.skip("Debian's Chromium is not installed (apt-get install chromium; .ci/run installs it)",
+                allow_module_level=True)
+
+
+@pytest.fixture(scope="module")
+def server(digits_runs, tmp_path_factory):
+    root = tmp_path_factory.mktemp("browser") / "runs"
+    shutil.copytree(digits_runs["root"], root)
+    process = subprocess.Popen([sys.executable, "-m", "classlab", "serve", "--port", "0", "--runs-dir", str(root)],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    line = process.stdout.readline()
+    match = re.search(r"(http://127\.0\.0\.1:\d+)/", line)
+    assert match, line
+    yield {"url": match.group(1), "root": root, **{k: v for k, v in digits_runs.items() if k != "root"}}
+    process.terminate()
+    process.wait(10)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with playwright_api.sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser, server, tmp_path, request):
+    """A fresh browser context (a new profile) whose every request must go to the server, and whose console
+    must stay free of errors."""
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    allowed = urlsplit(server["url"]).netloc
+    foreign, errors = [], []
+
+    def guard(route):
+        parts = urlsplit(route.request.url)
+        if parts.scheme in ("data", "blob") or parts.netloc == allowed:
+            route.continue_()
+        else:
+            foreign.append(route.request.url)
+            route.abort()
+    context.route("**/*", guard)
+    pg = context.new_page()
+    pg.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    pg.on("pageerror", lambda e: errors.append(str(e)))
+    yield pg
+    name = request.node.name.removeprefix("test_")
+    pg.screenshot(path=str(tmp_path / f"{name}.png"), full_page=False)
+    if os.environ.get("CLASSLAB_SCREENSHOTS"):
+        folder = Path(os.environ["CLASSLAB_SCREENSHOTS"])
+        folder.mkdir(parents=True, exist_ok=True)
+        pg.screenshot(path=str(folder / f"workbench-{name}.png"), full_page=False)
+    context.close()
+    assert not foreign, f"requests to other hosts: {foreign}"
+    assert not errors, f"console errors: {errors}"
+
+
+def test_runs_page(page, server):
+    page.goto(server["url"] + "/")
+    page.wait_for_selector("table.runs")
+    assert page.locator(f'a[href="/runs/{server["cnn"]}"]').count() == 1
+    page.fill("#q", "zzz-nothing")
+    page.wait_for_selector("text=No runs here yet")
+    page.fill("#q", "")
+    page.wait_for_selector(f'a[href="/runs/{server["cnn"]}"]')
+
+
+def test_run_page_confusion_cell_opens_its_images_and_a_card(page, server):
+    page.goto(f"{server['url']}/runs/{server['cnn']}")
+    cells = page.locator("td.hot a[data-cell]")
+    target = cells.first if cells.count() else page.locator("td.diag a[data-cell]").first
+    target.click()
+    page.wait_for_selector("#cell-images img")
+    assert page.locator("#cell-images img").count() >= 1
+    page.locator("#cell-images a.thumb").first.click()
+    page.wait_for_selector("#image-card", timeout=60_000)
+    assert "what the model saw" in page.inner_text("#image-card")
+    page.locator("#card-panel").scroll_into_view_if_needed()
+
+
+def test_predict_an_uploaded_image(page, server, tmp_path):
+    from test_web import digit_png
+
+    image = tmp_path / "three.png"
+    image.write_bytes(digit_png(3, 64))
+    page.goto(f"{server['url']}/predict?run={server['cnn']}")
+    page.set_input_files("#images", str(image))
+    page.wait_for_selector("text=1 file(s) chosen")
+    page.click("#predict-form button[type=submit]")
+    page.wait_for_selector("#results h3", timeout=60_000)
+    assert page.inner_text("#results h3").startswith("three.png: ")
+    assert page.locator("#results .topk").count() == 1
+
+
+def test_train_from_the_form_and_watch_epochs_arrive(page, server):
+    page.goto(server["url"] + "/train")
+    page.select_option("#command", "train")
+    page.select_option("select[name=model]", "mlp")
+    page.fill("input[name=epochs]", "4")
+    page.click("form.grid-form button[type=submit]")
+    page.wait_for_url(re.compile(r"/jobs/\w+$"))
+    seen, statuses = set(), set()
+    for _ in range(1200):  # the page is never reloaded: server-sent events replace the panel
+        text = page.inner_text("#job-panel")
+        statuses.add(page.inner_text("#job-status").strip())
+        epoch = re.search(r"epoch\s+(\d+)\s+of\s+4", text)
+        if epoch:
+            seen.add(int(epoch.group(1)))
+        if "done" in statuses or "failed" in statuses:
+            break
+        page.wait_for_timeout(100)
+    assert page.inner_text("#job-status") == "done", page.inner_text("#job-panel")
+    assert "running" in statuses and 4 in seen and page.locator("#job-panel svg.chart").count() == 1
+    assert page.locator("#job-panel table.epochs tr").count() == 5  # header + 4 epochs
+
+
+def test_review_a_label_with_the_keyboard(page, server):
+    page.goto(f"{server['url']}/runs/{server['cnn']}/review")
+    if page.locator(".review-item").count() == 0:
+        pytest.skip("no label issues to review in this run")
+    first = page.get_attribute(".review-item", "data-id")
+    page.keyboard.press("k")
+    page.wait_for_selector("text=kept 1")
+    assert page.get_attribute(".review-item", "data-id") != first if page.locator(".review-item").count() else True
+    assert f"{first},keep," in (server["root"] / server["cnn"] / "corrections.csv").read_text()
