@@ -15,6 +15,10 @@ import pytest
 
 pytestmark = pytest.mark.browser
 CHROMIUM = Path("/usr/bin/chromium")
+README_SHOTS = {"runs_page": "runs", "run_page_confusion_cell_opens_its_images_and_a_card": "run",
+                "compare_page_shows_verdicts_and_disagreements": "compare",
+                "predict_an_uploaded_image": "predict", "train_from_the_form_and_watch_epochs_arrive": "train",
+                "review_a_label_with_the_keyboard": "review"}
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
@@ -26,14 +30,19 @@ if not CHROMIUM.exists():
 
 @pytest.fixture(scope="module")
 def server(digits_runs, tmp_path_factory):
+    from classlab import api
+
     root = tmp_path_factory.mktemp("browser") / "runs"
     shutil.copytree(digits_runs["root"], root)
+    doctor = api.check("digits", runs_dir=root)
+    compared = api.compare(root / digits_runs["mlp"], root / digits_runs["cnn"], runs_dir=root)
     process = subprocess.Popen([sys.executable, "-m", "classlab", "serve", "--port", "0", "--runs-dir", str(root)],
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     line = process.stdout.readline()
     match = re.search(r"(http://127\.0\.0\.1:\d+)/", line)
     assert match, line
-    yield {"url": match.group(1), "root": root, **{k: v for k, v in digits_runs.items() if k != "root"}}
+    yield {"url": match.group(1), "root": root, "check": doctor.run_dir.name, "compare": compared.run_dir.name,
+           **{k: v for k, v in digits_runs.items() if k != "root"}}
     process.terminate()
     process.wait(10)
 
@@ -68,10 +77,13 @@ def page(browser, server, tmp_path, request):
     yield pg
     name = request.node.name.removeprefix("test_")
     pg.screenshot(path=str(tmp_path / f"{name}.png"), full_page=False)
-    if os.environ.get("CLASSLAB_SCREENSHOTS"):
+    if os.environ.get("CLASSLAB_SCREENSHOTS") and name in README_SHOTS:
+        from PIL import Image
+
         folder = Path(os.environ["CLASSLAB_SCREENSHOTS"])
         folder.mkdir(parents=True, exist_ok=True)
-        pg.screenshot(path=str(folder / f"workbench-{name}.png"), full_page=False)
+        shot = Image.open(tmp_path / f"{name}.png").convert("RGB").quantize(128)  # small files for the README
+        shot.save(folder / f"workbench-{README_SHOTS[name]}.png", optimize=True)
     context.close()
     assert not foreign, f"requests to other hosts: {foreign}"
     assert not errors, f"console errors: {errors}"
@@ -145,3 +157,22 @@ def test_review_a_label_with_the_keyboard(page, server):
     page.wait_for_selector("text=kept 1")
     assert page.get_attribute(".review-item", "data-id") != first if page.locator(".review-item").count() else True
     assert f"{first},keep," in (server["root"] / server["cnn"] / "corrections.csv").read_text()
+
+
+def test_compare_page_shows_verdicts_and_disagreements(page, server):
+    page.goto(server["url"] + "/")
+    page.check(f'input[value="{server["mlp"]}"]')
+    page.check(f'input[value="{server["cnn"]}"]')
+    page.click("text=Compare selected")
+    page.wait_for_selector("h1:has-text('Comparison')")
+    text = page.inner_text("main")
+    assert "McNemar" in text and "baseline" in text
+    assert page.locator("div.thumbs img").count() >= 1  # fixed or broken images, side by side with the baseline
+
+
+def test_doctor_page(page, server):
+    page.goto(server["url"] + "/data")
+    page.click(f'a[href="/runs/{server["check"]}"]')
+    page.wait_for_selector("svg.bars")
+    assert "Dataset doctor: digits" in page.inner_text("h1")
+    assert page.locator("svg.bars rect").count() == 10

@@ -38,7 +38,7 @@ def routes(bench, tpl) -> list[Route]:
 
     # -- predict ----------------------------------------------------------------------------------
     async def predict_page(request: Request):
-        rows = [r for r in bench.catalog.query(sort="created") if r["has_model"]]
+        rows = [r for r in bench.catalog.query(sort="created") if r["predicts"]]
         return page(request, "predict.html", models=rows, chosen=request.query_params.get("run", ""))
 
     async def predict(request: Request):

@@ -59,7 +59,10 @@ def summarise(run_dir: Path) -> dict | None:
             "created": str(config.get("created") or ""), "model": _model_name(config),
             "accuracy": number(metrics.get("accuracy")), "macro_f1": number(macro.get("f1")),
             "test_images": number(metrics.get("n")),
-            "has_model": (run_dir / "best.pt").is_file(), "explained": (run_dir / "explain" / "explain.json").is_file(),
+            "has_model": (run_dir / "best.pt").is_file(),
+            "predicts": (run_dir / "best.pt").is_file() or (run_dir / "scratch.npz").is_file()
+            or (config.get("command") == "knn" and (run_dir / "split.csv").is_file()),
+            "explained": (run_dir / "explain" / "explain.json").is_file(),
             "finished": bool(metrics) or (run_dir / "report.md").is_file()}
 
 

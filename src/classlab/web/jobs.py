@@ -35,6 +35,7 @@ class Job:
     returncode: int | None = None
     log: Path | None = None
     after: str | None = None  # a run to compare the result with when it is done (retrain with corrections)
+    found_run: Path | None = None  # the run directory, once found
     process: subprocess.Popen | None = field(default=None, repr=False)
 
     @property
@@ -103,15 +104,16 @@ class JobQueue:
 
     def run_dir(self, job: Job) -> Path | None:
         """The run directory the job's command created (found by its job id in config.json)."""
-        if job.started is None:
-            return None
+        if job.found_run is not None or job.started is None:
+            return job.found_run
         try:
             candidates = sorted((p for p in self.runs_dir.iterdir() if p.is_dir()
                                  and p.stat().st_mtime >= job.started - 2), key=lambda p: p.name)
         except OSError:
             return None
         mine = [p for p in candidates if (read_json(p / "config.json", 4 << 20) or {}).get("job") == job.id]
-        return mine[0] if mine else None
+        job.found_run = mine[0] if mine else None
+        return job.found_run
 
     def shutdown(self) -> None:
         self._stopping = True

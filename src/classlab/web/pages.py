@@ -34,7 +34,8 @@ def routes(bench, tpl) -> list[Route]:
         details = run_details(run_dir)
         command = details["config"].get("command")
         if command == "check":
-            return page(request, "check.html", run=details, check=_check_view(details["check"] or {}))
+            samples = await asyncio.to_thread(_samples, bench, run_dir)
+            return page(request, "check.html", run=details, check=_check_view(details["check"] or {}), samples=samples)
         if command == "compare":
             return page(request, "compare.html", run=details, comparison=_compare_view(bench, details))
         return page(request, "run.html", run=details, jobs=[j for j in bench.jobs.listing()
@@ -97,6 +98,24 @@ def _runs_context(bench, request: Request) -> dict:
             "order": "desc" if descending else "asc"}
 
 
+def _samples(bench, run_dir, per_class: int = 8) -> list[dict] | None:
+    """A few images of every class (the first ones, in file order) for the doctor's sample grid; None when
+    the data cannot be loaded any more."""
+    from ..errors import ClasslabError
+
+    try:
+        ds, _, _ = bench.datasets.get(run_dir)
+    except ClasslabError:
+        return None
+    import numpy as np
+
+    out = []
+    for c, name in enumerate(ds.class_names[:50]):
+        rows = np.flatnonzero(ds.labels == c)[:per_class]
+        out.append({"name": name, "ids": [ds.ids[r] for r in rows]})
+    return out
+
+
 def _check_view(check: dict) -> dict:
     """The doctor's findings arranged for the page: class counts as bars, pairs side by side, quality lists."""
     counts = check.get("class_counts") if isinstance(check.get("class_counts"), dict) else {}
@@ -116,6 +135,7 @@ def _check_view(check: dict) -> dict:
                                                     "imbalance_ratio", "errors", "warnings")},
             "classes": [{"name": c, "count": n, "share": n / most} for c, n in sorted(total.items())],
             "across": (near.get("across_splits") or [])[:60], "within": (near.get("within_split") or [])[:60],
+            "totals": {"across": len(near.get("across_splits") or []), "within": len(near.get("within_split") or [])},
             "exact": {k: v[:30] for k, v in exact.items() if isinstance(v, list)},
             "quality": {k: v[:24] for k, v in (check.get("quality") or {}).items() if isinstance(v, list)},
             "problems": {k: v[:50] for k, v in problems.items() if isinstance(v, list) and v},
