@@ -94,6 +94,8 @@ def labels(values: np.ndarray, where: str, notes: list[str]) -> np.ndarray:
         if not np.array_equal(y, np.round(y)):
             bad = y[y != np.round(y)][0]
             raise ClasslabError(f"{where} holds fractional labels (e.g. {bad:g}); labels must be whole class numbers")
+        if len(y) and np.abs(y).max() >= 2**53:  # beyond this a float is no exact whole number (nor an int64)
+            raise ClasslabError(f"{where} holds a label of {np.abs(y).max():g}; labels must be class numbers")
         notes.append(f"{where}: float labels read as whole class numbers")
         return y.astype(np.int64)
     if np.issubdtype(y.dtype, np.integer) or y.dtype.kind in "US":

@@ -57,8 +57,9 @@ class Guard:
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers", []))
                 headers += [(b"content-security-policy", CSP.encode()), (b"x-content-type-options", b"nosniff"),
-                            (b"referrer-policy", b"same-origin"), (b"x-frame-options", b"DENY"),
-                            (b"cache-control", b"no-store")]
+                            (b"referrer-policy", b"same-origin"), (b"x-frame-options", b"DENY")]
+                if not any(name.lower() == b"cache-control" for name, _ in headers):  # thumbnails set their own
+                    headers.append((b"cache-control", b"no-store"))
                 if set_cookie:
                     headers.append((b"set-cookie", f"{COOKIE}={self.token}; HttpOnly; SameSite=Strict; Path=/".encode()))
                 message = {**message, "headers": headers}

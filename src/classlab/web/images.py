@@ -17,6 +17,7 @@ from ..errors import ClasslabError
 MAX_UPLOAD_BYTES = 20 << 20
 MAX_UPLOAD_PIXELS = 40_000_000
 THUMB_SIDE = 96
+THUMBS_KEPT = 4000  # PNGs of a few KB each
 
 
 def png_bytes(image: np.ndarray, side: int = THUMB_SIDE) -> bytes:
@@ -41,6 +42,7 @@ class DatasetCache:
 
     def __init__(self, size: int = 3):
         self.size, self._items, self._lock = size, OrderedDict(), threading.Lock()
+        self._thumbs: OrderedDict = OrderedDict()
 
     def get(self, run_dir: Path):
         key = str(run_dir)
@@ -65,6 +67,26 @@ class DatasetCache:
             while len(self._items) > self.size:
                 self._items.popitem(last=False)
             return entry
+
+    def thumbnail(self, run_dir: Path, item: str, side: int) -> bytes | None:
+        """The PNG of one image of the run's data (kept: a page of thumbnails is asked for again and again),
+        keyed on the run's manifest mtime so a rewritten run is never shown stale."""
+        try:
+            stamp = max((run_dir / n).stat().st_mtime_ns for n in ("config.json", "split.csv") if (run_dir / n).exists())
+        except (OSError, ValueError):
+            stamp = 0
+        key = (str(run_dir), stamp, item, side)
+        with self._lock:
+            if key in self._thumbs:
+                self._thumbs.move_to_end(key)
+                return self._thumbs[key]
+        found = self.image(run_dir, item)
+        png = None if found is None else png_bytes(found[0], side)
+        with self._lock:
+            self._thumbs[key] = png
+            while len(self._thumbs) > THUMBS_KEPT:
+                self._thumbs.popitem(last=False)
+        return png
 
     def image(self, run_dir: Path, item: str) -> tuple[np.ndarray, str] | None:
         """(pixels, class name) of the image with id ``item`` in the run's data, or None."""

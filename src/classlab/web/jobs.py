@@ -103,16 +103,17 @@ class JobQueue:
             return list(self._queue).index(job.id) + 1 if job.id in self._queue else None
 
     def run_dir(self, job: Job) -> Path | None:
-        """The run directory the job's command created (found by its job id in config.json)."""
-        if job.found_run is not None or job.started is None:
+        """The newest run directory the job's command created (found by its job id in config.json): a train
+        job's run, or the step a workshop is on (its summary run once it is done)."""
+        if job.started is None or (job.finished and job.found_run is not None):
             return job.found_run
         try:
-            candidates = sorted((p for p in self.runs_dir.iterdir() if p.is_dir()
-                                 and p.stat().st_mtime >= job.started - 2), key=lambda p: p.name)
+            recent = sorted((p for p in self.runs_dir.iterdir() if p.is_dir()
+                             and p.stat().st_mtime >= job.started - 2), key=lambda p: p.name)
         except OSError:
-            return None
-        mine = [p for p in candidates if (read_json(p / "config.json", 4 << 20) or {}).get("job") == job.id]
-        job.found_run = mine[0] if mine else None
+            return job.found_run
+        mine = [p for p in recent if (read_json(p / "config.json", 4 << 20) or {}).get("job") == job.id]
+        job.found_run = mine[-1] if mine else job.found_run
         return job.found_run
 
     def shutdown(self) -> None:

@@ -14,7 +14,7 @@ from starlette.routing import Route
 from .catalog import SORT_KEYS, run_details
 from .datasets import available
 from .guard import resolve_run_file
-from .images import cell_members, png_bytes
+from .images import cell_members
 
 PNG_SIDES = (48, 96, 192)
 
@@ -50,11 +50,11 @@ def routes(bench, tpl) -> list[Route]:
     async def run_image(request: Request):
         run_dir = bench.run(request.path_params["run"])
         side = int(request.query_params.get("side", 96)) if request.query_params.get("side", "96").isdigit() else 96
-        found = await asyncio.to_thread(bench.datasets.image, run_dir, request.query_params.get("id", ""))
-        if found is None:
+        png = await asyncio.to_thread(bench.datasets.thumbnail, run_dir, request.query_params.get("id", ""),
+                                      side if side in PNG_SIDES else 96)
+        if png is None:
             raise HTTPException(404, "no image with that id in this run's data")
-        return Response(png_bytes(found[0], side if side in PNG_SIDES else 96), media_type="image/png",
-                        headers={"cache-control": "private, max-age=3600"})
+        return Response(png, media_type="image/png", headers={"cache-control": "private, max-age=600"})
 
     async def cell(request: Request):
         run_dir = bench.run(request.path_params["run"])

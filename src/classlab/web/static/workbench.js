@@ -13,6 +13,15 @@ function setupDrop(zone, input) {
   const chosen = document.getElementById("chosen");
   const show = () => { chosen.textContent = input.files.length ? input.files.length + " file(s) chosen" : ""; };
   input.addEventListener("change", show);
+  const folder = document.getElementById("folder");
+  if (folder) folder.addEventListener("change", () => {  // a folder's image files join the chosen ones
+    const files = new DataTransfer();
+    for (const f of input.files) files.items.add(f);
+    for (const f of folder.files) if (f.type.startsWith("image/") && !f.name.startsWith(".")) files.items.add(f);
+    input.files = files.files;
+    folder.value = "";
+    show();
+  });
   ["dragenter", "dragover"].forEach((t) => zone.addEventListener(t, (e) => { e.preventDefault(); zone.classList.add("over"); }));
   ["dragleave", "drop"].forEach((t) => zone.addEventListener(t, () => zone.classList.remove("over")));
   zone.addEventListener("drop", (e) => {
