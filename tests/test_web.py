@@ -348,3 +348,22 @@ def test_cancel_a_job_from_its_page(client):
     panel = wait_for(job, client)
     assert 'id="job-status">cancelled<' in panel
     assert client.get("/jobs/nope").status_code == 404
+
+
+def test_serve_on_another_address_prints_a_token_url(runs):
+    import urllib.error
+    import urllib.request
+
+    process = subprocess.Popen([sys.executable, "-m", "classlab", "serve", "--host", "0.0.0.0", "--port", "0",
+                                "--runs-dir", str(runs["root"])], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = process.stdout.readline()
+        port, token = re.search(r"http://0\.0\.0\.0:(\d+)/\?token=([\w-]{20,})", line).groups()
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10)
+        assert refused.value.code == 403
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/?token={token}", timeout=10) as response:
+            assert response.status == 200
+    finally:
+        process.terminate()
+        process.wait(10)
