@@ -150,3 +150,7 @@ def test_the_embedding_pass_finds_shifted_copies_outliers_and_neighbours_with_ot
     assert e["calibration"]["copies_kept"] >= 0.85 and 0 < e["threshold"] < 1
     assert "train/frog/black.png" in [o["file"] for o in e["outliers"]]
     assert all(n["neighbours_say"] != n["class"] for n in e["neighbours_disagree"])
+    run = next(runs_dir.iterdir())  # and every finding has its thumbnails in the report
+    assert (run / "near_duplicates_embeddings.png").is_file() and (run / "outliers.png").is_file()
+    assert (run / "neighbours_disagree.png").is_file() == bool(e["neighbours_disagree"])
+    assert "![Outliers (embeddings)](outliers.png)" in (run / "report.md").read_text()

@@ -367,3 +367,27 @@ def test_serve_on_another_address_prints_a_token_url(runs):
     finally:
         process.terminate()
         process.wait(10)
+
+
+def test_doctor_page_shows_the_embedding_findings(tmp_path):
+    """A check.json with an embedding pass (as `classlab check --embeddings` writes it) renders its pairs,
+    outliers and neighbour disagreements with thumbnails by id."""
+    from classlab import api
+
+    data = make_class_folder(tmp_path / "data", classes=("cat", "dog"), per_class=4, size=(20, 20))
+    result = api.check(data, runs_dir=tmp_path / "runs")
+    check_file = result.run_dir / "check.json"
+    report = json.loads(check_file.read_text())
+    report["embeddings"] = {"backbone": "mobilenet_v2", "threshold": 0.93,
+                            "near_duplicates": {"across_splits": [], "within_split": [
+                                {"files": ["cat/000.png", "cat/001.png"], "splits": [None, None],
+                                 "classes": ["cat", "cat"], "similarity": 0.97}]},
+                            "outliers": [{"file": "dog/003.png", "split": None, "class": "dog"}],
+                            "neighbours_disagree": [{"file": "dog/002.png", "split": None, "class": "dog",
+                                                     "neighbours_say": "cat"}]}
+    check_file.write_text(json.dumps(report))
+    with TestClient(create_app(tmp_path / "runs"), base_url="http://127.0.0.1") as c:
+        page = c.get(f"/runs/{result.run_dir.name}").text
+        assert "Embedding pass (mobilenet_v2)" in page and "cosine 0.970" in page
+        assert "Outliers: far from every other image (1)" in page and "dog → cat?" in page
+        assert c.get(f"/runs/{result.run_dir.name}/image?id=dog/003.png").status_code == 200

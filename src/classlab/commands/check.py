@@ -266,6 +266,34 @@ def run_check(spec: str, data_dir=None, min_size: int = 16, runs_dir=None, embed
     return RunResult(run.path, "check", path, details={"findings": report, "text": text})
 
 
+THUMB = 64
+
+
+def _pictures(spec: str, data_dir, files: list[str]) -> dict[str, np.ndarray]:
+    """The named images as RGB thumbnails of THUMB x THUMB: read one by one from an image folder or zip (the
+    tree was decoded once already; reading it all again for a few dozen thumbnails doubled the doctor's
+    time), or taken from the loaded arrays of a named or array dataset. Unreadable ones are left out."""
+    from ..data.images import decode
+
+    if not files:
+        return {}
+    path = Path(spec)
+    if path.is_dir() or (path.is_file() and path.suffix.lower() == ".zip"):
+        tree, out = open_tree(path), {}
+        for f in files:
+            try:
+                out[f] = decode(tree.read(f), 3, (THUMB, THUMB))
+            except (ValueError, OSError, KeyError):
+                continue
+        return out
+    try:
+        ds = load_dataset(spec, data_dir=data_dir)
+    except ClasslabError:
+        return {}
+    index = {item: i for i, item in enumerate(ds.ids)}
+    return {f: np.asarray(ds.images[index[f]]) for f in files if f in index}
+
+
 def _thumbnails(run: Run, spec: str, data_dir, report: dict) -> list[tuple[str, str]]:
     """Near-duplicate pairs side by side and examples of each image-quality finding, as PNGs in the report
     (images as classlab decodes them); nothing when the data cannot be decoded as a dataset."""
@@ -274,27 +302,40 @@ def _thumbnails(run: Run, spec: str, data_dir, report: dict) -> list[tuple[str, 
     near = report.get("near_duplicates", {})
     pairs = (near.get("across_splits", []) + near.get("within_split", []))[:24]
     quality = {kind: files[:16] for kind, files in report.get("quality", {}).items()}
-    if not pairs and not quality:
+    emb = report.get("embeddings") or {}
+    emb_pairs = ((emb.get("near_duplicates") or {}).get("across_splits", []) +
+                 (emb.get("near_duplicates") or {}).get("within_split", []))[:24]
+    singles = {"outliers": [(o["file"], f"{o['class'][:12]}\n{o['file'].rsplit('/', 1)[-1][:16]}")
+                            for o in emb.get("outliers", [])[:16]],
+               "neighbours_disagree": [(o["file"], f"labelled {o['class'][:10]}\nneighbours: {o['neighbours_say'][:10]}")
+                                       for o in emb.get("neighbours_disagree", [])[:16]]}
+    if not pairs and not quality and not emb_pairs and not any(singles.values()):
         return []
-    try:
-        ds = load_dataset(spec, data_dir=data_dir)
-    except ClasslabError:
-        return []
-    index = {item: i for i, item in enumerate(ds.ids)}
+    wanted = sorted({f for p in pairs + emb_pairs for f in p["files"]} | {f for files in quality.values() for f in files}
+                    | {f for entries in singles.values() for f, _ in entries})
+    pictures = _pictures(spec, data_dir, wanted)
     sections = []
-    shown = [p for p in pairs if all(f in index for f in p["files"])]
-    if shown:
-        images = np.stack([np.asarray(ds.images[index[f]]) for p in shown for f in p["files"]])
-        captions = [f"{s or '-'}/{c}\n{f.rsplit('/', 1)[-1][:16]}" + (f"  ~{p['similarity']:.2f}" if k else "")
-                    for p in shown for k, (f, s, c) in enumerate(zip(p["files"], p["splits"], p["classes"]))]
-        captioned_grid_png(images, captions, run.file("near_duplicates.png"),
-                           "Near-duplicate pairs, side by side (cross-split pairs first)")
-        sections.append(("Near-duplicates", "![near-duplicate pairs](near_duplicates.png)"))
+    for found, name, title in ((pairs, "near_duplicates.png", "Near-duplicates"),
+                               (emb_pairs, "near_duplicates_embeddings.png", "Near-duplicates (embeddings)")):
+        shown = [p for p in found if all(f in pictures for f in p["files"])]
+        if shown:
+            images = np.stack([pictures[f] for p in shown for f in p["files"]])
+            captions = [f"{s or '-'}/{c}\n{f.rsplit('/', 1)[-1][:16]}" + (f"  ~{p['similarity']:.2f}" if k else "")
+                        for p in shown for k, (f, s, c) in enumerate(zip(p["files"], p["splits"], p["classes"]))]
+            captioned_grid_png(images, captions, run.file(name), f"{title}: pairs side by side (cross-split first)")
+            sections.append((title, f"![{title}]({name})"))
+    for kind, entries in singles.items():
+        kept = [(f, caption) for f, caption in entries if f in pictures]
+        if kept:
+            title = {"outliers": "Outliers (embeddings)", "neighbours_disagree": "Neighbours carry another label"}[kind]
+            captioned_grid_png(np.stack([pictures[f] for f, _ in kept]), [c for _, c in kept], run.file(f"{kind}.png"),
+                               title)
+            sections.append((title, f"![{title}]({kind}.png)"))
     for kind, files in quality.items():
-        kept = [f for f in files if f in index]
+        kept = [f for f in files if f in pictures]
         if kept:
             name = f"quality_{kind}.png"
-            captioned_grid_png(np.stack([np.asarray(ds.images[index[f]]) for f in kept]),
+            captioned_grid_png(np.stack([pictures[f] for f in kept]),
                                [f.rsplit("/", 1)[-1][:18] for f in kept], run.file(name), kind.replace("_", " "))
             sections.append((f"Image quality: {kind.replace('_', ' ')}", f"![{kind}]({name})"))
     return sections

@@ -15,6 +15,7 @@ import numpy as np
 
 MAX_DISTANCE = 10  # bits of 64 for a candidate pair (benchmarks/README.md: measured on CIFAR-10)
 SURE_DISTANCE = 4  # this close, the hash alone decides
+ROWS, COLUMNS = 1024, 4096  # the search's tile (int32 products: 16 MB)
 MIN_SIDE = 16  # smaller images (8x8 digits) hold too little detail to hash
 MIN_SIMILARITY = 0.9  # otherwise the 32x32 grayscale thumbnails must correlate this well (hash collisions
 # of different pictures, e.g. two planes on a blue sky, correlate far less)
@@ -29,11 +30,11 @@ def _gray(images: np.ndarray) -> np.ndarray:
 
 def _to_32(gray: np.ndarray) -> np.ndarray:
     """(N, H, W) -> (N, 32, 32), area-averaged (antialiased) as a thumbnail is."""
+    if gray.shape[1:] == (32, 32):  # CIFAR-sized already: nothing to resize (and no torch import, ~4 s)
+        return np.ascontiguousarray(gray, dtype=np.float32)
     import torch
     import torch.nn.functional as F
 
-    if gray.shape[1:] == (32, 32):  # CIFAR-sized already: nothing to resize
-        return np.ascontiguousarray(gray, dtype=np.float32)
     t = torch.from_numpy(np.ascontiguousarray(gray))[:, None]
     return F.interpolate(t, size=(32, 32), mode="bilinear", antialias=True, align_corners=False)[:, 0].numpy()
 
@@ -71,31 +72,33 @@ class TooAlike(Exception):
 def near_duplicate_pairs(bits: np.ndarray, max_distance: int = MAX_DISTANCE,
                          max_pairs: int | None = None) -> list[tuple[int, int, int]]:
     """(i, j, Hamming distance) with i < j for every pair within ``max_distance`` bits: an exact radius search,
-    blockwise. With bits as +-1 int8, a.b = 64 - 2 * Hamming, so one int8 matrix product per block of 512
-    queries (torch._int_mm, as the k-NN search) and one comparison with a constant find the pairs: 60,000
-    hashes in about 4 s on 2 cores, 120 MB."""
+    in tiles. With bits as +-1 int8, a.b = 64 - 2 * Hamming, so one int8 matrix product per tile of
+    ``ROWS`` x ``COLUMNS`` (torch._int_mm, as the k-NN search) and one comparison with a constant find the
+    pairs; only tiles on or above the diagonal are computed. A 16 MB tile stays in cache for the comparison
+    that follows its product: 60,000 hashes in 1.4 s on 2 cores (whole rows of 512 x 60,000: 3.0 s)."""
     import torch
     import torch.nn.functional as F
 
     n, width = bits.shape
+    pad = (-n) % 8  # the int8 kernel wants columns in eights
     x = torch.from_numpy(np.ascontiguousarray(bits, dtype=np.int8) * 2 - 1)
-    xt = x.T.contiguous()
-    out = torch.empty((512, n + (-n) % 8), dtype=torch.int32)  # the int8 kernel wants columns in eights
+    xt = F.pad(x.T.contiguous(), (0, pad))
     least = width - 2 * max_distance
+    out = torch.empty((ROWS, COLUMNS), dtype=torch.int32)
     found = []
-    for start in range(0, n, 512):
-        q = x[start : start + 512]
+    for start in range(0, n, ROWS):
+        q = x[start : start + ROWS]
         rows = len(q)
         if rows <= 16:  # the int8 kernel wants more than 16 rows
             q = torch.cat([q, torch.ones((17 - rows, width), dtype=torch.int8)])
-        # only the columns from this block on: each pair is looked at once (half the products)
-        columns = xt[:, start:] if (n - start) % 8 == 0 else F.pad(xt[:, start:], (0, -(n - start) % 8))
-        buffer = out.view(-1)[: len(q) * columns.shape[1]].view(len(q), columns.shape[1])  # reused, contiguous
-        dot = torch._int_mm(q, columns, out=buffer)[:rows, : n - start]
-        i, j = torch.nonzero(dot >= least, as_tuple=True)
-        later = j > i
-        i, j = i[later], j[later]
-        found += zip((i + start).tolist(), (j + start).tolist(), ((width - dot[i, j]) // 2).tolist())
+        for first in range(start - start % 8, n + pad, COLUMNS):
+            columns = xt[:, first : first + COLUMNS]
+            buffer = out.view(-1)[: len(q) * columns.shape[1]].view(len(q), columns.shape[1])  # reused
+            dot = torch._int_mm(q, columns, out=buffer)[:rows]
+            i, j = torch.nonzero(dot >= least, as_tuple=True)
+            keep = (j + first > i + start) & (j + first < n)  # each pair once; not the padding
+            i, j = i[keep], j[keep]
+            found += zip((i + start).tolist(), (j + first).tolist(), ((width - dot[i, j]) // 2).tolist())
         if max_pairs is not None and len(found) > max_pairs:
             raise TooAlike(f"more than {max_pairs:,} candidate pairs")
     return found

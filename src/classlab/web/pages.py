@@ -139,7 +139,19 @@ def _check_view(check: dict) -> dict:
             "exact": {k: v[:30] for k, v in exact.items() if isinstance(v, list)},
             "quality": {k: v[:24] for k, v in (check.get("quality") or {}).items() if isinstance(v, list)},
             "problems": {k: v[:50] for k, v in problems.items() if isinstance(v, list) and v},
+            "embeddings": _embedding_view(check.get("embeddings")),
             "split_counts": Counter(s for pair in (near.get("across_splits") or []) for s in pair.get("splits", []))}
+
+
+def _embedding_view(emb) -> dict | None:
+    """The embedding pass's findings (``classlab check --embeddings``), as the page lists them."""
+    if not isinstance(emb, dict):
+        return None
+    near = emb.get("near_duplicates") if isinstance(emb.get("near_duplicates"), dict) else {}
+    pairs = (near.get("across_splits") or []) + (near.get("within_split") or [])
+    return {"backbone": emb.get("backbone"), "threshold": emb.get("threshold"), "pairs": pairs[:60],
+            "pair_count": len(pairs), "outliers": (emb.get("outliers") or [])[:48],
+            "disagree": (emb.get("neighbours_disagree") or [])[:48]}
 
 
 def _compare_view(bench, details: dict) -> dict:
