@@ -148,6 +148,17 @@ class RunResult:
     def accuracy(self) -> float | None:
         return self.metrics.get("accuracy")
 
+    def __repr__(self) -> str:
+        from .notebook import run_repr
+
+        return run_repr(self)
+
+    def _repr_html_(self) -> str:
+        """Jupyter: metrics with intervals, per-class table, confusion matrix, curves and plots inline."""
+        from .notebook import run_html
+
+        return run_html(self)
+
     @property
     def macro_f1(self) -> float | None:
         return (self.metrics.get("macro_avg") or {}).get("f1")

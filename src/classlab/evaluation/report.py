@@ -25,6 +25,17 @@ class Evaluation:
     def accuracy(self) -> float:
         return self.metrics["accuracy"]
 
+    def __repr__(self) -> str:
+        macro = self.metrics.get("macro_avg", {}).get("f1")
+        return (f"Evaluation({self.metrics.get('n')} images, {len(self.class_names)} classes, accuracy "
+                f"{self.accuracy:.4f}" + (f", macro F1 {macro:.4f})" if macro is not None else ")"))
+
+    def _repr_html_(self) -> str:
+        """Jupyter: the metrics with their intervals, the per-class table and the confusion matrix."""
+        from ..notebook import confusion_html, metrics_html
+
+        return metrics_html(self.metrics) + confusion_html(np.asarray(self.confusion_matrix).tolist(), self.class_names)
+
     def text(self) -> str:
         """A classification report in scikit-learn's layout, with specificity added."""
         names = self.class_names
