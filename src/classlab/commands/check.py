@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections import Counter, defaultdict
 from pathlib import Path
 
 import numpy as np
 
-from ..data.folders import decode_chunk, extension, map_files, open_tree, probe_entries, scan_tree
+from ..data.folders import extension, inspect_chunk, map_files, open_tree, scan_tree
 from ..data.images import IMAGE_EXTENSIONS
 from ..data.registry import NAMED, load_dataset
 from ..errors import ClasslabError
@@ -39,7 +38,9 @@ def _duplicates(items: list[tuple[str, str | None, str, str]]) -> dict:
 
 def _check_tree(path: Path, min_size: int) -> dict:
     scan = scan_tree(open_tree(path))
-    infos = probe_entries(scan)
+    # One pass: every file read once, its header probed, its pixels decoded (truncation only shows then),
+    # digested and thumbnailed in the worker processes.
+    inspected = map_files(scan.tree, inspect_chunk, [e.rel for e in scan.entries], "Checking images")
     problems = defaultdict(list)
     for rel in scan.hidden:
         problems["hidden"].append(rel)
@@ -49,26 +50,15 @@ def _check_tree(path: Path, min_size: int) -> dict:
         problems["outside_class_folders"].append(rel)
     for name in scan.empty_classes:
         problems["empty_class_folders"].append(name)
-
-    # Full decode at native size: truncation only shows when the pixels are read.
-    readable = [k for k, info in enumerate(infos) if not info.error]
-    decoded = map_files(scan.tree, decode_chunk, [(scan.entries[k].rel, infos[k].channels, None) for k in readable],
-                        "Checking images")
-    errors = {k: info.error for k, info in enumerate(infos) if info.error}
-    digests = {}
-    for k, a in zip(readable, decoded):
-        if isinstance(a, str):  # the decode error message
-            errors[k] = a
-        else:
-            digests[k] = hashlib.blake2b(a.tobytes() + str(a.shape).encode(), digest_size=12).hexdigest()
-    hashed, modes, sizes = [], Counter(), Counter()
-    for k, (e, info) in enumerate(zip(scan.entries, infos)):
-        if k in errors:
-            reason = errors[k]
+    hashed, modes, sizes, kept = [], Counter(), Counter(), []
+    for k, (e, (info, error, digest, _)) in enumerate(zip(scan.entries, inspected)):
+        reason = info.error or error
+        if reason:
             kind = "zero_byte" if "0 bytes" in reason else "not_an_image" if "not an image" in reason else "corrupt"
             problems[kind].append({"file": e.rel, "reason": reason})
             continue
-        hashed.append((e.rel, e.split, e.class_name, digests[k]))
+        kept.append(k)
+        hashed.append((e.rel, e.split, e.class_name, digest))
         modes[info.mode] += 1
         sizes[f"{info.size[0]}x{info.size[1]}"] += 1
         expected = IMAGE_EXTENSIONS[extension(e.rel)]
@@ -78,13 +68,12 @@ def _check_tree(path: Path, min_size: int) -> dict:
         if min(info.size) < min_size:
             problems["tiny_images"].append({"file": e.rel, "size": f"{info.size[0]}x{info.size[1]}"})
     counts = Counter((cls for _, _, cls, _ in hashed))
-    # the decoded arrays of the images that decoded (zip keeps readable and decoded aligned: one list lookup
-    # per image, not a search)
-    good = [(k, a) for k, a in zip(readable, decoded) if k not in errors]
-    kept, pictures = [k for k, _ in good], [a for _, a in good]
-    aspect = np.array([infos[k].size[1] / max(infos[k].size[0], 1) for k in kept])
-    content = _by_content(pictures, [(scan.entries[k].rel, scan.entries[k].split, scan.entries[k].class_name)
-                                     for k in kept], aspect)
+    gray = np.stack([inspected[k][3] for k in kept]) if kept else np.zeros((0, 32, 32), np.float32)
+    shapes = [inspected[k][0].size for k in kept]
+    aspect = np.array([w / max(h, 1) for h, w in shapes])
+    content = _by_content(gray, min((min(s) for s in shapes), default=0),
+                          [(scan.entries[k].rel, scan.entries[k].split, scan.entries[k].class_name) for k in kept],
+                          aspect)
     return {"layout": scan.layout, "files_scanned": len(scan.entries), "readable_images": len(hashed),
             "class_counts": {c: counts.get(c, 0) for c in scan.class_names},
             "colour_modes": dict(modes), "sizes": dict(sizes.most_common(20)),
@@ -92,18 +81,18 @@ def _check_tree(path: Path, min_size: int) -> dict:
             "problems": dict(problems), "duplicates": _duplicates(hashed), **content}
 
 
-def _by_content(images, items: list[tuple[str, str | None, str]], aspect=None) -> dict:
+def _by_content(gray: np.ndarray, min_side: int, items: list[tuple[str, str | None, str]], aspect=None) -> dict:
     """Near-duplicates within and across splits (perceptual hash + thumbnail similarity) and image-quality
-    findings, each naming its files."""
+    findings, each naming its files, from the images' 32x32 grayscale thumbnails (``min_side``: the
+    smallest image's shorter side)."""
     from ..data import near_duplicates as nd
 
     empty = {"within_split": [], "across_splits": []}
-    if not len(images):
+    if not len(gray):
         return {"near_duplicates": empty, "quality": {}}
-    gray = nd.grayscale_32(images)
     found = nd.quality_findings(nd.quality(gray32=gray), aspect)
     quality = {kind: [items[i][0] for i in idx] for kind, idx in found.items() if len(idx)}
-    if min(min(im.shape[:2]) for im in images) < nd.MIN_SIDE:
+    if min_side < nd.MIN_SIDE:
         return {"near_duplicates": {**empty, "skipped": f"images under {nd.MIN_SIDE} px hold too little "
                                     "detail for a perceptual hash"}, "quality": quality}
     try:
@@ -129,8 +118,14 @@ def _check_arrays(spec: str, data_dir, min_size: int) -> dict:
     h, w = ds.item_shape[-3:-1]
     if min(h, w) < min_size:
         problems["tiny_images"] = [{"file": "(all)", "size": f"{h}x{w}"}]
-    content = _by_content(np.asarray(ds.images), [(ds.ids[i], split[i], ds.class_names[ds.labels[i]])
-                                                  for i in range(len(ds))]) if not ds.is_volume else {}
+    content = {}
+    if not ds.is_volume:
+        from ..data import near_duplicates as nd
+        from ..data.dataset import iter_blocks
+
+        gray = np.concatenate([nd.grayscale_32(block) for _, block in iter_blocks(ds.images)])
+        content = _by_content(gray, min(h, w), [(ds.ids[i], split[i], ds.class_names[ds.labels[i]])
+                                                for i in range(len(ds))])
     return {"layout": "arrays", "files_scanned": len(ds), "readable_images": len(ds),
             "class_counts": dict(zip(ds.class_names, ds.class_counts().tolist())),
             "colour_modes": {"L" if ds.channels == 1 else "RGB": len(ds)}, "sizes": {f"{h}x{w}": len(ds)},

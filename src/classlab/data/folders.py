@@ -257,6 +257,38 @@ def _probe_chunk(rels: list[str]) -> list[ImageInfo]:
     return infos
 
 
+def inspect_chunk(rels: list[str]) -> list[tuple]:
+    """The doctor's one pass over the files: each read once -> (ImageInfo, decode error or None, BLAKE2b digest
+    of the pixels or None, 32x32 grayscale thumbnail or None). Digests and thumbnails are made here, in the
+    worker processes, so the decoded pixels never travel back to the parent."""
+    import hashlib
+
+    from .near_duplicates import grayscale_32
+
+    out = []
+    for rel in rels:
+        try:
+            data = _TREE.read(rel)
+        except UnreadableFile as e:
+            out.append((ImageInfo(error=str(e).replace(str(_TREE.path) + "/", "")), None, None, None))
+            continue
+        except OSError as e:
+            out.append((ImageInfo(error=f"cannot read file ({e})"), None, None, None))
+            continue
+        info = probe(data)
+        if info.error:
+            out.append((info, None, None, None))
+            continue
+        try:
+            pixels = decode(data, info.channels, None)
+        except (ValueError, OSError) as e:  # truncation only shows when the pixels are read
+            out.append((info, str(e), None, None))
+            continue
+        digest = hashlib.blake2b(pixels.tobytes() + str(pixels.shape).encode(), digest_size=12).hexdigest()
+        out.append((info, None, digest, grayscale_32(pixels[None])[0]))
+    return out
+
+
 def probe_entries(scan: TreeScan) -> list[ImageInfo]:
     """Header of every entry: format, mode, size, or why it cannot be read."""
     scan.infos = map_files(scan.tree, _probe_chunk, [e.rel for e in scan.entries], "Reading headers")

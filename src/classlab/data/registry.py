@@ -134,7 +134,12 @@ def load_dataset(spec: str | os.PathLike = "digits", *, data_dir: str | Path | N
 
 
 def _load_path(path: Path, coarse: bool, image_size, channels, max_memory) -> ImageDataset:
+    from . import huggingface
+
     suffix = "".join(path.suffixes[-2:]).lower() if path.is_file() else ""
+    hub = huggingface.detect(path)
+    if hub:  # Hugging Face files: Parquet, save_to_disk, imagefolder with metadata
+        return huggingface.load(path, hub, image_size, channels, max_memory)
     if path.is_dir() and arrays.is_idx_folder(path):
         names = arrays.FASHION_MNIST_CLASSES if "fashion" in str(path).lower() else None
         return arrays.load_idx_folder(path, path.name, names)
@@ -148,4 +153,5 @@ def _load_path(path: Path, coarse: bool, image_size, channels, max_memory) -> Im
     if suffix.endswith(".csv"):
         return arrays.load_csv(path)
     raise ClasslabError(f"{path}: unsupported file type; give a folder of class folders, a .zip of one, "
-                        "an IDX folder, a CIFAR folder or .tar.gz, a MedMNIST .npz or a .csv")
+                        "an IDX folder, a CIFAR folder or .tar.gz, a MedMNIST .npz, a .csv, or Hugging Face files "
+                        "(Parquet, a save_to_disk folder, an imagefolder with metadata.csv)")
