@@ -21,7 +21,7 @@ from ..training.engine import FitState, fit, predict_split, split_outputs
 from ..training.optim import set_determinism, use_bf16
 from .results import write_results
 
-RESUMABLE_CHANGES = {"epochs", "device"}  # what may differ when a run is continued
+RESUMABLE_CHANGES = {"epochs", "device", "mlflow"}  # what may differ when a run is continued
 
 
 def _resume_state(resume: str | Path, cfg: TrainConfig, given: set[str]):
@@ -89,8 +89,19 @@ def _train(opts, cfg, runs_dir, ckpt, run_dir, progress, ddp) -> dict:
         pre = Preprocessing.from_images(ds.subset(train_idx).images)  # lazy stays lazy: streamed in blocks
     extra = {"model_info": model_info, "class_names": ds.class_names}
     train_t, val_t = tensors_for(ds, train_idx, device), tensors_for(ds, val_idx, device)
-    state: FitState = fit(model, train_t, val_t, cfg, pre, run.path, num_classes=ds.num_classes, extra_state=extra,
-                          resume=ckpt, progress=progress, ddp=ddp)
+    tracker = None
+    if cfg.mlflow and ddp.main:  # one MLflow run beside the classlab run, fed as training goes
+        from ..training.tracking import MLflowRun
+
+        tracker = MLflowRun(cfg.mlflow, run.path, {"train": cfg.to_dict(), "data": vars(opts), "model": model_info})
+    try:
+        state: FitState = fit(model, train_t, val_t, cfg, pre, run.path, num_classes=ds.num_classes,
+                              extra_state=extra, resume=ckpt, progress=progress, ddp=ddp,
+                              callbacks=[tracker] if tracker else None)
+    except BaseException:
+        if tracker:
+            tracker.mlflow.end_run(status="KILLED")
+        raise
     ddp.barrier()  # best.pt is complete before anyone reads it
     if not ddp.main:  # rank 0 reports
         return RunResult(run.path, "train", details={"rank": ddp.rank})
@@ -109,6 +120,9 @@ def _train(opts, cfg, runs_dir, ckpt, run_dir, progress, ddp) -> dict:
                   f"epoch {state.best_epoch}; {cfg.optimizer}, lr {cfg.lr}, batch {cfg.batch_size}, "
                   f"{cfg.schedule} schedule, augment {cfg.augment}, "
                   f"{'bf16' if bf16 else 'fp32'} on {device}. Configuration: `config.json`.")
-    return write_results(run, ds, split, test_idx, proba, cfg.seed, state.history, summary,
-                         f"{cfg.model} on {ds.name}", model_text, "Test results (best validation epoch, test scored once)",
-                         val=(val_idx, val_proba) if val_proba is not None else None, embeddings=embeddings)
+    result = write_results(run, ds, split, test_idx, proba, cfg.seed, state.history, summary,
+                           f"{cfg.model} on {ds.name}", model_text, "Test results (best validation epoch, test scored once)",
+                           val=(val_idx, val_proba) if val_proba is not None else None, embeddings=embeddings)
+    if tracker:
+        tracker.finish(run.path, result.metrics)
+    return result

@@ -57,6 +57,9 @@ class TrainConfig:
     device: str = flag("auto", "auto, cpu, cuda, mps")
     compile: bool = flag(False, "torch.compile the model (faster steps, slower start)")
     tensorboard: bool = flag(False, "also log to RUN/tensorboard (tensorboard --logdir runs)")
+    mlflow: str | None = flag(None, "also log to MLflow: parameters, per-epoch and test metrics, report, plots and "
+                                    "the exported model, to the tracking URI given (default ./mlruns when given "
+                                    "alone)", nargs="?", const="mlruns", metavar="URI")
     # test-time augmentation for validation, test and predictions: "flip" averages each image and its mirror
     # image; "flip-translate" also the mirrored pair shifted one pixel up-left and down-right (six views)
     tta: str = flag("none", "test-time augmentation for scoring and predicting: flip (the default when given "
@@ -78,6 +81,8 @@ class TrainConfig:
                 bad(f"--{name.replace('_', '-')} takes a name, got {getattr(self, name)!r}")
         if not isinstance(self.model_options, dict):
             bad(f"model_options must be a mapping of option names to values, got {self.model_options!r}")
+        if self.mlflow is not None and (not isinstance(self.mlflow, str) or not self.mlflow.strip()):
+            bad(f"--mlflow takes a tracking URI or a folder, got {self.mlflow!r}")
         for name in ("deterministic", "compile", "tensorboard", "lookahead"):
             if not isinstance(getattr(self, name), bool):
                 bad(f"--{name} is on or off (true / false), got {getattr(self, name)!r}")
