@@ -17,7 +17,9 @@ import torch
 from torch import nn
 
 from ..errors import ClasslabError, warn
+from . import timm_models
 from .registry import register
+from .timm_models import is_timm
 
 SUGGESTED = ("mobilenet_v2", "resnet18", "resnet50", "vgg16", "efficientnet_b0")
 GRAY_MODES = ("replicate", "sum")
@@ -32,6 +34,9 @@ def torchvision_names() -> list[str]:
 
 
 def check_backbone_name(name: str) -> None:
+    if is_timm(name):
+        timm_models.check_name(name)  # the one-line reason for an unknown name or a missing timm
+        return
     if name not in torchvision_names():
         raise ClasslabError(f"unknown backbone '{name}'; try {', '.join(SUGGESTED)}, any of torchvision's "
                             f"{len(torchvision_names())} classification models (e.g. convnext_tiny, regnet_y_400mf), "
@@ -209,13 +214,15 @@ def build_backbone(backbone: str, source: dict | None, in_channels: int, state: 
 
         net = create_model(source["name"], source["num_classes"], source["in_channels"], tuple(source["image_size"]),
                            **source.get("options", {}))
+    elif is_timm(backbone):
+        net = timm_models.create(backbone)
     else:
         net = build_torchvision(backbone)
     if state is not None:
         load_matching(net, state, state_name)
     if isinstance(net, TransferNet):  # a transferred run transfers again: its backbone and head body
         net = nn.Sequential(net.backbone, net.head)
-    width = strip_classifier(net)
+    width = timm_models.strip(net) if is_timm(backbone) and source is None else strip_classifier(net)
     adapt_first_conv(net, in_channels)
     return net, width
 

@@ -72,6 +72,8 @@ def plan_backbone(backbone: str, weights: str | None = None, progress: bool = Tr
     path = Path(backbone).expanduser()
     if (path / "best.pt").is_file():
         return _from_run(path, weights)
+    if backbone.startswith("timm:"):
+        return _from_timm(backbone, weights)
     if path.is_dir() or "/" in backbone:
         raise ClasslabError(f"--backbone {backbone}: no classlab run there (a run directory holds best.pt)")
     check_backbone_name(backbone)
@@ -91,3 +93,11 @@ def _from_run(run_dir: Path, weights: str | None) -> BackbonePlan:
     fingerprint = hashlib.blake2b(ckpt_path.read_bytes(), digest_size=16).hexdigest()
     return BackbonePlan("run", ckpt["model_info"], ckpt["model"], f"run:{run_dir.resolve()}", fingerprint,
                         pre.mean, pre.std, pre.model_size, 1, pre.channels)
+
+
+def _from_timm(backbone: str, weights: str | None) -> BackbonePlan:
+    from .timm_backbones import plan
+
+    found = plan(backbone, weights)
+    return BackbonePlan(backbone, None, found["state"], found["name"], found["fingerprint"], found["mean"],
+                        found["std"], found["size"], 16, None)
