@@ -76,12 +76,26 @@ def run_transfer(opts: DataOptions | None, tc: TransferConfig | None, runs_dir=N
                           "preprocessing": pre.to_dict()}, tc.seed)
         record_split(run.path, ds, split)
     extra = {"model_info": model_info, "class_names": ds.class_names}
+    tracker = None
+    if tc.mlflow:  # one MLflow run for both stages (fine-tuning's epochs continue the step count)
+        from ..training.tracking import MLflowRun
+
+        tracker = MLflowRun(tc.mlflow, run.path, {"transfer": tc.to_dict(), "data": vars(opts), "model": model_info})
+    callbacks = [tracker] if tracker else None
     stages = {}
-    if tc.mode in ("features", "both"):
-        stages["features"] = _features_stage(model, ds, idx, pre, plan, tc, run, extra, device, progress)
-    if tc.mode in ("finetune", "both"):
-        stages["finetune"] = _finetune_stage(model, ds, idx, pre, tc, run, extra, device, progress)
-    return _finish(run, ds, split, idx, stages, model, tc, plan)
+    try:
+        if tc.mode in ("features", "both"):
+            stages["features"] = _features_stage(model, ds, idx, pre, plan, tc, run, extra, device, progress, callbacks)
+        if tc.mode in ("finetune", "both"):
+            stages["finetune"] = _finetune_stage(model, ds, idx, pre, tc, run, extra, device, progress, callbacks)
+        result = _finish(run, ds, split, idx, stages, model, tc, plan)
+    except BaseException:
+        if tracker:
+            tracker.mlflow.end_run(status="KILLED")
+        raise
+    if tracker:
+        tracker.finish(run.path, result.metrics)
+    return result
 
 
 def _last(out: Path, device) -> dict | None:
@@ -93,7 +107,7 @@ def _labels(ds, indices, device) -> torch.Tensor:
     return torch.from_numpy(ds.labels[indices]).to(device)
 
 
-def _features_stage(model, ds, idx, pre, plan, tc, run, extra, device, progress) -> dict:
+def _features_stage(model, ds, idx, pre, plan, tc, run, extra, device, progress, callbacks=None) -> dict:
     model.freeze(None)
     t0 = time.perf_counter()
     hits = {}
@@ -119,7 +133,7 @@ def _features_stage(model, ds, idx, pre, plan, tc, run, extra, device, progress)
     val = split.get("val", SplitTensors(split["train"].images[:0], split["train"].labels[:0]))
     t1 = time.perf_counter()
     state = fit(model.head, split["train"], val, cfg, identity, out, num_classes=ds.num_classes,
-                resume=_last(out, device), progress=progress)
+                resume=_last(out, device), progress=progress, callbacks=callbacks)
     head_seconds = time.perf_counter() - t1
     model.head.load_state_dict(load_checkpoint(out / "best.pt", map_location=device)["model"])
     save_checkpoint(out / "model.pt", {**extra, "model": model.state_dict(), "preprocessing": pre.to_dict(),
@@ -131,7 +145,7 @@ def _features_stage(model, ds, idx, pre, plan, tc, run, extra, device, progress)
         "feature_width": width, "trainable_parameters": count_parameters(model.head)[0]})
 
 
-def _finetune_stage(model, ds, idx, pre, tc, run, extra, device, progress) -> dict:
+def _finetune_stage(model, ds, idx, pre, tc, run, extra, device, progress, callbacks=None) -> dict:
     unfrozen = model.freeze(tc.unfreeze)
     backbone = [p for p in model.backbone.parameters() if p.requires_grad]
     groups = [{"params": list(model.head.parameters()), "lr": tc.lr}]
@@ -142,7 +156,7 @@ def _finetune_stage(model, ds, idx, pre, tc, run, extra, device, progress) -> di
     train_t, val_t = tensors_for(ds, idx["train"], device), tensors_for(ds, idx["val"], device)
     t0 = time.perf_counter()
     state = fit(model, train_t, val_t, cfg, pre, out, num_classes=ds.num_classes, extra_state=extra,
-                resume=_last(out, device), progress=progress, param_groups=groups)
+                resume=_last(out, device), progress=progress, param_groups=groups, callbacks=callbacks)
     seconds = time.perf_counter() - t0
     model.load_state_dict(load_checkpoint(out / "best.pt", map_location=device)["model"])
     proba, embeddings = split_outputs(model, tensors_for(ds, idx["test"], device), pre, cfg.tta)

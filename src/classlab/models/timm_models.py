@@ -29,6 +29,7 @@ def _names() -> frozenset:
 
 def check_name(backbone: str) -> str:
     """The timm model name of ``timm:NAME``, or a one-line error naming similar ones."""
+    timm_module()  # a missing timm is said first, even when the names were listed before
     name = backbone[len(PREFIX):]
     if name not in _names():
         close = sorted(n for n in _names() if name.split("_")[0] in n)[:5]

@@ -46,6 +46,9 @@ class TransferConfig:
     tta: str = flag("none", "flip: score and predict each image and its mirror image, averaged (features: "
                             "mirrored features cached too)", nargs="?", const="flip")
     seed: int = field(default=0, metadata={"shared": "data"})
+    mlflow: str | None = flag(None, "also log to MLflow (both stages' epochs, test metrics, report, plots, the "
+                                    "exported model) at this tracking URI (default ./mlruns when given alone)",
+                              nargs="?", const="mlruns", metavar="URI")
     device: str = flag("auto", "auto, cpu, cuda, mps")
     precision: str = flag("auto", "fine-tuning precision: auto, bf16, fp32 (features and test scores: fp32)")
 
@@ -65,6 +68,8 @@ class TransferConfig:
                                 "are of whole images: crops and the rest apply to fine-tuning, --augment)")
         if self.tta not in ("none", "flip"):
             raise ClasslabError(f"--tta for transfer takes none or flip, got '{self.tta}'")
+        if self.mlflow is not None and (not isinstance(self.mlflow, str) or not self.mlflow.strip()):
+            raise ClasslabError(f"--mlflow takes a tracking URI or a folder, got {self.mlflow!r}")
         if self.image_size is not None and not 1 <= self.image_size <= 1024:
             raise ClasslabError(f"--image-size must be between 1 and 1024, got {self.image_size}")
         self.stage_config("head").validate()
