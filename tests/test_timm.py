@@ -25,6 +25,10 @@ def weights(tmp_path_factory):
     save_file(model.state_dict(), folder / "model.safetensors")
     config = dict(model.pretrained_cfg, input_size=[3, 48, 48], mean=[0.5, 0.5, 0.5], std=[0.25, 0.25, 0.25])
     (folder / "config.json").write_text(json.dumps({"architecture": "test_efficientnet", "pretrained_cfg": config}))
+    cache = root / "hub" / "models--timm--test_efficientnet.r160_in1k" / "snapshots" / "0123abcd"
+    cache.mkdir(parents=True)  # the layout huggingface_hub's cache has
+    for f in folder.iterdir():
+        (cache / f.name).symlink_to(f)
     return root
 
 
@@ -45,7 +49,8 @@ def test_a_hugging_face_folder_sets_the_contract_and_finetuning_runs(weights, tm
     from classlab import api
     from classlab.inference.export import export_run
 
-    run = api.transfer("digits", "timm:test_efficientnet", weights=str(weights / "hf-folder"), mode="both",
+    cache = weights / "hub" / "models--timm--test_efficientnet.r160_in1k"
+    run = api.transfer("digits", "timm:test_efficientnet", weights=str(cache), mode="both",
                        head_epochs=1, finetune_epochs=1, progress=False, runs_dir=tmp_path,
                        data_options={"max_train": 300})
     pre = run.trained().preprocessing

@@ -23,6 +23,9 @@ def weights_file(weights: str | None, backbone: str) -> tuple[Path, dict | None]
                             "Hugging Face folder of the model (nothing is downloaded)")
     path = Path(weights).expanduser()
     config = None
+    if path.is_dir() and (path / "snapshots").is_dir():  # a hub cache entry (models--timm--NAME): its newest snapshot
+        snapshots = sorted((p for p in (path / "snapshots").iterdir() if p.is_dir()), key=lambda p: p.stat().st_mtime)
+        path = next((p for p in reversed(snapshots) if any((p / f).exists() for f in WEIGHT_FILES)), path)
     if path.is_dir():
         found = next((path / f for f in WEIGHT_FILES if (path / f).is_file()), None)
         if found is None:
