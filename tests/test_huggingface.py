@@ -138,3 +138,15 @@ def test_a_clear_message_without_pyarrow(tmp_path, monkeypatch):
         monkeypatch.setitem(sys.modules, name, None)
     with pytest.raises(ClasslabError, match=r"needs pyarrow: pip install 'classlab\[hf\]'"):
         load_dataset(tmp_path)
+
+
+def test_the_doctor_reads_hub_files_as_a_dataset(tmp_path, capsys):
+    from classlab.cli import main
+
+    images, labels = digits(40)
+    pq.write_table(table(images, labels).replace_schema_metadata(
+        {b"huggingface": json.dumps({"info": {"features": FEATURES}}).encode()}), tmp_path / "train-0.parquet")
+    assert main(["check", str(tmp_path), "--json", "--runs-dir", str(tmp_path / "runs")]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["layout"] == "arrays" and report["readable_images"] == 40
+    assert set(report["class_counts"]) == set(NAMES)

@@ -36,11 +36,22 @@ def _duplicates(items: list[tuple[str, str | None, str, str]]) -> dict:
     return {"within_split": within, "across_splits": across, "conflicting_labels": conflicting}
 
 
-def _check_tree(path: Path, min_size: int) -> dict:
+def _preload_torch() -> None:
+    """Import torch in a thread while the worker processes decode (all of them forked already, so no fork can
+    meet the import halfway): the near-duplicate search needs it, and its 1.7 s then cost nothing."""
+    import importlib
+    import threading
+
+    threading.Thread(target=importlib.import_module, args=("torch",), name="preload-torch", daemon=True).start()
+
+
+def _check_tree(path: Path, min_size: int) -> tuple[dict, object]:
+    """(the report, the open tree: the report's thumbnails read their files from it)."""
     scan = scan_tree(open_tree(path))
     # One pass: every file read once, its header probed, its pixels decoded (truncation only shows then),
     # digested and thumbnailed in the worker processes.
-    inspected = map_files(scan.tree, inspect_chunk, [e.rel for e in scan.entries], "Checking images")
+    inspected = map_files(scan.tree, inspect_chunk, [e.rel for e in scan.entries], "Checking images",
+                          while_waiting=_preload_torch)
     problems = defaultdict(list)
     for rel in scan.hidden:
         problems["hidden"].append(rel)
@@ -78,7 +89,7 @@ def _check_tree(path: Path, min_size: int) -> dict:
             "class_counts": {c: counts.get(c, 0) for c in scan.class_names},
             "colour_modes": dict(modes), "sizes": dict(sizes.most_common(20)),
             "mixed_colour_modes": len({m for m in modes if m}) > 1,
-            "problems": dict(problems), "duplicates": _duplicates(hashed), **content}
+            "problems": dict(problems), "duplicates": _duplicates(hashed), **content}, scan.tree
 
 
 def _by_content(gray: np.ndarray, min_side: int, items: list[tuple[str, str | None, str]], aspect=None) -> dict:
@@ -140,15 +151,22 @@ def check(spec: str, data_dir=None, min_size: int = 16, embeddings: str | None =
           weights: str | None = None) -> dict:
     """Diagnose a dataset. Returns a JSON-ready dict; nothing on disk is modified. ``embeddings`` (a backbone
     name, e.g. mobilenet_v2) adds the embedding pass (commands/content.py)."""
+    return _diagnose(spec, data_dir, min_size, embeddings, weights)[0]
+
+
+def _diagnose(spec: str, data_dir, min_size: int, embeddings: str | None, weights: str | None):
+    """(the report, the open image tree or None)."""
     path = Path(spec)
     is_tree = (path.is_dir() or path.suffix.lower() == ".zip") and path.exists()
     if is_tree:
         from ..data import arrays
 
-        is_tree = not arrays.is_idx_folder(path) and not arrays.detect_cifar(path)
+        from ..data import huggingface
+
+        is_tree = not arrays.is_idx_folder(path) and not arrays.detect_cifar(path) and not huggingface.detect(path)
     if not path.exists() and spec.lower() not in NAMED:
         raise ClasslabError(f"'{spec}' is neither a known dataset ({', '.join(NAMED)}) nor an existing path")
-    report = _check_tree(path, min_size) if is_tree else _check_arrays(spec, data_dir, min_size)
+    report, tree = _check_tree(path, min_size) if is_tree else (_check_arrays(spec, data_dir, min_size), None)
     counts = np.array(list(report["class_counts"].values()))
     nonzero = counts[counts > 0]
     report["data"] = str(spec)
@@ -162,7 +180,7 @@ def check(spec: str, data_dir=None, min_size: int = 16, embeddings: str | None =
     report["warnings"] = (sum(len(p.get(k, [])) for k in WARNINGS) + len(d["across_splits"])
                           + len(d["conflicting_labels"]) + int(report["mixed_colour_modes"])
                           + len(near["across_splits"]) + sum(len(v) for v in report.get("quality", {}).values()))
-    return report
+    return report, tree
 
 
 def _embedding_findings(spec: str, data_dir, backbone: str, weights: str | None) -> dict:
@@ -249,14 +267,14 @@ def report_text(r: dict) -> str:
 def run_check(spec: str, data_dir=None, min_size: int = 16, runs_dir=None, embeddings: str | None = None,
               weights: str | None = None) -> RunResult:
     """Check, then write check.json, check.txt and report.md; ``details``: "findings" (the JSON) and "text"."""
-    report = check(spec, data_dir, min_size, embeddings, weights)
+    report, tree = _diagnose(spec, data_dir, min_size, embeddings, weights)
     run = Run("check", spec, runs_dir)
     run.write_config({"data": spec, "data_dir": data_dir, "min_size": min_size}, None)
     text = report_text(report)
     write_json(run.file("check.json"), report)
     atomic_write_text(run.file("check.txt"), text)
     sections = [("Findings", f"```\n{text}```\nAll findings: `check.json`.")]
-    sections += _thumbnails(run, spec, data_dir, report)
+    sections += _thumbnails(run, spec, data_dir, report, tree)
     path = run.write_report(f"Dataset doctor: {spec}", sections)
     return RunResult(run.path, "check", path, details={"findings": report, "text": text})
 
@@ -264,7 +282,7 @@ def run_check(spec: str, data_dir=None, min_size: int = 16, runs_dir=None, embed
 THUMB = 64
 
 
-def _pictures(spec: str, data_dir, files: list[str]) -> dict[str, np.ndarray]:
+def _pictures(spec: str, data_dir, files: list[str], tree=None) -> dict[str, np.ndarray]:
     """The named images as RGB thumbnails of THUMB x THUMB: read one by one from an image folder or zip (the
     tree was decoded once already; reading it all again for a few dozen thumbnails doubled the doctor's
     time), or taken from the loaded arrays of a named or array dataset. Unreadable ones are left out."""
@@ -273,8 +291,8 @@ def _pictures(spec: str, data_dir, files: list[str]) -> dict[str, np.ndarray]:
     if not files:
         return {}
     path = Path(spec)
-    if path.is_dir() or (path.is_file() and path.suffix.lower() == ".zip"):
-        tree, out = open_tree(path), {}
+    if tree is not None or path.is_dir() or (path.is_file() and path.suffix.lower() == ".zip"):
+        tree, out = tree or open_tree(path), {}
         for f in files:
             try:
                 out[f] = decode(tree.read(f), 3, (THUMB, THUMB))
@@ -289,7 +307,7 @@ def _pictures(spec: str, data_dir, files: list[str]) -> dict[str, np.ndarray]:
     return {f: np.asarray(ds.images[index[f]]) for f in files if f in index}
 
 
-def _thumbnails(run: Run, spec: str, data_dir, report: dict) -> list[tuple[str, str]]:
+def _thumbnails(run: Run, spec: str, data_dir, report: dict, tree=None) -> list[tuple[str, str]]:
     """Near-duplicate pairs side by side and examples of each image-quality finding, as PNGs in the report
     (images as classlab decodes them); nothing when the data cannot be decoded as a dataset."""
     from ..plots import captioned_grid_png
@@ -308,7 +326,7 @@ def _thumbnails(run: Run, spec: str, data_dir, report: dict) -> list[tuple[str, 
         return []
     wanted = sorted({f for p in pairs + emb_pairs for f in p["files"]} | {f for files in quality.values() for f in files}
                     | {f for entries in singles.values() for f, _ in entries})
-    pictures = _pictures(spec, data_dir, wanted)
+    pictures = _pictures(spec, data_dir, wanted, tree)
     sections = []
     for found, name, title in ((pairs, "near_duplicates.png", "Near-duplicates"),
                                (emb_pairs, "near_duplicates_embeddings.png", "Near-duplicates (embeddings)")):

@@ -223,8 +223,10 @@ def _init_worker(path: str) -> None:
     _TREE = open_tree(Path(path))
 
 
-def map_files(tree, worker, items: list, desc: str) -> list:
-    """[worker(chunk) for chunk of items], concatenated; with a progress bar and an ETA."""
+def map_files(tree, worker, items: list, desc: str, while_waiting=None) -> list:
+    """[worker(chunk) for chunk of items], concatenated; with a progress bar and an ETA. ``while_waiting`` is
+    called once every worker process has been started (forked) and the parent only waits for results: the
+    moment to do other work in a thread without a fork meeting it halfway."""
     global _TREE
     chunks = [items[i : i + _CHUNK] for i in range(0, len(items), _CHUNK)]
     bar = tqdm(total=len(items), desc=desc, unit="img", leave=False, disable=None if len(items) > 2000 else True)
@@ -239,7 +241,10 @@ def map_files(tree, worker, items: list, desc: str) -> list:
             ctx = multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")
             with ProcessPoolExecutor(_WORKERS, mp_context=ctx, initializer=_init_worker,
                                      initargs=(str(tree.path),)) as pool:
-                for c, result in zip(chunks, pool.map(worker, chunks)):
+                results = pool.map(worker, chunks)  # submits every chunk: with fork, all workers start now
+                if while_waiting is not None:
+                    while_waiting()
+                for c, result in zip(chunks, results):
                     out.extend(result)
                     bar.update(len(c))
     return out
