@@ -84,6 +84,10 @@ def test_the_doctor_finds_near_duplicates_across_and_within_splits_and_names_the
     # no pair of two distinct originals (the dataset's own near-duplicates aside: none in this sample)
     assert not [p for p in near["across_splits"] + near["within_split"] if set(p["files"]) <= originals]
     assert report["warnings"] >= 1 and "test/airplane/reencoded.jpg" in flagged
+    groups = [sorted(g["files"]) for g in near["groups"]]  # connected groups: every pair inside one
+    assert sorted(["test/airplane/reencoded.jpg", "train/airplane/001.png"]) in groups
+    assert all(g["crosses_splits"] == (len(set(g["splits"])) > 1) for g in near["groups"])
+    assert sum(len(g) - 1 for g in groups) <= len(near["across_splits"]) + len(near["within_split"])
     run = next(runs_dir.glob("*-check-*"))
     assert (run / "near_duplicates.png").is_file() and "near_duplicates.png" in (run / "report.md").read_text()
 

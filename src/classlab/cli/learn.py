@@ -82,6 +82,7 @@ def run_workshop_command(args) -> None:
                           progress=True)
     print(result.details["table"])
     print(f"report: {result.report}")
+    print(f"look at every step in the workbench: classlab serve --runs-dir {result.run_dir.parent}")
 
 
 COMMANDS = {

@@ -117,7 +117,12 @@ def _by_content(gray: np.ndarray, min_side: int, items: list[tuple[str, str | No
         pair = {"files": [items[i][0], items[j][0]], "splits": [items[i][1], items[j][1]],
                 "classes": [items[i][2], items[j][2]], "hash_distance": bits, "similarity": similarity}
         (across if items[i][1] != items[j][1] else within).append(pair)
-    return {"near_duplicates": {"within_split": within, "across_splits": across}, "quality": quality}
+    # connected groups (a burst of five photos is one group of five, not ten pairs), largest first
+    groups = [{"files": [items[k][0] for k in g], "splits": [items[k][1] for k in g],
+               "classes": [items[k][2] for k in g], "crosses_splits": len({items[k][1] for k in g}) > 1,
+               "mixed_labels": len({items[k][2] for k in g}) > 1} for g in nd.groups(pairs, len(items))]
+    return {"near_duplicates": {"within_split": within, "across_splits": across, "groups": groups},
+            "quality": quality}
 
 
 def _check_arrays(spec: str, data_dir, min_size: int) -> dict:
@@ -244,6 +249,11 @@ def report_text(r: dict) -> str:
     lines += _lines("warning: near-duplicates across splits (leakage by content; --dedupe test drops them)",
                     [pair(e) for e in near["across_splits"]])
     lines += _lines("near-duplicates within a split", [pair(e) for e in near["within_split"]])
+    if near.get("groups"):
+        g = near["groups"]
+        lines.append(f"near-duplicate groups: {len(g)} (largest: {len(g[0]['files'])} images; "
+                     f"{sum(x['crosses_splits'] for x in g)} cross splits, "
+                     f"{sum(x['mixed_labels'] for x in g)} carry more than one label)")
     if near.get("skipped"):
         lines.append(f"near-duplicate search skipped: {near['skipped']}")
     for kind, files in r.get("quality", {}).items():

@@ -136,6 +136,7 @@ def _check_view(check: dict) -> dict:
             "classes": [{"name": c, "count": n, "share": n / most} for c, n in sorted(total.items())],
             "across": (near.get("across_splits") or [])[:60], "within": (near.get("within_split") or [])[:60],
             "totals": {"across": len(near.get("across_splits") or []), "within": len(near.get("within_split") or [])},
+            "groups": [g for g in (near.get("groups") or []) if isinstance(g, dict)],
             "exact": {k: v[:30] for k, v in exact.items() if isinstance(v, list)},
             "quality": {k: v[:24] for k, v in (check.get("quality") or {}).items() if isinstance(v, list)},
             "problems": {k: v[:50] for k, v in problems.items() if isinstance(v, list) and v},
