@@ -158,3 +158,7 @@ def test_the_embedding_pass_finds_shifted_copies_outliers_and_neighbours_with_ot
     assert (run / "near_duplicates_embeddings.png").is_file() and (run / "outliers.png").is_file()
     assert (run / "neighbours_disagree.png").is_file() == bool(e["neighbours_disagree"])
     assert "![Outliers (embeddings)](outliers.png)" in (run / "report.md").read_text()
+    assert e["features_from_cache"] is False
+    assert main(["check", str(root), "--embeddings", "mobilenet_v2", "--json"]) == 0  # bounded by the cache
+    again = json.loads(capsys.readouterr().out)["embeddings"]
+    assert again["features_from_cache"] is True and again["near_duplicates"] == e["near_duplicates"]

@@ -201,6 +201,7 @@ def _embedding_findings(spec: str, data_dir, backbone: str, weights: str | None)
               "classes": [ds.class_names[ds.labels[i]], ds.class_names[ds.labels[j]]], "similarity": round(sim, 4)}
              for i, j, sim in found["pairs"]]
     return {"backbone": found["backbone"], "threshold": found["threshold"], "calibration": found["calibration"],
+            "features_from_cache": found["features_from_cache"], "feature_seconds": found["feature_seconds"],
             "near_duplicates": {"across_splits": [p for p in pairs if p["splits"][0] != p["splits"][1]],
                                 "within_split": [p for p in pairs if p["splits"][0] == p["splits"][1]]},
             "outliers": [item(i) for i in found["outliers"]],
@@ -261,7 +262,9 @@ def report_text(r: dict) -> str:
     if "embeddings" in r:
         e = r["embeddings"]
         lines.append(f"embedding pass ({e['backbone']}): near-duplicates at cosine >= {e['threshold']:.3f} (keeps "
-                     f"{e['calibration']['copies_kept']:.0%} of synthetic shifted, cropped and re-encoded copies)")
+                     f"{e['calibration']['copies_kept']:.0%} of synthetic shifted, cropped and re-encoded copies); "
+                     f"features {'read from the cache' if e.get('features_from_cache') else 'computed'} in "
+                     f"{e.get('feature_seconds', 0):.1f} s")
         lines += _lines("warning: near-duplicates across splits (embeddings)", [pair(x) for x in e["near_duplicates"]["across_splits"]])
         lines += _lines("near-duplicates within a split (embeddings)", [pair(x) for x in e["near_duplicates"]["within_split"]])
         lines += _lines("warning: outliers (far from every other image)", e["outliers"])

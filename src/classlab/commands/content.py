@@ -11,6 +11,7 @@ of those copies, but never below what 1 in 1,000 pairs of images of the sample r
 from __future__ import annotations
 
 import io
+import time
 
 import numpy as np
 
@@ -74,7 +75,9 @@ def embedding_pass(ds, backbone: str = "mobilenet_v2", weights: str | None = Non
     pre, in_channels = plan.contract(ds, image_size)
     net, _ = plan.backbone_only(in_channels)
     device = pick_device("auto")
-    features, _ = cached_features(net, ds.images, ds.labels, pre, device, plan.spec, progress=progress)
+    t0 = time.perf_counter()
+    features, from_cache = cached_features(net, ds.images, ds.labels, pre, device, plan.spec, progress=progress)
+    feature_seconds = time.perf_counter() - t0
     unit = _unit(features.numpy())
     rng = np.random.default_rng(0)
     sample = np.sort(rng.choice(len(ds), min(CALIBRATION_SAMPLE, len(ds)), replace=False))
@@ -97,7 +100,8 @@ def embedding_pass(ds, backbone: str = "mobilenet_v2", weights: str | None = Non
     mad = np.median(np.abs(closeness - median)) * 1.4826 + 1e-9
     outliers = np.flatnonzero((closeness - median) / mad < -4)
     disagree = find_label_issues(ds.labels, probs)
-    return {"backbone": plan.weights, "threshold": threshold,
+    return {"backbone": plan.weights, "threshold": threshold, "features_from_cache": bool(from_cache),
+            "feature_seconds": round(feature_seconds, 2),
             "calibration": {"copies_kept": float(np.mean(copy_sim >= threshold)),
                             "copy_similarity_median": float(np.median(copy_sim))},
             "pairs": pairs, "outliers": outliers[np.argsort(closeness[outliers])].tolist(),
