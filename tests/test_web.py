@@ -391,3 +391,13 @@ def test_doctor_page_shows_the_embedding_findings(tmp_path):
         assert "Embedding pass (mobilenet_v2)" in page and "cosine 0.970" in page
         assert "Outliers: far from every other image (1)" in page and "dog → cat?" in page
         assert c.get(f"/runs/{result.run_dir.name}/image?id=dog/003.png").status_code == 200
+
+
+def test_serve_with_an_unusable_runs_folder_is_one_line(tmp_path, capsys):
+    from classlab.cli import main
+
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    assert main(["serve", "--runs-dir", str(blocker / "runs"), "--port", "0"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("classlab: error: cannot use") and "Traceback" not in err

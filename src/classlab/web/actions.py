@@ -64,8 +64,7 @@ def routes(bench, tpl) -> list[Route]:
             card = await asyncio.to_thread(explainer.card, image, 5, len(uploads) <= 8, preview(data))
             results.append({"name": name, "card": card})
         key = uuid.uuid4().hex[:12]
-        bench.predictions = {key: (run_id, [(r["name"], r["card"]["top"]) for r in results]),
-                             **dict(list(bench.predictions.items())[:20])}
+        bench.remember_predictions(key, run_id, [(r["name"], r["card"]["top"]) for r in results])
         return page(request, "predict_results.html", results=results, errors=errors, run_id=run_id, csv_key=key)
 
     async def predictions_csv(request: Request):
@@ -199,7 +198,10 @@ def _job_args(bench, form) -> tuple[list[str], str]:
         raise ClasslabError("choose train, transfer, workshop or check")
     dataset = str(form.get("dataset", "digits"))
     args = [command, *resolve(bench.data_dir, dataset)]
+    if command == "check":  # the doctor takes only the dataset
+        return args, f"check {dataset}"
     max_train = _whole(form, "max_train", 10, 10_000_000, None)
+    title = f"{command} {dataset}"
     if command == "train":
         from ..models import list_models
 
@@ -207,6 +209,7 @@ def _job_args(bench, form) -> tuple[list[str], str]:
         if model not in list_models():
             raise ClasslabError(f"unknown model '{escape(model[:40])}'")
         args += ["--model", model, "--epochs", str(_whole(form, "epochs", 1, 1000, 10))]
+        title += f" {model}"
     elif command == "transfer":
         backbone = str(form.get("backbone", "mobilenet_v2"))
         if backbone not in TRANSFER_BACKBONES:
@@ -218,9 +221,7 @@ def _job_args(bench, form) -> tuple[list[str], str]:
         size = _whole(form, "image_size", 16, 512, None)
         if size:
             args += ["--image-size", str(size)]
-    if max_train and command != "check":
+    if max_train:
         args += ["--max-train", str(max_train)]
-    if command == "check":
-        args = ["check", *resolve(bench.data_dir, dataset)]
-    return args, f"{command} {dataset}" + (f" {args[args.index('--model') + 1]}" if "--model" in args else "")
+    return args, title
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,6 +30,8 @@ from .images import DatasetCache
 from .jobs import JobQueue
 
 HERE = Path(__file__).parent
+EXPLAINERS_KEPT = 3  # each holds a model, its data and a training-image search
+PREDICTIONS_KEPT = 20
 
 
 @dataclass
@@ -41,13 +44,17 @@ class Workbench:
     catalog: RunCatalog = field(init=False)
     datasets: DatasetCache = field(default_factory=DatasetCache)
     jobs: JobQueue = field(init=False)
-    explainers: dict = field(default_factory=dict)
-    predictions: dict = field(default_factory=dict)  # id -> (run id, rows) of the last predictions, for CSV
+    explainers: OrderedDict = field(default_factory=OrderedDict)  # run id -> (file stamps, RunExplainer)
+    predictions: OrderedDict = field(default_factory=OrderedDict)  # id -> (run id, rows), for the CSV link
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self):
         self.runs_dir = Path(self.runs_dir)
-        self.runs_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self.runs_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise ClasslabError(f"cannot use {self.runs_dir} as the runs folder ({e.strerror or e}); choose "
+                                "another with --runs-dir") from None
         self.catalog = RunCatalog(self.runs_dir)
         self.jobs = JobQueue(self.runs_dir)
 
@@ -63,10 +70,22 @@ class Workbench:
                       for n in ("best.pt", "calibration.json", "split.csv"))
         with self.lock:
             cached = self.explainers.get(run_id)
-            if cached is None or cached[0] != stamp:
+            if cached is None or cached[0] != stamp:  # new, or its model or split changed: build it again
                 cached = (stamp, RunExplainer(run_dir, self.datasets))
-                self.explainers = {run_id: cached, **{k: v for k, v in list(self.explainers.items())[:2]}}
+            remember(self.explainers, run_id, cached, EXPLAINERS_KEPT)
             return cached[1]
+
+    def remember_predictions(self, key: str, run_id: str, rows: list) -> None:
+        with self.lock:
+            remember(self.predictions, key, (run_id, rows), PREDICTIONS_KEPT)
+
+
+def remember(cache: OrderedDict, key, value, size: int) -> None:
+    """Put ``key`` last (most recent) in a small LRU dict, dropping the oldest beyond ``size``."""
+    cache[key] = value
+    cache.move_to_end(key)
+    while len(cache) > size:
+        cache.popitem(last=False)
 
 
 def templates() -> Jinja2Templates:
