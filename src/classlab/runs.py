@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import re
@@ -118,13 +117,14 @@ def list_runs(runs_dir: str | Path | None = None) -> list[dict]:
         mt = _read_json(d.parent / "metrics.json")
         if isinstance(mt, dict):
             macro = mt.get("macro_avg")
-            row.update(accuracy=_number(mt.get("accuracy")),
-                       macro_f1=_number(macro.get("f1")) if isinstance(macro, dict) else None)
+            row.update(accuracy=number(mt.get("accuracy")),
+                       macro_f1=number(macro.get("f1")) if isinstance(macro, dict) else None)
         out.append(row)
     return out
 
 
-def _number(value) -> float | None:
+def number(value) -> float | None:
+    """A JSON value as a float when it is a number (not a bool), else None."""
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
@@ -196,12 +196,9 @@ class RunResult:
 
 def _read_json(path: Path):
     """A run's JSON file, or None when it is missing, unreadable (not a regular file, too big) or malformed."""
-    from .data.safe_files import read_file
+    from .data.safe_files import read_json  # runs.py stays free of data imports until a run is read
 
-    try:
-        return json.loads(read_file(path, 64 << 20).decode("utf-8"))
-    except (OSError, ValueError):  # safe_files.UnreadableFile and UnicodeDecodeError are ValueErrors
-        return None
+    return read_json(path)
 
 
 def read_history(path: Path) -> list[dict]:

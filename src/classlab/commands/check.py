@@ -125,7 +125,8 @@ def _by_content(gray: np.ndarray, min_side: int, items: list[tuple[str, str | No
             "quality": quality}
 
 
-def _check_arrays(spec: str, data_dir, min_size: int) -> dict:
+def _check_arrays(spec: str, data_dir, min_size: int):
+    """(the report, the loaded dataset: the report's thumbnails come from it)."""
     ds = load_dataset(spec, data_dir=data_dir)
     split = ds.official_split if ds.official_split is not None else np.full(len(ds), None, dtype=object)
     hashes = ds.content_hashes()
@@ -137,15 +138,14 @@ def _check_arrays(spec: str, data_dir, min_size: int) -> dict:
     content = {}
     if not ds.is_volume:
         from ..data import near_duplicates as nd
-        from ..data.dataset import iter_blocks
 
-        gray = np.concatenate([nd.grayscale_32(block) for _, block in iter_blocks(ds.images)])
+        gray = nd.dataset_thumbnails(ds.images)
         content = _by_content(gray, min(h, w), [(ds.ids[i], split[i], ds.class_names[ds.labels[i]])
                                                 for i in range(len(ds))])
     return {"layout": "arrays", "files_scanned": len(ds), "readable_images": len(ds),
             "class_counts": dict(zip(ds.class_names, ds.class_counts().tolist())),
             "colour_modes": {"L" if ds.channels == 1 else "RGB": len(ds)}, "sizes": {f"{h}x{w}": len(ds)},
-            "mixed_colour_modes": False, "problems": problems, "duplicates": _duplicates(items), **content}
+            "mixed_colour_modes": False, "problems": problems, "duplicates": _duplicates(items), **content}, ds
 
 
 ERRORS = ("corrupt", "zero_byte", "not_an_image", "empty_class_folders")
@@ -160,7 +160,7 @@ def check(spec: str, data_dir=None, min_size: int = 16, embeddings: str | None =
 
 
 def _diagnose(spec: str, data_dir, min_size: int, embeddings: str | None, weights: str | None):
-    """(the report, the open image tree or None)."""
+    """(the report, where its images are: the open image tree, or the loaded dataset)."""
     path = Path(spec)
     is_tree = (path.is_dir() or path.suffix.lower() == ".zip") and path.exists()
     if is_tree:
@@ -171,7 +171,7 @@ def _diagnose(spec: str, data_dir, min_size: int, embeddings: str | None, weight
         is_tree = not arrays.is_idx_folder(path) and not arrays.detect_cifar(path) and not huggingface.detect(path)
     if not path.exists() and spec.lower() not in NAMED:
         raise ClasslabError(f"'{spec}' is neither a known dataset ({', '.join(NAMED)}) nor an existing path")
-    report, tree = _check_tree(path, min_size) if is_tree else (_check_arrays(spec, data_dir, min_size), None)
+    report, source = _check_tree(path, min_size) if is_tree else _check_arrays(spec, data_dir, min_size)
     counts = np.array(list(report["class_counts"].values()))
     nonzero = counts[counts > 0]
     report["data"] = str(spec)
@@ -185,7 +185,7 @@ def _diagnose(spec: str, data_dir, min_size: int, embeddings: str | None, weight
     report["warnings"] = (sum(len(p.get(k, [])) for k in WARNINGS) + len(d["across_splits"])
                           + len(d["conflicting_labels"]) + int(report["mixed_colour_modes"])
                           + len(near["across_splits"]) + sum(len(v) for v in report.get("quality", {}).values()))
-    return report, tree
+    return report, source
 
 
 def _embedding_findings(spec: str, data_dir, backbone: str, weights: str | None) -> dict:
@@ -280,14 +280,14 @@ def report_text(r: dict) -> str:
 def run_check(spec: str, data_dir=None, min_size: int = 16, runs_dir=None, embeddings: str | None = None,
               weights: str | None = None) -> RunResult:
     """Check, then write check.json, check.txt and report.md; ``details``: "findings" (the JSON) and "text"."""
-    report, tree = _diagnose(spec, data_dir, min_size, embeddings, weights)
+    report, source = _diagnose(spec, data_dir, min_size, embeddings, weights)
     run = Run("check", spec, runs_dir)
     run.write_config({"data": spec, "data_dir": data_dir, "min_size": min_size}, None)
     text = report_text(report)
     write_json(run.file("check.json"), report)
     atomic_write_text(run.file("check.txt"), text)
     sections = [("Findings", f"```\n{text}```\nAll findings: `check.json`.")]
-    sections += _thumbnails(run, spec, data_dir, report, tree)
+    sections += _thumbnails(run, report, source)
     path = run.write_report(f"Dataset doctor: {spec}", sections)
     return RunResult(run.path, "check", path, details={"findings": report, "text": text})
 
@@ -295,32 +295,26 @@ def run_check(spec: str, data_dir=None, min_size: int = 16, runs_dir=None, embed
 THUMB = 64
 
 
-def _pictures(spec: str, data_dir, files: list[str], tree=None) -> dict[str, np.ndarray]:
-    """The named images as RGB thumbnails of THUMB x THUMB: read one by one from an image folder or zip (the
-    tree was decoded once already; reading it all again for a few dozen thumbnails doubled the doctor's
-    time), or taken from the loaded arrays of a named or array dataset. Unreadable ones are left out."""
+def _pictures(source, files: list[str]) -> dict[str, np.ndarray]:
+    """The named images: from an image tree, read one by one as RGB thumbnails of THUMB x THUMB (the tree was
+    decoded once already; decoding it all again for a few dozen thumbnails doubled the doctor's time), or
+    taken from a loaded dataset's arrays. Unreadable ones are left out."""
+    from ..data.dataset import ImageDataset
     from ..data.images import decode
 
-    if not files:
-        return {}
-    path = Path(spec)
-    if tree is not None or path.is_dir() or (path.is_file() and path.suffix.lower() == ".zip"):
-        tree, out = tree or open_tree(path), {}
-        for f in files:
-            try:
-                out[f] = decode(tree.read(f), 3, (THUMB, THUMB))
-            except (ValueError, OSError, KeyError):
-                continue
-        return out
-    try:
-        ds = load_dataset(spec, data_dir=data_dir)
-    except ClasslabError:
-        return {}
-    index = {item: i for i, item in enumerate(ds.ids)}
-    return {f: np.asarray(ds.images[index[f]]) for f in files if f in index}
+    if isinstance(source, ImageDataset):
+        index = {item: i for i, item in enumerate(source.ids)}
+        return {f: np.asarray(source.images[index[f]]) for f in files if f in index}
+    out = {}
+    for f in files:
+        try:
+            out[f] = decode(source.read(f), 3, (THUMB, THUMB))
+        except (ValueError, OSError, KeyError):
+            continue
+    return out
 
 
-def _thumbnails(run: Run, spec: str, data_dir, report: dict, tree=None) -> list[tuple[str, str]]:
+def _thumbnails(run: Run, report: dict, source) -> list[tuple[str, str]]:
     """Near-duplicate pairs side by side and examples of each image-quality finding, as PNGs in the report
     (images as classlab decodes them); nothing when the data cannot be decoded as a dataset."""
     from ..plots import captioned_grid_png
@@ -339,7 +333,7 @@ def _thumbnails(run: Run, spec: str, data_dir, report: dict, tree=None) -> list[
         return []
     wanted = sorted({f for p in pairs + emb_pairs for f in p["files"]} | {f for files in quality.values() for f in files}
                     | {f for entries in singles.values() for f, _ in entries})
-    pictures = _pictures(spec, data_dir, wanted, tree)
+    pictures = _pictures(source, wanted)
     sections = []
     for found, name, title in ((pairs, "near_duplicates.png", "Near-duplicates"),
                                (emb_pairs, "near_duplicates_embeddings.png", "Near-duplicates (embeddings)")):

@@ -250,16 +250,18 @@ def map_files(tree, worker, items: list, desc: str, while_waiting=None) -> list:
     return out
 
 
+def _read_entry(rel: str) -> bytes | ImageInfo:
+    """A worker's read of one file: its bytes, or an ImageInfo saying why it cannot be read."""
+    try:
+        return _TREE.read(rel)
+    except UnreadableFile as e:
+        return ImageInfo(error=str(e).replace(str(_TREE.path) + "/", ""))
+    except OSError as e:
+        return ImageInfo(error=f"cannot read file ({e})")
+
+
 def _probe_chunk(rels: list[str]) -> list[ImageInfo]:
-    infos = []
-    for rel in rels:
-        try:
-            infos.append(probe(_TREE.read(rel)))
-        except UnreadableFile as e:
-            infos.append(ImageInfo(error=str(e).replace(str(_TREE.path) + "/", "")))
-        except OSError as e:
-            infos.append(ImageInfo(error=f"cannot read file ({e})"))
-    return infos
+    return [data if isinstance(data, ImageInfo) else probe(data) for data in map(_read_entry, rels)]
 
 
 def inspect_chunk(rels: list[str]) -> list[tuple]:
@@ -272,15 +274,8 @@ def inspect_chunk(rels: list[str]) -> list[tuple]:
 
     out = []
     for rel in rels:
-        try:
-            data = _TREE.read(rel)
-        except UnreadableFile as e:
-            out.append((ImageInfo(error=str(e).replace(str(_TREE.path) + "/", "")), None, None, None))
-            continue
-        except OSError as e:
-            out.append((ImageInfo(error=f"cannot read file ({e})"), None, None, None))
-            continue
-        info = probe(data)
+        data = _read_entry(rel)
+        info = data if isinstance(data, ImageInfo) else probe(data)
         if info.error:
             out.append((info, None, None, None))
             continue

@@ -25,7 +25,7 @@ import numpy as np
 from ..errors import ClasslabError
 from .dataset import ImageDataset
 from .images import decode, probe
-from .safe_files import MAX_FILE_BYTES, UnreadableFile, read_file
+from .safe_files import MAX_FILE_BYTES, read_file, read_json
 
 SPLITS = {"train": "train", "training": "train", "validation": "val", "valid": "val", "val": "val", "dev": "val",
           "test": "test", "testing": "test"}
@@ -117,12 +117,12 @@ def _save_to_disk_rows(path: Path):
     pa = _pyarrow()
     splits = [path]
     if (path / "dataset_dict.json").is_file():
-        info = _json(path / "dataset_dict.json")
+        info = read_json(path / "dataset_dict.json", 16 << 20)
         splits = [path / s for s in info.get("splits", [])] if isinstance(info, dict) else []
     rows, names = [], None
     for folder in splits:
-        features = (_json(folder / "dataset_info.json") or {}).get("features")
-        state = _json(folder / "state.json") or {}
+        features = (read_json(folder / "dataset_info.json", 16 << 20) or {}).get("features")
+        state = read_json(folder / "state.json", 16 << 20) or {}
         files = [folder / d["filename"] for d in state.get("_data_files", []) if isinstance(d, dict) and "/" not in
                  str(d.get("filename", "/"))] or sorted(folder.glob("*.arrow"))
         split = SPLITS.get(folder.name.lower()) if folder != path else None
@@ -136,13 +136,6 @@ def _save_to_disk_rows(path: Path):
             rows += found
             names = names or file_names
     return rows, names
-
-
-def _json(path: Path):
-    try:
-        return json.loads(read_file(path, 16 << 20).decode("utf-8"))
-    except (OSError, ValueError, UnreadableFile):
-        return None
 
 
 def _imagefolder_rows(path: Path):

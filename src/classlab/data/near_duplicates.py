@@ -56,6 +56,14 @@ def grayscale_32(images) -> np.ndarray:
     return out
 
 
+def dataset_thumbnails(images) -> np.ndarray:
+    """``grayscale_32`` of a dataset's images, block by block (lazily decoded folders stay bounded in memory)."""
+    from .dataset import iter_blocks
+
+    blocks = [grayscale_32(block) for _, block in iter_blocks(images)]
+    return np.concatenate(blocks) if blocks else np.zeros((0, 32, 32), np.float32)
+
+
 def phash(images=None, gray32: np.ndarray | None = None) -> np.ndarray:
     """(N, 64) uint8 bits of the perceptual hash of the images (or of their ``grayscale_32`` thumbnails)."""
     from scipy.fft import dctn

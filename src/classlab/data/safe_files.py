@@ -78,6 +78,17 @@ def read_file(path: str | os.PathLike, limit: int = MAX_FILE_BYTES) -> bytes:
     return data
 
 
+def read_json(path: str | os.PathLike, limit: int = 64 << 20):
+    """A JSON file's value, or None when it is missing, not a regular file, over ``limit`` or malformed (the
+    run directories' files: a damaged one is skipped by whoever lists them, never a traceback)."""
+    import json
+
+    try:
+        return json.loads(read_file(path, limit).decode("utf-8"))
+    except (OSError, ValueError):  # UnreadableFile and UnicodeDecodeError are ValueErrors
+        return None
+
+
 def check_member(info: zipfile.ZipInfo, limit: int = MAX_FILE_BYTES) -> None:
     """Refuse a zip member before inflating it: encrypted, too large, or compressed like a bomb."""
     if info.flag_bits & 0x1:

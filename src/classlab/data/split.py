@@ -112,9 +112,8 @@ def drop_near_duplicates(ds: ImageDataset, split: Split, target: str = "test") -
     of. The manifest records them."""
     from ..errors import warn
     from . import near_duplicates as nd
-    from .dataset import iter_blocks
 
-    gray = np.concatenate([nd.grayscale_32(block) for _, block in iter_blocks(ds.images)]) if len(ds) else None
+    gray = nd.dataset_thumbnails(ds.images) if len(ds) else None
     try:
         pairs = nd.find(gray32=gray) if gray is not None and min(ds.item_shape[:2]) >= nd.MIN_SIDE else []
     except nd.TooAlike as e:

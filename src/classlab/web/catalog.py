@@ -6,22 +6,14 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import os
 import threading
 from pathlib import Path
 
-from ..data.safe_files import UnreadableFile, read_file
+from ..data.safe_files import UnreadableFile, read_file, read_json
+from ..runs import number
 
 SORT_KEYS = ("created", "command", "data", "model", "accuracy", "macro_f1")
-
-
-def read_json(path: Path, limit: int = 64 << 20):
-    """A JSON file of a run, or None when missing, not a regular file, too big or malformed."""
-    try:
-        return json.loads(read_file(path, limit).decode("utf-8"))
-    except (OSError, ValueError, UnreadableFile):
-        return None
 
 
 def read_csv_rows(path: Path, limit: int = 64 << 20) -> list[dict]:
@@ -30,10 +22,6 @@ def read_csv_rows(path: Path, limit: int = 64 << 20) -> list[dict]:
     except (OSError, ValueError, UnreadableFile):
         return []
     return list(csv.DictReader(io.StringIO(text, newline="")))
-
-
-def number(value) -> float | None:
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
 def _model_name(config: dict) -> str:

@@ -56,7 +56,7 @@ class DatasetCache:
                 ds, split = load_and_split(saved_options(run_dir))
             else:  # a check run: the data as the doctor read it, no split
                 from ..data.registry import load_dataset
-                from .catalog import read_json
+                from ..data.safe_files import read_json
 
                 options = (read_json(run_dir / "config.json", 4 << 20) or {}).get("options") or {}
                 if not isinstance(options.get("data"), str):

@@ -4,7 +4,6 @@ issues), an image card, a comparison, the dataset doctor's findings, and the run
 from __future__ import annotations
 
 import asyncio
-from collections import Counter
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -119,14 +118,7 @@ def _samples(bench, run_dir, per_class: int = 8) -> list[dict] | None:
 def _check_view(check: dict) -> dict:
     """The doctor's findings arranged for the page: class counts as bars, pairs side by side, quality lists."""
     counts = check.get("class_counts") if isinstance(check.get("class_counts"), dict) else {}
-    total = {}
-    for split_counts in counts.values():
-        if isinstance(split_counts, dict):
-            for cls, n in split_counts.items():
-                total[cls] = total.get(cls, 0) + (n if isinstance(n, int) else 0)
-        elif isinstance(split_counts, int):
-            total = counts
-            break
+    total = {str(c): n for c, n in counts.items() if isinstance(n, int) and not isinstance(n, bool)}
     most = max(total.values(), default=1) or 1
     near = check.get("near_duplicates") if isinstance(check.get("near_duplicates"), dict) else {}
     exact = check.get("duplicates") if isinstance(check.get("duplicates"), dict) else {}
@@ -140,8 +132,7 @@ def _check_view(check: dict) -> dict:
             "exact": {k: v[:30] for k, v in exact.items() if isinstance(v, list)},
             "quality": {k: v[:24] for k, v in (check.get("quality") or {}).items() if isinstance(v, list)},
             "problems": {k: v[:50] for k, v in problems.items() if isinstance(v, list) and v},
-            "embeddings": _embedding_view(check.get("embeddings")),
-            "split_counts": Counter(s for pair in (near.get("across_splits") or []) for s in pair.get("splits", []))}
+            "embeddings": _embedding_view(check.get("embeddings"))}
 
 
 def _embedding_view(emb) -> dict | None:
