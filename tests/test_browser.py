@@ -75,6 +75,7 @@ def page(browser, server, tmp_path, request):
     pg.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
     pg.on("pageerror", lambda e: errors.append(str(e)))
     yield pg
+    pg.wait_for_load_state("networkidle")  # thumbnails arrive after the page: the screenshot shows them
     name = request.node.name.removeprefix("test_")
     pg.screenshot(path=str(tmp_path / f"{name}.png"), full_page=False)
     if os.environ.get("CLASSLAB_SCREENSHOTS") and name in README_SHOTS:
@@ -168,6 +169,8 @@ def test_compare_page_shows_verdicts_and_disagreements(page, server):
     text = page.inner_text("main")
     assert "McNemar" in text and "baseline" in text
     assert page.locator("div.thumbs img").count() >= 1  # fixed or broken images, side by side with the baseline
+    page.wait_for_load_state("networkidle")
+    assert page.evaluate("[...document.querySelectorAll('div.thumbs img')].every(i => i.complete && i.naturalWidth > 0)")
 
 
 def test_doctor_page(page, server):
