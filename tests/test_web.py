@@ -401,3 +401,15 @@ def test_serve_with_an_unusable_runs_folder_is_one_line(tmp_path, capsys):
     assert main(["serve", "--runs-dir", str(blocker / "runs"), "--port", "0"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("classlab: error: cannot use") and "Traceback" not in err
+
+
+def test_the_workshop_run_of_make_demo_renders_with_a_link_per_stop(tmp_path):
+    """What `make demo` leaves: a workshop run whose explore stop has no score (it once crashed the page)."""
+    from classlab import api
+
+    result = api.workshop("digits", runs_dir=tmp_path / "runs")
+    with TestClient(create_app(tmp_path / "runs"), base_url="http://127.0.0.1") as c:
+        page = c.get(f"/runs/{result.run_dir.name}")
+        assert page.status_code == 200 and "The workshop's path" in page.text
+        stops = re.findall(r'<td><a href="/runs/([^"]+)">', page.text)
+        assert len(stops) >= 4 and all(c.get(f"/runs/{s}").status_code == 200 for s in stops)

@@ -88,11 +88,16 @@ def remember(cache: OrderedDict, key, value, size: int) -> None:
         cache.popitem(last=False)
 
 
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def templates() -> Jinja2Templates:
     env = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(default=True),
                       trim_blocks=True, lstrip_blocks=True)
-    env.filters["pct"] = lambda v: "" if v is None else f"{100 * v:.2f}%"
-    env.filters["num"] = lambda v, d=4: "" if v is None else f"{v:.{d}f}"
+    # numbers from run files: anything missing or not a number (a workshop stop without a score) shows blank
+    env.filters["pct"] = lambda v: f"{100 * v:.2f}%" if _is_number(v) else ""
+    env.filters["num"] = lambda v, d=4: f"{v:.{d}f}" if _is_number(v) else ""
     return Jinja2Templates(env=env)
 
 
