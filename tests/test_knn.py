@@ -123,6 +123,39 @@ def test_many_boundary_ties_match_single_threaded_sklearn():
                 assert np.array_equal(pred, ref.predict(Q.astype(float))), (metric, k)
 
 
+def test_grouped_selection_with_heavy_ties_matches_sklearn_and_full_topk():
+    # Enough training rows that every k is searched through the group minima, not a full top-k; a
+    # tiny value range makes most scores tie, the hardest case for that selection.
+    import torch
+
+    rng = np.random.default_rng(1)
+    X = rng.integers(0, 4, (5000, 6)).astype(np.uint8)
+    y = rng.integers(0, 4, 5000)
+    Q = rng.integers(0, 4, (200, 6)).astype(np.uint8)
+    clf = KNNClassifier(1).fit(X, y)
+    scores = clf._scores(clf._prepare(torch.from_numpy(Q)))
+    for k in (1, 4, 9, 16):
+        top, cols = clf._smallest(scores, k)
+        assert torch.equal(top, torch.topk(scores[:, :5000], k, dim=1, largest=False).values), k
+        assert torch.equal(scores.gather(1, cols), top) and int(cols.max()) < 5000, k
+    ours = clf.predict_for_ks(Q, [1, 3, 8, 15])
+    with threadpool_limits(1):
+        for k, (pred, proba) in ours.items():
+            ref = KNeighborsClassifier(k, algorithm="brute").fit(X.astype(float), y)
+            assert np.array_equal(proba, ref.predict_proba(Q.astype(float))), k
+
+
+def test_square_norms_are_exact_at_the_extremes():
+    import torch
+
+    from classlab.knn import _INT_MM_MAX_DIM, _square_norms
+
+    rows = torch.tensor([[-128] * _INT_MM_MAX_DIM, [127] * _INT_MM_MAX_DIM, [0] * _INT_MM_MAX_DIM], dtype=torch.int8)
+    assert _square_norms(rows).tolist() == [_INT_MM_MAX_DIM * 128**2, _INT_MM_MAX_DIM * 127**2, 0]
+    rand = torch.randint(-128, 128, (3000, 3072), dtype=torch.int8)
+    assert torch.equal(_square_norms(rand).long(), rand.long().pow(2).sum(1))
+
+
 def test_string_labels_round_trip_through_classes_():
     rng = np.random.default_rng(0)
     X = rng.integers(0, 256, (40, 3, 3), dtype=np.uint8)
