@@ -52,14 +52,16 @@ def throughput(n: int = 5000) -> None:
             print(f"  {model:13} {precision}: {rate:7.0f} img/s  ({n / rate:5.1f} s per {n} images)", flush=True)
 
 
-def mnist(epochs: int = 4) -> None:
+def mnist(epochs: int = 1, seed: int = 0) -> None:
     ds = load_dataset("mnist", data_dir=str(SHARED / "data"))
     tr, te = ds.official_split == "train", ds.official_split == "test"
     cfg = TrainConfig(model="cnn", epochs=epochs, batch_size=128, lr=0.05, optimizer="nesterov", weight_decay=5e-4,
-                      schedule="onecycle", augment="crop", label_smoothing=0.1).validate()
-    options = {"filters": [32, 64], "batch_norm": True, "dense": [128]}
-    print(f"MNIST: 60,000 train / 10,000 test; cnn {options}, nesterov lr 0.05, one-cycle, {epochs} epochs, "
-          "test scored after every epoch")
+                      schedule="onecycle", augment="none", label_smoothing=0.1, seed=seed).validate()
+    # three conv blocks, each halving the resolution (28 -> 14 -> 7 -> 3): the 16 filters at full resolution keep
+    # the memory-bound batch-norm, activation and pooling passes small; one epoch with one-cycle is enough
+    options = {"filters": [16, 32, 64], "batch_norm": True, "dense": [128]}
+    print(f"MNIST: 60,000 train / 10,000 test; cnn {options}, nesterov lr 0.05, one-cycle, batch 128, label smoothing "
+          f"0.1, no augmentation, {epochs} epoch(s), seed {seed}, test scored after every epoch")
     state = _fit("cnn", options, ds.images[tr], ds.labels[tr], ds.images[te], ds.labels[te], cfg, 1)
     elapsed, reached = 0.0, None
     for h in state.history:
@@ -74,13 +76,15 @@ def mnist(epochs: int = 4) -> None:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--parts", default="throughput,mnist")
-    p.add_argument("--mnist-epochs", type=int, default=4)
+    p.add_argument("--mnist-epochs", type=int, default=1)
+    p.add_argument("--seeds", default="0,1", help="MNIST: one run per seed")
     args = p.parse_args()
     t = time.perf_counter()
     if "throughput" in args.parts:
         throughput()
     if "mnist" in args.parts:
-        mnist(args.mnist_epochs)
+        for seed in args.seeds.split(","):
+            mnist(args.mnist_epochs, int(seed))
     print(f"total {time.perf_counter() - t:.0f} s")
 
 

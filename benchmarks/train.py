@@ -106,24 +106,37 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0, help="ours: initialisation, order and augmentation")
     p.add_argument("--lookahead", action="store_true", help="weight averaging fed back every 5 steps")
     p.add_argument("--weight-decay", type=float, default=1.33e-3)
+    p.add_argument("--alternate-flip", action="store_true", help="mirror each image on alternate epochs")
+    p.add_argument("--whiten-bias-epochs", type=int, default=3, help="fastnet: epochs its whitening bias trains "
+                   "(-1: always)")
+    p.add_argument("--holdout", type=int, default=0, help="score on this many held-out training images instead of "
+                   "the test split (choosing settings without looking at the test set)")
     args = p.parse_args()
     import tempfile
 
     ds = load_dataset(CIFAR)
     tr, te = ds.official_split == "train", ds.official_split == "test"
     train_x, train_y, test_x, test_y = ds.images[tr], ds.labels[tr], ds.images[te], ds.labels[te]
-    print(f"CIFAR-10 zip: {len(train_y)} train, {len(test_y)} test; {torch.get_num_threads()} threads")
+    if args.holdout:  # a fixed random subset of the training split stands in for the test split
+        order = np.random.default_rng(12345).permutation(len(train_y))
+        held, kept = order[: args.holdout], np.sort(order[args.holdout :])
+        train_x, train_y, test_x, test_y = train_x[kept], train_y[kept], train_x[held], train_y[held]
+        print(f"held out {args.holdout} training images; scores below are on them, not on the test split")
+    print(f"CIFAR-10 zip: {len(train_y)} train, {len(test_y)} scored; {torch.get_num_threads()} threads")
     print("deck recipe (workshop-cnn, Adam 1e-3, batch 64, DataLoader, fp32):")
     base = baseline(train_x, train_y, test_x, test_y, args.baseline_epochs)
     cfg = TrainConfig(model=args.model, epochs=args.ours_epochs, batch_size=args.batch_size, lr=args.lr,
                       optimizer="nesterov", momentum=args.momentum, weight_decay=args.weight_decay,
                       schedule="onecycle", label_smoothing=0.2, augment="flip-crop", crop_padding=args.crop_padding,
-                      tta=args.tta, lookahead=args.lookahead, seed=args.seed)
+                      tta=args.tta, lookahead=args.lookahead, seed=args.seed, alternate_flip=args.alternate_flip)
     print(f"classlab ({args.model}, nesterov lr {args.lr} momentum {args.momentum} wd {args.weight_decay}, batch "
           f"{args.batch_size}, one-cycle, flip-crop {args.crop_padding} px, label smoothing 0.2, {args.ours_epochs} "
-          f"epochs, TTA {args.tta}{', lookahead' if args.lookahead else ''}):")
+          f"epochs, TTA {args.tta}{', lookahead' if args.lookahead else ''}"
+          f"{', alternating flip' if args.alternate_flip else ''}, whitening bias {args.whiten_bias_epochs} epochs):")
     with tempfile.TemporaryDirectory() as tmp:
-        mine = ours(train_x, train_y, test_x, test_y, args.model, cfg.validate(), {}, Path(tmp))
+        options = {"whiten_bias_epochs": None if args.whiten_bias_epochs < 0 else args.whiten_bias_epochs} \
+            if args.model == "fastnet" else {}
+        mine = ours(train_x, train_y, test_x, test_y, args.model, cfg.validate(), options, Path(tmp))
     if not base:
         print(f"\nbest {max(a for _, a in mine):.4f} in {mine[-1][0]:.0f} s of training")
         return

@@ -568,3 +568,68 @@ def test_volumes_train_in_fp32_on_the_cpu_and_a_fixed_seed_repeats(tmp_path):
     losses = [[h["train_loss"] for h in run.history] for run in runs]
     assert all(np.isfinite(losses).ravel()) and losses[0] == losses[1] == losses[2]
     assert json.loads((runs[0].run_dir / "metrics.json").read_text())["train"]["bf16"] is False
+
+
+def test_alternating_flip_mirrors_each_image_every_other_epoch():
+    from classlab.training.augment import AlternatingFlip, augment
+
+    plan = AlternatingFlip(1000, seed=3)
+    idx = torch.arange(1000)
+    even, odd = plan(idx, 0), plan(idx, 1)
+    assert torch.equal(even, ~odd) and torch.equal(plan(idx, 2), even)  # complementary, then repeats
+    assert 400 < int(even.sum()) < 600 and torch.equal(AlternatingFlip(1000, seed=3)(idx, 0), even)  # seeded
+    assert not torch.equal(AlternatingFlip(1000, seed=4)(idx, 0), even)
+    x = torch.rand(6, 3, 8, 8)
+    flips = torch.tensor([True, False, True, False, False, True])
+    out = augment(x, "flip-crop", torch.Generator().manual_seed(0), pad=0, flips=flips)
+    for i in range(6):  # exactly the images asked for are mirrored, whatever the generator says
+        assert torch.equal(out[i], x[i].flip(-1) if flips[i] else x[i])
+
+
+def test_alternate_flip_run_stopped_after_an_epoch_resumes_to_the_same_result(runs_dir, capsys, monkeypatch):
+    from classlab.training import engine
+
+    args = ["train", "digits", "--model", "cnn", "--epochs", "3", "--augment", "flip-crop", "--alternate-flip",
+            "--deterministic", "--precision", "fp32"]
+    assert main(args) == 0
+    whole = _latest(runs_dir)
+
+    def die_after_first_epoch(self, trainer, row):
+        if row["epoch"] == 1:
+            raise KeyboardInterrupt
+    with monkeypatch.context() as m:
+        m.setattr(engine.PrintLog, "after_epoch", die_after_first_epoch)
+        assert main(args) == 130
+    part = _latest(runs_dir)
+    assert main(["train", "--resume", str(part)]) == 0
+    a, b = (json.loads((r / "metrics.json").read_text()) for r in (whole, part))
+    assert a["accuracy"] == b["accuracy"] and a["cross_entropy"] == pytest.approx(b["cross_entropy"], rel=1e-6)
+    assert load_checkpoint(whole / "last.pt")["config"]["alternate_flip"] is True
+
+
+def test_fastnet_whitening_bias_trains_for_its_epochs_then_stays(tmp_path):
+    from classlab.inference.preprocess import Preprocessing
+    from classlab.models import create_model
+    from classlab.training import TrainConfig
+    from classlab.training.engine import Callback, SplitTensors, fit
+
+    class Snapshots(Callback):
+        biases: list = []
+
+        def after_epoch(self, trainer, row):
+            self.biases.append(trainer.model.stem[0].bias.detach().clone())
+
+    torch.manual_seed(0)
+    images = torch.randint(0, 256, (256, 16, 16, 3), dtype=torch.uint8)
+    data = SplitTensors(images, torch.arange(256) % 4)
+    model = create_model("fastnet", 4, 3, 16, width=0.25, whiten_bias_epochs=2)
+    start = model.stem[0].bias.detach().clone()
+    cfg = TrainConfig(model="fastnet", epochs=4, batch_size=64, lr=0.05, optimizer="nesterov", weight_decay=5e-4,
+                      precision="fp32").validate()
+    fit(model, data, SplitTensors(images[:0], data.labels[:0]), cfg, Preprocessing([16, 16], 3, [0.5] * 3, [0.25] * 3),
+        tmp_path, num_classes=4, progress=False, callbacks=[Snapshots()])
+    b = Snapshots.biases
+    assert not torch.equal(b[0], start) and not torch.equal(b[1], b[0])  # trains in epochs 1 and 2
+    assert torch.equal(b[2], b[1]) and torch.equal(b[3], b[1])  # then frozen, weight decay included
+    with pytest.raises(ClasslabError, match="whiten_bias_epochs"):
+        create_model("fastnet", 4, 3, 16, whiten_bias_epochs=-1)

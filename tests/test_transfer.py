@@ -333,3 +333,40 @@ def test_head_augment_flip_trains_the_head_on_mirrored_features_too(torch_home, 
     assert "--head-augment takes none or flip, got 'crop'" in capsys.readouterr().err
     assert main(["transfer", "digits", "--image-size", "32", "--mode", "features", "--schedule", "sometimes"]) == 2
     assert "schedule" in capsys.readouterr().err
+
+
+def test_folded_batch_norms_give_the_same_features_and_leave_the_backbone_alone():
+    import torch
+    import torchvision
+
+    from classlab.inference.preprocess import Preprocessing
+    from classlab.transfer.features import compute_features, fold_batch_norms
+
+    torch.manual_seed(0)
+    model = torchvision.models.mobilenet_v2(num_classes=10)
+    model.classifier = torch.nn.Identity()
+    for m in model.modules():  # statistics far from the defaults, so a wrong fold would show
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+            m.weight.data.uniform_(0.5, 1.5)
+    norms = sum(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
+    folded = fold_batch_norms(model)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+    assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules()) == norms  # a copy was folded
+    images = np.random.default_rng(0).integers(0, 256, (6, 32, 32, 3), dtype=np.uint8)
+    pre = Preprocessing([32, 32], 3, [0.485, 0.456, 0.406], [0.229, 0.224, 0.225], input_size=[64, 64])
+    ours = compute_features(model, images, pre, torch.device("cpu"), progress=False)
+    x = (torch.nn.functional.interpolate(torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255, size=(64, 64),
+                                         mode="bilinear", antialias=True)
+         - torch.tensor(pre.mean).view(1, 3, 1, 1)) / torch.tensor(pre.std).view(1, 3, 1, 1)
+    with torch.no_grad():
+        ref = model.eval()(x)
+    assert torch.allclose(ours, ref, rtol=1e-3, atol=1e-3 * float(ref.abs().max()))
+    assert next(model.parameters()).is_contiguous()  # the backbone is left as it was, for fine-tuning
+
+    class Branchy(torch.nn.Module):  # data-dependent control flow: fx cannot trace it
+        def forward(self, x):
+            return x if x.sum() > 0 else -x
+    plain = Branchy()
+    assert fold_batch_norms(plain) is plain

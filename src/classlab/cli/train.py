@@ -74,6 +74,9 @@ COMMANDS = {
         "  classlab train cifar10-images.zip --model fastnet --epochs 10 --batch-size 256 --optimizer nesterov \\\n"
         "      --lr 0.375 --momentum 0.85 --weight-decay 1.33e-3 --schedule onecycle --augment flip-crop \\\n"
         "      --crop-padding 2 --label-smoothing 0.2 --tta flip-translate --lookahead   # ~90% in 10 CPU minutes\n"
+        "  classlab train mnist --data-dir ../shared/data --model cnn -o filters=16,32,64 -o batch_norm=true \\\n"
+        "      --epochs 1 --batch-size 128 --optimizer nesterov --lr 0.05 --weight-decay 5e-4 --schedule onecycle \\\n"
+        "      --label-smoothing 0.1 --val-fraction 0   # 99% in about 7 CPU seconds\n"
         "  classlab train digits --model scratch-mlp -o hidden=128 --epochs 30    # the NumPy MLP\n"
         "  classlab train --resume runs/20261123-101500-train-mnist     # continue a killed run"),
     "lr-find": Command(

@@ -41,8 +41,10 @@ class _Stage(nn.Sequential):
 
 
 class FastNet(nn.Module):
-    def __init__(self, num_classes: int, in_channels: int, widths=(64, 256, 256), logit_scale: float = 1 / 9):
+    def __init__(self, num_classes: int, in_channels: int, widths=(64, 256, 256), logit_scale: float = 1 / 9,
+                 whiten_bias_epochs: int | None = 3):
         super().__init__()
+        self.whiten_bias_epochs = whiten_bias_epochs
         self.stem = nn.Sequential(nn.Conv2d(in_channels, 24, 2, padding=0, bias=True), nn.GELU())
         stages, cin = [], 24
         for w in widths:
@@ -56,6 +58,13 @@ class FastNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.pool(self.stages(self.stem(x))).flatten(1)
         return self.head(x) * self.logit_scale
+
+    def begin_epoch(self, epoch: int) -> None:
+        """The engine calls this before each epoch: the whitening layer's bias trains for the first
+        ``whiten_bias_epochs`` epochs, then stays (the speed runs' schedule; None: it always trains).
+        A frozen parameter gets no gradient, and SGD leaves a parameter without one untouched."""
+        if self.whiten_bias_epochs is not None:
+            self.stem[0].bias.requires_grad_(epoch < self.whiten_bias_epochs)
 
     def param_groups(self, cfg) -> list[dict]:
         """Optimizer groups for the engine: under SGD the batch-norm shifts take a 64x learning rate with
@@ -86,8 +95,12 @@ class FastNet(nn.Module):
 
 
 @register("fastnet", "fast CIFAR-sized network (speed-run design: 3 wide stages, global max-pool)")
-def fastnet(num_classes, in_channels, image_size, width: float = 1.0):
+def fastnet(num_classes, in_channels, image_size, width: float = 1.0, whiten_bias_epochs: int | None = 3):
+    """``whiten_bias_epochs``: epochs the whitening layer's bias trains before it is frozen (None: always)."""
     if width <= 0:
         raise ClasslabError(f"width must be positive, got {width}")
+    if whiten_bias_epochs is not None and (isinstance(whiten_bias_epochs, bool) or not isinstance(whiten_bias_epochs, int)
+                                           or whiten_bias_epochs < 0):
+        raise ClasslabError(f"whiten_bias_epochs must be a whole number of epochs (or None), got {whiten_bias_epochs!r}")
     widths = tuple(max(8, int(round(w * width))) for w in (64, 256, 256))
-    return FastNet(num_classes, in_channels, widths)
+    return FastNet(num_classes, in_channels, widths, whiten_bias_epochs=whiten_bias_epochs)

@@ -22,9 +22,22 @@ def _crop(x: torch.Tensor, generator: torch.Generator, pad: int = 4) -> torch.Te
                   torch.arange(c, device=x.device)[None, :, None, None], rows, cols]
 
 
-def _flip(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    flip = (torch.rand(x.shape[0], generator=generator) < 0.5).to(x.device).view(-1, *([1] * (x.ndim - 1)))
-    return torch.where(flip, x.flip(-1), x)
+def _flip(x: torch.Tensor, generator: torch.Generator, flips: torch.Tensor | None = None) -> torch.Tensor:
+    """Mirror a random half, or the images ``flips`` (bool per image) says."""
+    if flips is None:
+        flips = torch.rand(x.shape[0], generator=generator) < 0.5
+    return torch.where(flips.to(x.device).view(-1, *([1] * (x.ndim - 1))), x.flip(-1), x)
+
+
+class AlternatingFlip:
+    """Which images to mirror under alternating flip: a fixed random half of the training set in even
+    epochs, the other half in odd ones. Drawn from the seed alone, so a resumed run agrees."""
+
+    def __init__(self, n: int, seed: int):
+        self.even = torch.rand(n, generator=torch.Generator().manual_seed(seed + 7919)) < 0.5
+
+    def __call__(self, indices: torch.Tensor, epoch: int) -> torch.Tensor:
+        return self.even[indices.cpu()] ^ bool(epoch % 2)
 
 
 def _rotate_jitter(x: torch.Tensor, generator: torch.Generator, degrees: float = 15.0,
@@ -52,19 +65,21 @@ def _randaugment(x: torch.Tensor, chunk: int = 16) -> torch.Tensor:
     return torch.cat([ops(part) for part in as_uint8.split(chunk)]).float().div_(255)
 
 
-def augment(x: torch.Tensor, kind: str, generator: torch.Generator, pad: int = 4) -> torch.Tensor:
-    """Per-batch augmentation of [0, 1] images on their device; crops translate by up to ``pad`` pixels.
+def augment(x: torch.Tensor, kind: str, generator: torch.Generator, pad: int = 4,
+            flips: torch.Tensor | None = None) -> torch.Tensor:
+    """Per-batch augmentation of [0, 1] images on their device; crops translate by up to ``pad`` pixels;
+    ``flips`` (bool per image, e.g. from AlternatingFlip) replaces the random mirroring.
     Volumes get flips only; mixup and cutmix (which also change the labels) run after this, in ``mix``."""
     if kind == "none":
         return x
     if x.ndim != 4:
-        return _flip(x, generator) if kind != "crop" else x
+        return _flip(x, generator, flips) if kind != "crop" else x
     if kind == "randaugment":
         x = _randaugment(x)
     if pad:
         x = _crop(x, generator, pad)
     if kind != "crop":
-        x = _flip(x, generator)
+        x = _flip(x, generator, flips)
     if kind == "flip-crop-jitter":
         x = _rotate_jitter(x, generator)
     return x

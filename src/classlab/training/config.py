@@ -68,6 +68,11 @@ class TrainConfig:
     # (Lookahead with an exponential average whose memory grows over training, as in the CIFAR-10 speed runs)
     lookahead: bool = flag(False, "every 5 steps, pull the weights towards their running average "
                                   "(helps short schedules)")
+    # The CIFAR-10 speed runs' alternating flip: a random half mirrored in the first epoch, then every image
+    # the other way round from the epoch before, so each is seen both ways in any two epochs (random flips
+    # leave a quarter of the images unmirrored, or mirrored, in both).
+    alternate_flip: bool = flag(False, "with a flip augmentation, mirror each image on alternate epochs "
+                                       "instead of at random (short schedules)")
 
     def __post_init__(self):
         self.tta = tta_mode(self.tta)  # older runs saved on/off
@@ -83,7 +88,7 @@ class TrainConfig:
             bad(f"model_options must be a mapping of option names to values, got {self.model_options!r}")
         if self.mlflow is not None and (not isinstance(self.mlflow, str) or not self.mlflow.strip()):
             bad(f"--mlflow takes a tracking URI or a folder, got {self.mlflow!r}")
-        for name in ("deterministic", "compile", "tensorboard", "lookahead"):
+        for name in ("deterministic", "compile", "tensorboard", "lookahead", "alternate_flip"):
             if not isinstance(getattr(self, name), bool):
                 bad(f"--{name} is on or off (true / false), got {getattr(self, name)!r}")
         if not 0 <= self.seed <= 2**32 - 1:

@@ -21,7 +21,7 @@ from ..checkpoint import load_checkpoint, save_checkpoint
 from ..errors import ClasslabError
 from ..inference.predict import predict_batches, predict_with_embeddings
 from ..inference.preprocess import Preprocessing, normalize, to_float
-from .augment import augment, mix
+from .augment import AlternatingFlip, augment, mix
 from .batches import SplitTensors, StreamedSplit
 from .config import TrainConfig
 from .distributed import Dist
@@ -159,6 +159,7 @@ class Trainer:
         self.criterion = loss_fn(cfg, self.num_classes, balanced if cfg.class_weight == "balanced" else None)
         self.generator = torch.Generator().manual_seed(cfg.seed)
         self.lookahead = Lookahead(self.model, cfg.epochs * self.steps) if cfg.lookahead else None
+        self.flips = AlternatingFlip(n, cfg.seed) if cfg.alternate_flip else None
         if resume:
             self._restore(resume)
 
@@ -179,7 +180,9 @@ class Trainer:
             from torch.nn.parallel import DistributedDataParallel
 
             device = self.train_split.device
-            forward = DistributedDataParallel(self.model, device_ids=[device.index] if device.type == "cuda" else None)
+            # a model that freezes parameters as it trains (begin_epoch) leaves them without gradients
+            forward = DistributedDataParallel(self.model, device_ids=[device.index] if device.type == "cuda" else None,
+                                              find_unused_parameters=hasattr(self.model, "begin_epoch"))
         if self.cfg.compile:
             forward = torch.compile(forward)  # shares parameters with `model`, which checkpoints use
         return forward
@@ -230,6 +233,8 @@ class Trainer:
     def train_epoch(self, epoch: int) -> dict:
         cfg, train, model = self.cfg, self.train_split, self.model
         model.train()
+        if hasattr(model, "begin_epoch"):  # a model's own schedule, e.g. fastnet freezing its whitening bias
+            model.begin_epoch(epoch)
         if self.lookahead:
             self.lookahead.begin_epoch(epoch * self.steps)
         order, drawn = self.epoch_order(), train.draw_views(self.generator)
@@ -237,7 +242,8 @@ class Trainer:
         bar = tqdm(range(self.steps), desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch", leave=False,
                    disable=None if self.progress else True)
         for step, (idx, images) in zip(bar, train.batches(order[: self.steps * cfg.batch_size], cfg.batch_size, drawn)):
-            x = augment(to_float(images, self.pre), cfg.augment, self.generator, cfg.crop_padding)
+            flips = self.flips(idx, epoch) if self.flips else None
+            x = augment(to_float(images, self.pre), cfg.augment, self.generator, cfg.crop_padding, flips)
             y = target = train.labels[idx]
             if cfg.augment in ("mixup", "cutmix") and x.ndim == 4:
                 x, target = mix(x, y, cfg.augment, self.num_classes)  # soft targets; accuracy still counts y

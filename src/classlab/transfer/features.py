@@ -24,7 +24,7 @@ from ..inference.predict import array_batches, predict_batches
 from ..inference.preprocess import Preprocessing
 from ..inference.tta import mirror as mirror_image
 
-FORMAT = 1
+FORMAT = 2  # 2: features of the BatchNorm-folded backbone (float rounding differs from 1's)
 
 
 def feature_key(images, labels: np.ndarray, spec: dict) -> str:
@@ -36,13 +36,27 @@ def feature_key(images, labels: np.ndarray, spec: dict) -> str:
     return h.hexdigest()
 
 
+def fold_batch_norms(model: torch.nn.Module) -> torch.nn.Module:
+    """An inference copy of ``model`` (in eval mode) with every BatchNorm folded into the convolution before
+    it, by torch.fx: the same function, one pass over the activations fewer per layer. The model itself is
+    untouched (fine-tuning needs its BatchNorms). A model fx cannot trace is returned as it is."""
+    from torch.fx.experimental.optimization import fuse
+
+    model.eval()
+    try:
+        return fuse(model, inplace=False)
+    except Exception:  # noqa: BLE001 -- tracing fails in many ways (control flow, custom ops); folding is optional
+        return model
+
+
 @torch.no_grad()
 def compute_features(backbone: torch.nn.Module, images, pre: Preprocessing, device: torch.device,
                      batch_size: int = 32, bf16: bool = False, progress: bool = True, desc: str = "features",
                      mirror: bool = False) -> torch.Tensor:
     """(N, D) float32 features on the CPU: one forward pass per image, in eval mode; ``mirror``: of each
     image's mirror image (for the head's flip augmentation and flip test-time averaging)."""
-    backbone.eval().to(device)
+    original = backbone.eval().to(device)
+    backbone = fold_batch_norms(original)
     # channels_last with small batches: measured 2.5x faster than (128, contiguous) for MobileNetV2 on CPU
     channels_last = len(pre.model_size) == 2
     if channels_last:
@@ -52,7 +66,7 @@ def compute_features(backbone: torch.nn.Module, images, pre: Preprocessing, devi
                                channels_last=channels_last, view=mirror_image if mirror else None, out_device="cpu",
                                progress=progress, total=len(images), desc=desc)
     finally:
-        backbone.to(memory_format=torch.contiguous_format)
+        original.to(memory_format=torch.contiguous_format)
 
 
 def cached_features(backbone, images, labels: np.ndarray, pre: Preprocessing, device, spec: dict,
