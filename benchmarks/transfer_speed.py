@@ -44,6 +44,7 @@ from classlab.inference.preprocess import Preprocessing  # noqa: E402
 from classlab.transfer.config import TransferConfig  # noqa: E402
 from classlab.transfer.features import compute_features  # noqa: E402
 
+PLAIN = "plain fp32 NCHW (the decks' way)"
 MEAN, STD = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1), torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
 
 
@@ -109,7 +110,7 @@ def part_finetune(images, labels, sizes, runs):
     for name, size in [("mobilenet_v2", s) for s in sizes] + [("resnet18", 224)]:
         rates = {}
         steps = 8 if size <= 96 else 4
-        for label, kw in (("plain fp32 NCHW (the decks' way)", {}),
+        for label, kw in ((PLAIN, {}),
                           ("channels_last", {"channels_last": True}),
                           ("bf16 autocast", {"bf16": True}),
                           ("bf16 + channels_last", {"bf16": True, "channels_last": True}),
@@ -122,7 +123,7 @@ def part_finetune(images, labels, sizes, runs):
             print(f"    {label:34s} {rate:7.1f} img/s")
         print(f"    {'classlab transfer --mode finetune':34s} {ours:7.1f} img/s   "
               f"{ours / rates[best_label]:.2f} of the best ({best_label}), "
-              f"{ours / rates['plain fp32 NCHW (the decks\\' way)']:.1f}x the plain loop")
+              f"{ours / rates[PLAIN]:.1f}x the plain loop")
 
 
 @torch.no_grad()

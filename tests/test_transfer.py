@@ -370,3 +370,18 @@ def test_folded_batch_norms_give_the_same_features_and_leave_the_backbone_alone(
             return x if x.sum() > 0 else -x
     plain = Branchy()
     assert fold_batch_norms(plain) is plain
+
+
+def test_small_images_default_to_the_measured_small_input_size():
+    from types import SimpleNamespace
+
+    from classlab.transfer.backbone import SMALL_INPUT_SIZE, BackbonePlan
+
+    plan = BackbonePlan("mobilenet_v2", None, None, "test", "x", [0.485, 0.456, 0.406], [0.229, 0.224, 0.225],
+                        [224, 224], 32, None)
+    assert plan.default_input_size((32, 32)) == [SMALL_INPUT_SIZE] * 2  # CIFAR-sized: 160, not 224
+    assert plan.default_input_size((28, 28)) == [SMALL_INPUT_SIZE] * 2
+    assert plan.default_input_size((300, 200)) == [224, 224]  # photos: the weights' own size
+    ds = SimpleNamespace(is_volume=False, item_shape=(32, 32, 3), channels=3)
+    assert plan.contract(ds, None)[0].model_size == [SMALL_INPUT_SIZE] * 2
+    assert plan.contract(ds, 96)[0].model_size == [96, 96]  # --image-size wins
