@@ -46,7 +46,8 @@ def pixels(images: np.ndarray, where: str, notes: list[str]) -> np.ndarray:
                                 "give raw pixels, floats in [0, 1] or [0, 255]")
         if high <= 1.0:
             notes.append(f"{where}: float pixels in [0, 1] scaled to 0..255")
-            return np.rint(a * 255).astype(np.uint8)
+            # in float64: float32 arithmetic rounds 0.9f * 255 (229.49999...) up to 229.5, then to 230
+            return np.rint(a.astype(np.float64) * 255).astype(np.uint8)
         if high <= 255.0:
             notes.append(f"{where}: float pixels in [0, 255] rounded to uint8")
             return np.rint(a).astype(np.uint8)
