@@ -605,6 +605,8 @@ def test_alternate_flip_run_stopped_after_an_epoch_resumes_to_the_same_result(ru
     a, b = (json.loads((r / "metrics.json").read_text()) for r in (whole, part))
     assert a["accuracy"] == b["accuracy"] and a["cross_entropy"] == pytest.approx(b["cross_entropy"], rel=1e-6)
     assert load_checkpoint(whole / "last.pt")["config"]["alternate_flip"] is True
+    assert main(["train", "digits", "--alternate-flip"]) == 2  # without a flip augmentation: refused, one line
+    assert "--alternate-flip decides" in capsys.readouterr().err
 
 
 def test_fastnet_whitening_bias_trains_for_its_epochs_then_stays(tmp_path):

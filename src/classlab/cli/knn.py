@@ -14,7 +14,7 @@ def configure(p) -> None:
                    "pixels (a torchvision name or a classlab run)")
     p.add_argument("--weights", help="weights file for --features (default: the torch hub cache, then a download)")
     p.add_argument("--feature-size", type=positive_int, help="input size for --features (default: the size the "
-                                                             "weights were trained at)")
+                                                             "weights were trained at; 160 for images of at most 64 px)")
 
 
 def run(args) -> None:

@@ -11,7 +11,8 @@ def configure(p) -> None:
     from ..transfer.config import TransferConfig
 
     add_data_flags(p)
-    t = p.add_argument_group("transfer learning (--image-size is the backbone's input size, resized on the device)")
+    t = p.add_argument_group("transfer learning (--image-size is the backbone's input size, resized on the device; "
+                             "default: the weights' own, or 160 for images of at most 64 px)")
     add_config_flags(t, TransferConfig)
     t.add_argument("--resume", metavar="RUN", help="continue a killed transfer run (each stage from its last.pt)")
 

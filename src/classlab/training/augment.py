@@ -33,11 +33,11 @@ class AlternatingFlip:
     """Which images to mirror under alternating flip: a fixed random half of the training set in even
     epochs, the other half in odd ones. Drawn from the seed alone, so a resumed run agrees."""
 
-    def __init__(self, n: int, seed: int):
-        self.even = torch.rand(n, generator=torch.Generator().manual_seed(seed + 7919)) < 0.5
+    def __init__(self, n: int, seed: int, device: torch.device | str = "cpu"):
+        self.even = (torch.rand(n, generator=torch.Generator().manual_seed(seed + 7919)) < 0.5).to(device)
 
     def __call__(self, indices: torch.Tensor, epoch: int) -> torch.Tensor:
-        return self.even[indices.cpu()] ^ bool(epoch % 2)
+        return self.even[indices] ^ bool(epoch % 2)  # on the batch's device: no copy per step
 
 
 def _rotate_jitter(x: torch.Tensor, generator: torch.Generator, degrees: float = 15.0,

@@ -108,6 +108,9 @@ class TrainConfig:
         for name, value in (("class-weight", self.class_weight), ("sampler", self.sampler)):
             if value not in (None, "balanced"):
                 bad(f"--{name} takes 'balanced', got '{value}'")
+        if self.alternate_flip and self.augment in ("none", "crop"):
+            bad(f"--alternate-flip decides which images a flip augmentation mirrors, and --augment {self.augment} "
+                "mirrors none; add --augment flip-crop (or another flipping augmentation)")
         if not 0 <= self.label_smoothing < 1:
             bad(f"--label-smoothing must be in [0, 1), got {self.label_smoothing}")
         if self.weight_decay < 0 or not 0 <= self.momentum < 1:

@@ -159,7 +159,7 @@ class Trainer:
         self.criterion = loss_fn(cfg, self.num_classes, balanced if cfg.class_weight == "balanced" else None)
         self.generator = torch.Generator().manual_seed(cfg.seed)
         self.lookahead = Lookahead(self.model, cfg.epochs * self.steps) if cfg.lookahead else None
-        self.flips = AlternatingFlip(n, cfg.seed) if cfg.alternate_flip else None
+        self.flips = AlternatingFlip(n, cfg.seed, device) if cfg.alternate_flip else None
         if resume:
             self._restore(resume)
 
