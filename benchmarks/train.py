@@ -109,6 +109,8 @@ def main() -> None:
     p.add_argument("--alternate-flip", action="store_true", help="mirror each image on alternate epochs")
     p.add_argument("--whiten-bias-epochs", type=int, default=3, help="fastnet: epochs its whitening bias trains "
                    "(-1: always)")
+    p.add_argument("--schedule", default="onecycle", help="onecycle (rise 30%%, cosine down) or triangular "
+                   "(rise 23%% from 0.2, linear down to 0.07: the speed runs')")
     p.add_argument("--holdout", type=int, default=0, help="score on this many held-out training images instead of "
                    "the test split (choosing settings without looking at the test set)")
     args = p.parse_args()
@@ -127,10 +129,10 @@ def main() -> None:
     base = baseline(train_x, train_y, test_x, test_y, args.baseline_epochs)
     cfg = TrainConfig(model=args.model, epochs=args.ours_epochs, batch_size=args.batch_size, lr=args.lr,
                       optimizer="nesterov", momentum=args.momentum, weight_decay=args.weight_decay,
-                      schedule="onecycle", label_smoothing=0.2, augment="flip-crop", crop_padding=args.crop_padding,
+                      schedule=args.schedule, label_smoothing=0.2, augment="flip-crop", crop_padding=args.crop_padding,
                       tta=args.tta, lookahead=args.lookahead, seed=args.seed, alternate_flip=args.alternate_flip)
     print(f"classlab ({args.model}, nesterov lr {args.lr} momentum {args.momentum} wd {args.weight_decay}, batch "
-          f"{args.batch_size}, one-cycle, flip-crop {args.crop_padding} px, label smoothing 0.2, {args.ours_epochs} "
+          f"{args.batch_size}, {args.schedule}, flip-crop {args.crop_padding} px, label smoothing 0.2, {args.ours_epochs} "
           f"epochs, TTA {args.tta}{', lookahead' if args.lookahead else ''}"
           f"{', alternating flip' if args.alternate_flip else ''}, whitening bias {args.whiten_bias_epochs} epochs):")
     with tempfile.TemporaryDirectory() as tmp:

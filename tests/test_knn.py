@@ -7,7 +7,7 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 from threadpoolctl import threadpool_limits
 
 from classlab import ClasslabError, KNNClassifier, load_dataset
-from conftest import DATA, need
+from conftest import CIFAR_ZIP, DATA, need
 
 
 @pytest.fixture(scope="module")
@@ -148,7 +148,7 @@ def test_grouped_selection_with_heavy_ties_matches_sklearn_and_full_topk():
 def test_square_norms_are_exact_at_the_extremes():
     import torch
 
-    from classlab.knn import _INT_MM_MAX_DIM, _square_norms
+    from classlab.knn_kernels import INT_MM_MAX_DIM as _INT_MM_MAX_DIM, square_norms as _square_norms
 
     rows = torch.tensor([[-128] * _INT_MM_MAX_DIM, [127] * _INT_MM_MAX_DIM, [0] * _INT_MM_MAX_DIM], dtype=torch.int8)
     assert _square_norms(rows).tolist() == [_INT_MM_MAX_DIM * 128**2, _INT_MM_MAX_DIM * 127**2, 0]
@@ -173,3 +173,65 @@ def test_string_labels_round_trip_through_classes_():
 @parametrize_with_checks([KNNClassifier(k=1, progress=False), KNNClassifier(k=3, metric="l1", progress=False)])
 def test_scikit_learn_estimator_checks(estimator, check):
     check(estimator)
+
+
+def test_lower_bounds_from_rounded_group_means_never_exceed_the_distance():
+    """The bound the pruned search rests on (knn_kernels): |a-b| >= 2 (|r_a - r_b| - |e_a| - |e_b|), checked
+    against brute-force distances for 2x2 blocks and for consecutive groups (odd length: a padded group)."""
+    import torch
+
+    from classlab.knn_kernels import group_means
+
+    rng = np.random.default_rng(7)
+    smooth = np.repeat(np.repeat(rng.integers(0, 256, (300, 4, 4, 3)), 2, 1), 2, 2)  # tight bounds
+    noisy = rng.integers(0, 256, (300, 8, 8, 3))
+    for images in (smooth, noisy, np.clip(smooth + rng.integers(-3, 4, smooth.shape), 0, 255)):
+        pixels = torch.from_numpy(images.astype(np.uint8).reshape(300, -1))
+        for shape in ((8, 8, 3), (191,)):  # (191,): consecutive groups over the first 191 values
+            rows = pixels[:, : int(np.prod(shape))].contiguous()
+            means, error = group_means(rows, shape)
+            true = torch.cdist(rows.double(), rows.double())
+            coarse = torch.cdist(means.double(), means.double())
+            bound = 2 * (coarse - error[:, None] - error[None, :])
+            assert bool((bound <= true + 1e-9).all()), shape
+            if images is smooth and shape == (8, 8, 3):  # block-constant images: the bound is the distance
+                assert torch.allclose(bound, true) and float(error.max()) == 0
+
+
+@pytest.mark.parametrize("case", ["cifar", "ties", "flat"])
+def test_pruned_search_equals_brute_force_and_sklearn(case):
+    """algorithm="auto" (lower bounds skip most products) gives the very neighbours of "brute": on real
+    CIFAR-10 images; on near-duplicates whose bounds are too loose to prune (the full-product fallback)
+    with many exact ties; on flat rows whose groups are consecutive values."""
+    import torch
+
+    rng = np.random.default_rng(3)
+    if case == "cifar":
+        ds = load_dataset(need(CIFAR_ZIP))
+        train, test = np.flatnonzero(ds.official_split == "train")[:6000], np.flatnonzero(ds.official_split == "test")[:300]
+        X, y, Q = ds.images[train], ds.labels[train], ds.images[test]
+    elif case == "ties":
+        base = rng.integers(0, 256, (4, 16, 16, 1))
+        X = np.clip(base[rng.integers(0, 4, 5000)] + rng.integers(0, 2, (5000, 16, 16, 1)), 0, 255).astype(np.uint8)
+        y, Q = rng.integers(0, 3, 5000), X[rng.integers(0, 5000, 120)]
+    else:
+        X = rng.integers(0, 256, (5000, 99)).astype(np.uint8)
+        X[:, 50:] = X[:, :49] // 2 + 60  # some structure
+        y, Q = rng.integers(0, 5, 5000), X[:150] // 3 + 40
+    pruned = KNNClassifier(1, progress=False).fit(X, y)
+    brute = KNNClassifier(1, progress=False, algorithm="brute").fit(X, y)
+    assert pruned._bounds is not None and brute._bounds is None
+    for k in (1, 2, 5):
+        dp, ip = pruned.kneighbors(Q, k)
+        db, ib = brute.kneighbors(Q, k)
+        assert np.array_equal(dp, db) and np.array_equal(ip, ib), k
+    ours = pruned.predict_for_ks(Q, [1, 3])
+    flat = lambda a: a.reshape(len(a), -1).astype(np.float64)  # noqa: E731
+    with threadpool_limits(1):
+        for k, (pred, proba) in ours.items():
+            ref = KNeighborsClassifier(k, algorithm="brute").fit(flat(X), y)
+            assert np.array_equal(pred, ref.predict(flat(Q))) and np.array_equal(proba, ref.predict_proba(flat(Q))), k
+    if case == "ties":
+        assert np.mean(dp[:, 0] == 0) > 0.99  # queries are training images: exact matches, tied
+    with pytest.raises(ClasslabError, match="unknown algorithm"):
+        KNNClassifier(1, algorithm="kd_tree").fit(X, y)

@@ -554,7 +554,7 @@ def test_volumes_train_in_fp32_on_the_cpu_and_a_fixed_seed_repeats(tmp_path):
     """PyTorch's CPU bf16 Conv3d backward gives a different, sometimes NaN, weight gradient from run to run
     (it ended fixed-seed cnn3d runs in "loss became nan"); volumes therefore train in fp32 on the CPU, and
     the same seed gives the same run."""
-    from classlab.training.optim import use_bf16
+    from classlab.training.precision import use_bf16
 
     assert use_bf16(TrainConfig(), torch.device("cpu"), volumes=True) is False
     assert use_bf16(TrainConfig(precision="fp32"), torch.device("cpu")) is False

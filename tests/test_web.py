@@ -413,3 +413,11 @@ def test_the_workshop_run_of_make_demo_renders_with_a_link_per_stop(tmp_path):
         assert page.status_code == 200 and "The workshop's path" in page.text
         stops = re.findall(r'<td><a href="/runs/([^"]+)">', page.text)
         assert len(stops) >= 4 and all(c.get(f"/runs/{s}").status_code == 200 for s in stops)
+
+
+def test_durations_show_the_digits_they_need():
+    """A digits epoch takes milliseconds: the job table shows 0.0423 s, not 0.0."""
+    from classlab.web.app import seconds_text
+
+    assert [seconds_text(v) for v in (512.3, 99.94, 3.4, 0.0423, 0.0004, None, True, "x")] == \
+        ["512", "99.9", "3.4", "0.0423", "< 0.001", "", "", ""]

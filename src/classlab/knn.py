@@ -28,6 +28,8 @@ from tqdm.auto import tqdm
 from .device import pick_device
 from .callable_module import callable_module
 from .errors import ClasslabValueError
+from .knn_kernels import (INT_MM_MAX_DIM, CoarseBounds, as_int8, int8_scores, padded_train, smallest_scores,
+                          square_norms)
 
 
 class NotFittedError(ClasslabValueError, exceptions.NotFittedError):
@@ -35,31 +37,7 @@ class NotFittedError(ClasslabValueError, exceptions.NotFittedError):
 
 
 METRICS = ("l2", "l1", "cosine")
-# Scores |y|^2 - 2 q.y of int8 rows stay within int32 up to this many values per image (120x120x3).
-_INT_MM_MAX_DIM = (2**31 - 1) // (3 * 128 * 128)
-# Training rows are dealt into this many interleaved groups for the k smallest scores (see _smallest).
-_SELECT_GROUPS = 32
-# The score of a padding row: above any real one, which is at most 3 * 128**2 * dim < 2**31 - 1.
-_PAD_SCORE = 2**31 - 1
-
-
-def _pad_to(t: torch.Tensor, dim: int, multiple: int, minimum: int = 0) -> torch.Tensor:
-    size = t.shape[dim]
-    target = max(minimum, -(-size // multiple) * multiple)
-    if target == size:
-        return t
-    pad = [0, 0] * (t.ndim - 1 - dim) + [0, target - size]
-    return torch.nn.functional.pad(t, pad)
-
-
-def _square_norms(rows: torch.Tensor) -> torch.Tensor:
-    """|row|^2 of int8 rows, exactly, as int32, ten times faster than integer arithmetic: float32 dot
-    products of 512-value pieces stay at most 512 x 128**2 = 2**23, exact, and are summed in float64."""
-    out = torch.empty(len(rows), dtype=torch.float64, device=rows.device)
-    for start in range(0, len(rows), 1024):  # pieces that stay in cache
-        pieces = _pad_to(rows[start : start + 1024].float(), 1, 512).view(min(1024, len(rows) - start), -1, 512)
-        out[start : start + 1024] = torch.linalg.vecdot(pieces, pieces).sum(1, dtype=torch.float64)
-    return out.to(torch.int32)
+ALGORITHMS = ("auto", "brute")
 
 
 class KNNClassifier(ClassifierMixin, BaseEstimator):
@@ -71,8 +49,9 @@ class KNNClassifier(ClassifierMixin, BaseEstimator):
     and ``device_``. Images of any shape are flattened to rows."""
 
     def __init__(self, k: int = 1, metric: str = "l2", device: str | None = None, memory_mb: int = 1024,
-                 progress: bool = True):
+                 progress: bool = True, algorithm: str = "auto"):
         self.k, self.metric, self.device, self.memory_mb, self.progress = k, metric, device, memory_mb, progress
+        self.algorithm = algorithm
 
     # -- fitting ----------------------------------------------------------------------------------
 
@@ -81,13 +60,16 @@ class KNNClassifier(ClassifierMixin, BaseEstimator):
         every class, also those absent from this training set (how classlab's runs call it)."""
         if self.metric not in METRICS:
             raise ClasslabValueError(f"unknown metric '{self.metric}'; choose one of {', '.join(METRICS)}")
+        if self.algorithm not in ALGORITHMS:
+            raise ClasslabValueError(f"unknown algorithm '{self.algorithm}'; choose auto (lower bounds skip most "
+                                     "distance products where they can, same answers) or brute")
         check_k(self.k)
         self.device_ = pick_device(self.device)
         try:
             X, y = check_X_y(X, y, dtype="numeric", allow_nd=True)
         except ValueError as e:  # empty, NaN, inf, a length mismatch: scikit-learn's wording, our error type
             raise ClasslabValueError(str(e)) from None
-        X = self._as_rows(X)
+        shape, X = X.shape[1:], self._as_rows(X)
         if num_classes is not None:
             self.classes_ = np.arange(int(num_classes))
             codes = y.astype(np.int64)
@@ -100,13 +82,11 @@ class KNNClassifier(ClassifierMixin, BaseEstimator):
         self.exact_ = X.dtype == torch.uint8
         self._y = torch.from_numpy(codes.astype(np.int64).ravel()).to(self.device_)
         self._train = self._prepare(X.to(self.device_))
+        self._bounds = None
         if self._use_int_mm():
-            # Padded to whole groups of a multiple of 8 rows (_int_mm wants N % 8 == 0 on CUDA); a padding
-            # row scores _PAD_SCORE, so it never ranks above a real one.
-            padded = _SELECT_GROUPS * -(-len(self._train) // (8 * _SELECT_GROUPS)) * 8
-            self._train_t = _pad_to(self._train, 0, padded).t()
-            self._sq = torch.full((padded,), _PAD_SCORE, dtype=torch.int32, device=self.device_)
-            self._sq[: len(self._train)] = _square_norms(self._train)
+            self._train_t, self._sq = padded_train(self._train)
+            if self.algorithm == "auto" and CoarseBounds.worthwhile(*X.shape):
+                self._bounds = CoarseBounds(X.to(self.device_), tuple(shape), self._train, self._train_t, self._sq)
         return self
 
     @property
@@ -133,14 +113,13 @@ class KNNClassifier(ClassifierMixin, BaseEstimator):
         return t
 
     def _use_int_mm(self) -> bool:
-        return self.metric == "l2" and self.exact_ and self.n_features_in_ <= _INT_MM_MAX_DIM
+        return self.metric == "l2" and self.exact_ and self.n_features_in_ <= INT_MM_MAX_DIM
 
     def _prepare(self, X: torch.Tensor) -> torch.Tensor:
         """Rows in the representation the distance kernel wants."""
         if self.metric == "l2" and X.dtype == torch.uint8:
-            if self.n_features_in_ <= _INT_MM_MAX_DIM:
-                # x - 128 as int8 is x with its top bit flipped; _int_mm wants K % 8 == 0
-                return _pad_to(X.view(torch.int8).bitwise_xor(-128), 1, 8)
+            if self.n_features_in_ <= INT_MM_MAX_DIM:
+                return as_int8(X)
             return X.to(torch.float64)
         if self.metric == "l1":
             # |a-b| sums of uint8 are integers; float32 holds them exactly while below 2**24.
@@ -158,15 +137,9 @@ class KNNClassifier(ClassifierMixin, BaseEstimator):
         ``buffer`` (int32, at least (max(rows, 17), padded N)) is reused across blocks: writing the
         product into fresh memory each time costs as much as computing it, in page faults."""
         if self._use_int_mm():
-            rows, n = len(q), len(self._train)
-            qp = _pad_to(q, 0, 1, minimum=17)  # CUDA's int8 kernel wants more than 16 rows
-            if buffer is None:
-                dot = torch._int_mm(qp, self._train_t)
-            else:
-                dot = torch._int_mm(qp, self._train_t, out=buffer[: len(qp)])
             # |q-y|^2 = |q|^2 + |y|^2 - 2 q.y; |q|^2 is the same along a row, so it is left out.
-            # One fused pass, in place; the padding columns stay, for _smallest (callers slice [:, :n]).
-            return torch.sub(self._sq, dot, alpha=2, out=dot)[:rows]
+            # The padding columns stay, for _smallest (callers slice [:, :n]).
+            return int8_scores(q, self._train_t, self._sq, buffer)
         if self.metric == "l2":
             d = (q * q).sum(1, keepdim=True) + (self._train * self._train).sum(1) - 2 * q @ self._train.t()
             return d.clamp_min_(0)
@@ -176,7 +149,7 @@ class KNNClassifier(ClassifierMixin, BaseEstimator):
 
     def _to_distance(self, score: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
         if self._use_int_mm():
-            sq = _square_norms(q)[:, None].to(torch.int64)
+            sq = square_norms(q)[:, None].to(torch.int64)
             return (score.to(torch.int64) + sq).to(torch.float64).sqrt()
         if self.metric == "l2":
             return score.to(torch.float64).sqrt()
@@ -210,32 +183,23 @@ class KNNClassifier(ClassifierMixin, BaseEstimator):
                    disable=not self.progress or len(Q) * n < 5e7 or None)
         with torch.inference_mode(), bar:
             for start in range(0, len(Q), block):
-                q = self._prepare(Q[start : start + block].to(self.device_))
-                top, arg = self._smallest(self._scores(q, buffer), k)
+                pixels = Q[start : start + block].to(self.device_)
+                q = self._prepare(pixels)
+                if self._bounds is not None:
+                    top, arg = self._bounds.smallest(q, pixels, k, buffer)
+                else:
+                    top, arg = self._smallest(self._scores(q, buffer), k)
                 dists.append(self._to_distance(top, q).cpu())
                 idx.append(arg.cpu())
                 bar.update(len(q))
         return torch.cat(dists).numpy(), torch.cat(idx).numpy()
 
     def _smallest(self, scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """The k smallest scores per row and their columns, sorted. For the int8 kernel's padded scores,
-        without a full top-k over every training row (which cost as much as a third of the product): the
-        columns are dealt into _SELECT_GROUPS interleaved groups, one vectorised pass takes each group's
-        minimum, and only the k groups with the smallest minima are searched. Exact in value: if a true
-        top-k score lay in a group left out, each of the k groups kept would hold a score at most that
-        large. Which of several equal scores is returned is arbitrary, as with topk; kneighbors resolves
-        ties at the boundary."""
-        n = len(self._train)
-        groups = scores.shape[1] // _SELECT_GROUPS
-        if not self._use_int_mm() or groups < 4 * k:
-            return torch.topk(scores[:, :n], k, dim=1, largest=False, sorted=True)
-        rows = len(scores)
-        minima = scores.view(rows, _SELECT_GROUPS, groups).amin(1)  # group g = columns g, g + groups, ...
-        best = torch.topk(minima, k, dim=1, largest=False, sorted=False).indices
-        offsets = torch.arange(0, _SELECT_GROUPS * groups, groups, device=scores.device)
-        columns = (best[:, :, None] + offsets).reshape(rows, -1)
-        top, pos = torch.topk(scores.gather(1, columns), k, dim=1, largest=False, sorted=True)
-        return top, columns.gather(1, pos)
+        """The k smallest scores per row and their columns, sorted (any order among equals: kneighbors
+        resolves ties at the boundary)."""
+        if not self._use_int_mm():
+            return torch.topk(scores[:, : len(self._train)], k, dim=1, largest=False, sorted=True)
+        return smallest_scores(scores, k, len(self._train))
 
     def kneighbors(self, X, n_neighbors: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(distances, indices) of the nearest training rows, nearest first; equal distances in

@@ -18,7 +18,7 @@ from ..training import distributed
 from ..training.batches import tensors_for
 from ..training.config import TrainConfig
 from ..training.engine import FitState, fit, predict_split, split_outputs
-from ..training.optim import set_determinism, use_bf16
+from ..training.optim import set_determinism
 from .results import write_results
 
 RESUMABLE_CHANGES = {"epochs", "device", "mlflow"}  # what may differ when a run is continued
@@ -108,7 +108,7 @@ def _train(opts, cfg, runs_dir, ckpt, run_dir, progress, ddp) -> dict:
 
     best = load_checkpoint(run.path / "best.pt", map_location=device)
     model.load_state_dict(best["model"])
-    bf16 = use_bf16(cfg, device, volumes=ds.is_volume)
+    bf16 = state.precision == "bf16"
     proba, embeddings = split_outputs(model, tensors_for(ds, test_idx, device), pre, cfg.tta)
     val_proba = predict_split(model, tensors_for(ds, val_idx, device), pre, cfg.tta) if len(val_idx) else None
     total, trainable = count_parameters(model)

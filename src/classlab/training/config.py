@@ -15,7 +15,7 @@ from ..errors import ClasslabError
 from ..inference.tta import TTA_MODES, tta_mode
 
 OPTIMIZERS = ("sgd", "nesterov", "adam", "adamw", "rmsprop")
-SCHEDULES = ("constant", "step", "cosine", "onecycle")
+SCHEDULES = ("constant", "step", "cosine", "onecycle", "triangular")
 LOSSES = ("ce", "mse")
 PRECISIONS = ("auto", "bf16", "fp32")
 AUGMENTS = ("none", "crop", "flip-crop", "flip-crop-jitter", "randaugment", "mixup", "cutmix")
@@ -38,7 +38,7 @@ class TrainConfig:
     optimizer: str = flag("adam", "sgd, nesterov, adam, adamw, rmsprop")
     momentum: float = flag(0.9, "SGD / RMSprop momentum")
     weight_decay: float = flag(0.0, "L2 weight decay")
-    schedule: str = flag("constant", "constant, step, cosine, onecycle")
+    schedule: str = flag("constant", "constant, step, cosine, onecycle, triangular (linear up, linear down)")
     warmup_epochs: float = flag(0.0, "epochs of linear learning-rate warm-up")
     step_size: int = flag(10, "epochs between x0.1 steps (schedule step)")
     label_smoothing: float = flag(0.0, "label smoothing of the cross-entropy targets")

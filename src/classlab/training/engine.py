@@ -25,7 +25,8 @@ from .augment import AlternatingFlip, augment, mix
 from .batches import SplitTensors, StreamedSplit
 from .config import TrainConfig
 from .distributed import Dist
-from .optim import Lookahead, loss_fn, make_optimizer, make_schedule, use_bf16
+from .optim import Lookahead, loss_fn, make_optimizer, make_schedule
+from .precision import measured_bf16, use_bf16
 
 
 @dataclass
@@ -38,6 +39,7 @@ class FitState:
     best_epoch: int = 0
     epochs_without_improvement: int = 0
     stopped_early: bool = False
+    precision: str = ""  # what the run trains in, "bf16" or "fp32"; a resumed run keeps it
 
     @classmethod
     def from_dict(cls, saved: dict) -> "FitState":
@@ -138,15 +140,11 @@ class Trainer:
         self.per_rank = n // self.ddp.world  # equal shares: every rank must take the same number of steps
         self.steps = self.per_rank // cfg.batch_size if self.per_rank % cfg.batch_size == 1 \
             else math.ceil(self.per_rank / cfg.batch_size)  # no one-image last batch (BatchNorm cannot take it)
-        self.bf16 = use_bf16(cfg, device, volumes=train.images.ndim == 5)
         if device.type == "cpu":
             # Subnormal floats (weights, Adam moments and gradients drift there) are slow on x86 CPUs: flushing
             # them to zero measured 5x more fp32 training images/s for workshop-cnn on CIFAR-10. The setting is
             # process-wide (NumPy sees it too), so fit() puts back what it found.
             torch.set_flush_denormal(True)
-        self.channels_last = self.bf16 and train.images.ndim == 4
-        if self.channels_last:
-            self.model.to(memory_format=torch.channels_last)
         self._init_from_data()
         groups = self.param_groups
         if groups is None and hasattr(self.model, "param_groups"):  # the model's own groups (fastnet's BN shifts)
@@ -162,6 +160,29 @@ class Trainer:
         self.flips = AlternatingFlip(n, cfg.seed, device) if cfg.alternate_flip else None
         if resume:
             self._restore(resume)
+        self.bf16 = self._choose_bf16()
+        self.state.precision = "bf16" if self.bf16 else "fp32"
+        self.channels_last = self.bf16 and train.images.ndim == 4
+        if self.channels_last:
+            self.model.to(memory_format=torch.channels_last)
+
+    def _choose_bf16(self) -> bool:
+        """bf16 or fp32 (precision.py): what a resumed run trained in; else the configured or static choice,
+        or with --precision auto on the CPU the faster of the two, measured on a copy of the model."""
+        cfg, train = self.cfg, self.train_split
+        if self.state.precision:
+            return self.state.precision == "bf16"
+        bf16 = use_bf16(cfg, train.device, volumes=train.images.ndim == 5)
+        # under DDP the ranks could time differently and disagree; a deterministic run must not depend on timing
+        if not bf16 or cfg.precision != "auto" or train.device.type != "cpu" or self.ddp.active or cfg.deterministic:
+            return bf16
+        size = min(cfg.batch_size, len(train.labels))
+        idx, images = next(iter(train.batches(torch.arange(size, device=train.device), size)))
+        x = normalize(to_float(images, self.pre), self.pre)
+        bf16, account = measured_bf16(self.model, x, train.labels[idx], self.criterion)
+        if self.progress:
+            print(f"precision (auto): {account}", flush=True)
+        return bf16
 
     def _init_from_data(self) -> None:
         """Data-dependent initialisation (fastnet's whitening); on resume it also freezes what the first run

@@ -1,4 +1,4 @@
-"""The pieces a training run is made of: optimizer, learning-rate schedule, loss, precision, Lookahead
+"""The pieces a training run is made of: optimizer, learning-rate schedule, loss, Lookahead
 weight averaging and seeding. The engine (engine.py) puts them together."""
 
 from __future__ import annotations
@@ -9,7 +9,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..errors import warn
 from .config import TrainConfig
 
 
@@ -24,13 +23,30 @@ def make_optimizer(cfg: TrainConfig, params) -> torch.optim.Optimizer:
     return torch.optim.RMSprop(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
 
 
+# the default rise of the schedules that have one, as a fraction of all steps: one-cycle's customary 30%;
+# the CIFAR-10 speed runs' triangle (airbench) rises over 23%
+RISE = {"onecycle": 0.3, "triangular": 0.23}
+TRIANGLE = (0.2, 0.07)  # the triangle's start and end, as fractions of the peak (airbench)
+
+
+def triangular(step: int, warm: int, total: int) -> float:
+    """Linear from 0.2 of the peak to the peak over ``warm`` steps, then linear down to 0.07 at the end."""
+    start, end = TRIANGLE
+    if step < warm:
+        return start + (1 - start) * step / warm
+    return 1 + (end - 1) * min(1.0, (step - warm) / max(1, total - warm))
+
+
 def make_schedule(cfg: TrainConfig, optimizer, steps_per_epoch: int):
-    """Per-step learning-rate multiplier: linear warm-up, then constant, step (x0.1), cosine or one-cycle."""
+    """Per-step learning-rate multiplier: linear warm-up, then constant, step (x0.1), cosine, one-cycle
+    or triangular."""
     total, warm = cfg.epochs * steps_per_epoch, int(cfg.warmup_epochs * steps_per_epoch)
-    if cfg.schedule == "onecycle" and not warm:
-        warm = int(0.3 * total)  # one-cycle's customary rise over the first 30%
+    if cfg.schedule in RISE and not warm:
+        warm = int(RISE[cfg.schedule] * total)
 
     def factor(step: int) -> float:
+        if cfg.schedule == "triangular":
+            return triangular(step, warm, total)
         if step < warm:
             return (step + 1) / warm
         progress = (step - warm) / max(1, total - warm)
@@ -71,26 +87,6 @@ class Lookahead:
         for avg, t in zip(self.average, self.live):
             avg.lerp_(t, 1 - rho)
             t.copy_(avg)
-
-
-def use_bf16(cfg: TrainConfig, device: torch.device, volumes: bool = False) -> bool:
-    """bf16 autocast where it is fast and safe. Not for volumes on the CPU: PyTorch's CPU bf16 Conv3d
-    backward (oneDNN) returns a weight gradient that differs from run to run and is sometimes NaN or inf,
-    even on one thread (measured with torch 2.14: 3-17 of 200 identical backward passes; fp32 and bf16
-    Conv2d: none), which ended fixed-seed cnn3d runs in "loss became nan"."""
-    if cfg.precision != "auto":
-        if cfg.precision == "bf16" and volumes and device.type == "cpu":
-            warn("--precision bf16 with volumes on the CPU: PyTorch's bf16 3D convolution backward is unreliable "
-                 "there (NaN gradients now and then); --precision auto uses fp32")
-        return cfg.precision == "bf16"
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    if device.type == "cpu" and not volumes:
-        try:
-            return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-        except (AttributeError, RuntimeError):
-            return False
-    return False
 
 
 def loss_fn(cfg: TrainConfig, num_classes: int, class_weights: torch.Tensor | None):

@@ -92,12 +92,20 @@ def _is_number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+def seconds_text(value) -> str:
+    """A duration with the digits it needs: 512, 3.4, 0.042 (a tiny dataset's epoch is not "0.0" seconds)."""
+    if not _is_number(value):
+        return ""
+    return f"{value:.0f}" if value >= 100 else f"{value:.3g}" if value >= 0.001 else "< 0.001"
+
+
 def templates() -> Jinja2Templates:
     env = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(default=True),
                       trim_blocks=True, lstrip_blocks=True)
     # numbers from run files: anything missing or not a number (a workshop stop without a score) shows blank
     env.filters["pct"] = lambda v: f"{100 * v:.2f}%" if _is_number(v) else ""
     env.filters["num"] = lambda v, d=4: f"{v:.{d}f}" if _is_number(v) else ""
+    env.filters["secs"] = seconds_text
     return Jinja2Templates(env=env)
 
 
