@@ -11,6 +11,8 @@ this machine, one after another:
     its engine reports them (augmentation on the batch included, validation not; the first epoch holds
     oneDNN's kernel creation, as the loops' untimed warm-up steps do, and ``--precision auto``'s timing of
     fp32 against bf16 runs before it).
+  Each is measured ``--rounds`` times (default 3), interleaved, and its best rate kept: on a shared host
+  a single measurement wanders by up to 30%.
 - frozen feature extraction (``--parts extract``), images/s: a plain fp32 eval loop (NCHW, batch 64) vs
   classlab's ``compute_features`` (BatchNorm folded into the convolutions, channels_last, bf16 where the
   CPU has it), with the largest difference between the two sets of features.
@@ -107,25 +109,31 @@ def classlab_finetune_rate(name, size, images_n, runs: Path) -> float:
     return json.loads((result.run_dir / "finetune" / "progress.json").read_text())["history"][-1]["images_per_s"]
 
 
-def part_finetune(images, labels, sizes, runs):
-    print("\nfine-tuning, training images/s (Adam, batch 32, whole network trainable)")
+LOOPS = ((PLAIN, {}), ("channels_last", {"channels_last": True}), ("bf16 autocast", {"bf16": True}),
+         ("bf16 + channels_last", {"bf16": True, "channels_last": True}),
+         ("bf16 + channels_last + compile", {"bf16": True, "channels_last": True, "compile": True}))
+
+
+def part_finetune(images, labels, sizes, runs, rounds: int):
+    print(f"\nfine-tuning, training images/s (Adam, batch 32, whole network trainable), best of {rounds} "
+          "interleaved rounds (compile: one)")
     for name, size in [("mobilenet_v2", s) for s in sizes] + [("resnet18", 224)]:
-        rates = {}
-        steps = 8 if size <= 96 else 4
-        for label, kw in ((PLAIN, {}),
-                          ("channels_last", {"channels_last": True}),
-                          ("bf16 autocast", {"bf16": True}),
-                          ("bf16 + channels_last", {"bf16": True, "channels_last": True}),
-                          ("bf16 + channels_last + compile", {"bf16": True, "channels_last": True, "compile": True})):
-            rates[label] = finetune_rate(name, images, labels, size, steps=steps, **kw)
-        ours = classlab_finetune_rate(name, size, 32 * 10, runs)
+        rates, ours = {}, 0.0
+        steps = 16 if size <= 96 else 6
+        for round_ in range(rounds):  # this host's rates wander by up to 30% between minutes: best of several
+            for label, kw in LOOPS:
+                if round_ and kw.get("compile"):
+                    continue
+                rate = finetune_rate(name, images, labels, size, steps=steps, **kw)
+                rates[label] = max(rates.get(label, 0.0), rate)
+            ours = max(ours, classlab_finetune_rate(name, size, 32 * 10, runs))
         best_label = max(rates, key=rates.get)
         print(f"  {name} @ {size} px")
         for label, rate in rates.items():
             print(f"    {label:34s} {rate:7.1f} img/s")
         print(f"    {'classlab transfer --mode finetune':34s} {ours:7.1f} img/s   "
               f"{ours / rates[best_label]:.2f} of the best ({best_label}), "
-              f"{ours / rates[PLAIN]:.1f}x the plain loop")
+              f"{ours / rates[PLAIN]:.1f}x the plain loop", flush=True)
 
 
 @torch.no_grad()
@@ -177,6 +185,7 @@ def main() -> None:
     p.add_argument("--parts", default="extract,finetune,resolution")
     p.add_argument("--sizes", default="96,224", help="MobileNetV2 input sizes for extract and finetune")
     p.add_argument("--resolutions", default="96,160,224")
+    p.add_argument("--rounds", type=int, default=3, help="fine-tuning: interleaved measurements per variant")
     args = p.parse_args()
     parts, sizes = set(args.parts.split(",")), [int(s) for s in args.sizes.split(",")]
     ds = load_dataset(str(CIFAR))
@@ -188,7 +197,7 @@ def main() -> None:
         if "extract" in parts:
             part_extract(images, sizes)
         if "finetune" in parts:
-            part_finetune(images, labels, sizes, Path(tmp))
+            part_finetune(images, labels, sizes, Path(tmp), args.rounds)
         if "resolution" in parts:
             part_resolution([int(s) for s in args.resolutions.split(",")], Path(tmp))
 

@@ -635,3 +635,26 @@ def test_fastnet_whitening_bias_trains_for_its_epochs_then_stays(tmp_path):
     assert torch.equal(b[2], b[1]) and torch.equal(b[3], b[1])  # then frozen, weight decay included
     with pytest.raises(ClasslabError, match="whiten_bias_epochs"):
         create_model("fastnet", 4, 3, 16, whiten_bias_epochs=-1)
+
+
+def test_triangular_schedule_rises_from_a_fifth_then_falls_to_seven_hundredths():
+    """The speed runs' triangle (airbench): 0.2 -> 1 over the first 23% of steps, then linearly to 0.07."""
+    from classlab.training.optim import make_schedule
+
+    cfg = TrainConfig(epochs=10, schedule="triangular", optimizer="sgd", lr=2.0).validate()
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=cfg.lr)
+    schedule = make_schedule(cfg, optimizer, steps_per_epoch=10)  # 100 steps, peak at step 23
+    rates = []
+    for _ in range(100):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        schedule.step()
+    assert rates[0] == pytest.approx(0.4) and rates[23] == pytest.approx(2.0) and max(rates) == rates[23]
+    assert rates[11] == pytest.approx(2.0 * (0.2 + 0.8 * 11 / 23))
+    assert rates[99] == pytest.approx(2.0 * (1 - 0.93 * 76 / 77))
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(2.0 * 0.07)  # after the last step
+    assert all(a < b for a, b in zip(rates[:23], rates[1:24])) and all(a > b for a, b in zip(rates[23:], rates[24:]))
+    cfg = TrainConfig(epochs=10, schedule="triangular", warmup_epochs=5).validate()  # a given rise is kept
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    schedule = make_schedule(cfg, optimizer, steps_per_epoch=10)
+    assert [schedule.lr_lambdas[0](s) for s in (0, 25, 50, 100)] == pytest.approx([0.2, 0.6, 1.0, 0.07])

@@ -26,16 +26,10 @@ _API = {
     "TrainedRun": ".inference.trained_run",
     "create_model": ".models",
 }
-__all__ = [*_API, "__version__"]
 
 from . import compat  # noqa: E402  (old module paths, kept importable for one release)
+from .lazy import lazy_exports  # noqa: E402
 
 compat.install()
-
-
-def __getattr__(name):
-    if name in _API:
-        import importlib
-
-        return getattr(importlib.import_module(_API[name], __name__), name)
-    raise AttributeError(f"module 'classlab' has no attribute {name!r}")
+__getattr__, __all__ = lazy_exports(__name__, _API)
+__all__.append("__version__")

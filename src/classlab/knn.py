@@ -3,7 +3,9 @@
 For uint8 pixels and the L2 metric the distance step is exact integer arithmetic: pixels are
 shifted to int8 (x - 128; differences are unchanged) and the cross term x.y runs as an
 int8 x int8 -> int32 matrix product (``torch._int_mm``), about twice the float32 GEMM rate on
-this class of CPU. L1 distances of uint8 pixels are integer-valued floats, also exact.
+this class of CPU. L1 distances of uint8 pixels are integer-valued floats, also exact. With
+``algorithm="auto"`` (the default) exact lower bounds from 2x2 pixel means skip the full product for
+most training rows, with the same answers (knn_kernels.py); ``"brute"`` computes every distance.
 
 Tie-breaking matches scikit-learn's brute-force ``KNeighborsClassifier`` run on one thread. Its search
 keeps a bounded max-heap per query while scanning the training rows in order; when distances tie at
@@ -38,6 +40,10 @@ class NotFittedError(ClasslabValueError, exceptions.NotFittedError):
 
 METRICS = ("l2", "l1", "cosine")
 ALGORITHMS = ("auto", "brute")
+# algorithm="auto" keeps using lower bounds while at most this fraction of the distances is still computed
+# in full after pruning (their small products run at a fraction of the large one's rate)
+PRUNED_AT_MOST = 1 / 16
+PROBE_ROWS = 64
 
 
 class KNNClassifier(ClassifierMixin, BaseEstimator):
@@ -178,15 +184,20 @@ class KNNClassifier(ClassifierMixin, BaseEstimator):
         buffer = None
         if self._use_int_mm():
             buffer = torch.empty((max(block, 17), self._train_t.shape[1]), dtype=torch.int32, device=self.device_)
-        dists, idx = [], []
+        dists, idx, bounds = [], [], self._bounds
         bar = tqdm(total=len(Q), desc="k-NN search", unit="img", leave=False,
                    disable=not self.progress or len(Q) * n < 5e7 or None)
         with torch.inference_mode(), bar:
-            for start in range(0, len(Q), block):
-                pixels = Q[start : start + block].to(self.device_)
+            # with bounds, a small first block tells cheaply whether they prune enough for these images
+            starts = [0, *range(PROBE_ROWS, len(Q), block)] if bounds is not None and len(Q) > 2 * PROBE_ROWS \
+                else list(range(0, len(Q), block))
+            for start, end in zip(starts, [*starts[1:], len(Q)]):
+                pixels = Q[start:end].to(self.device_)
                 q = self._prepare(pixels)
-                if self._bounds is not None:
-                    top, arg = self._bounds.smallest(q, pixels, k, buffer)
+                if bounds is not None:
+                    top, arg, scored = bounds.smallest(q, pixels, k, buffer)
+                    if scored > PRUNED_AT_MOST:  # these images' bounds prune too little: full products from here on
+                        bounds = None
                 else:
                     top, arg = self._smallest(self._scores(q, buffer), k)
                 dists.append(self._to_distance(top, q).cpu())

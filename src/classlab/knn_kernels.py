@@ -29,7 +29,7 @@ INT_MM_MAX_DIM = (2**31 - 1) // (3 * 128 * 128)
 SELECT_GROUPS = 32
 # The score of a padding row: above any real one, which is at most 3 * 128**2 * dim < 2**31 - 1.
 PAD_SCORE = 2**31 - 1
-GROUP = 4  # values per lower-bound group: 2x2 pixels
+GROUP = 4  # values per lower-bound group: 2x2 pixels (group_means divides by shifting 2 bits)
 QUERY_ROWS = 32  # queries whose candidate rows are scored together in one small product
 
 
@@ -96,15 +96,24 @@ def smallest_scores(scores: torch.Tensor, k: int, n: int) -> tuple[torch.Tensor,
 def group_means(pixels: torch.Tensor, shape: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:
     """(rounded means of each group of GROUP values as uint8 rows, each row's rounding error |e| as float64).
     Groups are 2x2 pixel blocks of each channel for images of even height and width (``shape``: one image's
-    (H, W) or (H, W, C)), else GROUP consecutive values (zeros pad the last group in every row alike)."""
+    (H, W) or (H, W, C)), else GROUP consecutive values (zeros pad the last group in every row alike).
+    In chunks of rows that stay in cache, with int16 sums of strided slices: 18x a strided ``sum``."""
+    parts = [_group_means(pixels[i : i + 1024], shape) for i in range(0, len(pixels), 1024)]
+    return torch.cat([m for m, _ in parts]), torch.cat([e for _, e in parts])
+
+
+def _group_means(pixels: torch.Tensor, shape: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:
     n = len(pixels)
     if len(shape) in (2, 3) and shape[0] % 2 == 0 and shape[1] % 2 == 0:
         h, w, c = shape[0], shape[1], shape[2] if len(shape) == 3 else 1
-        sums = pixels.view(n, h // 2, 2, w // 2, 2, c).sum((2, 4), dtype=torch.int32).reshape(n, -1)
+        blocks = pixels.reshape(n, h // 2, 2, w // 2, 2 * c).to(torch.int16)  # (.., column pair x channel)
+        rows = blocks[:, :, 0] + blocks[:, :, 1]
+        sums = (rows[..., :c] + rows[..., c:]).reshape(n, -1)
     else:
-        sums = pad_to(pixels, 1, GROUP).view(n, -1, GROUP).sum(2, dtype=torch.int32)
-    rounded = torch.div(sums + GROUP // 2, GROUP, rounding_mode="floor")  # half up; at most 255
-    error = ((sums - GROUP * rounded).double().pow(2).sum(1) / GROUP**2).sqrt()
+        sums = pad_to(pixels, 1, GROUP).view(n, -1, GROUP).sum(2, dtype=torch.int16)
+    rounded = (sums + GROUP // 2) >> 2  # / GROUP, half up; at most 255
+    off = sums - GROUP * rounded  # GROUP times the rounding error, in -2..1
+    error = (off * off).sum(1, dtype=torch.int32).double().sqrt() / GROUP
     return rounded.to(torch.uint8), error
 
 
@@ -127,7 +136,9 @@ class CoarseBounds:
 
     def union_scores(self, q: torch.Tensor, union: torch.Tensor) -> torch.Tensor:
         """|y|^2 - 2 q.y of every query row for the training rows ``union``, in one small product."""
-        rows = self.train[pad_to(union, 0, 8)]  # index 0 pads the union to a multiple of 8
+        # rows copied as int64 words (their length is a multiple of 8 bytes): 18x faster than int8 indexing;
+        # index 0 pads the union to a multiple of 8 rows
+        rows = torch.index_select(self.train.view(torch.int64), 0, pad_to(union, 0, 8)).view(torch.int8)
         dot = torch._int_mm(pad_to(q, 0, 1, minimum=17), rows.t())[: len(q), : len(union)]
         return self.sq[union] - 2 * dot
 
@@ -137,8 +148,9 @@ class CoarseBounds:
         return self.union_scores(q, union).gather(1, where)
 
     def smallest(self, q: torch.Tensor, pixels: torch.Tensor, k: int, buffer: torch.Tensor | None = None):
-        """The k smallest exact scores per query and their training columns, sorted, as ``smallest_scores``
-        of the full product would give them. ``q``: the queries as int8 rows; ``pixels``: the same as uint8."""
+        """(the k smallest exact scores per query, their training columns), sorted, as ``smallest_scores``
+        of the full product would give them, and the fraction of (query, row) pairs scored exactly.
+        ``q``: the queries as int8 rows; ``pixels``: the same as uint8."""
         means, error = group_means(pixels, self.shape)
         qc = as_int8(means)
         coarse = int8_scores(qc, self.coarse_t, self.coarse_sq, buffer)
@@ -153,15 +165,17 @@ class CoarseBounds:
         reach = (upper / GROUP).sqrt() + error + self.error_max
         limit = (reach.square() - square_norms(qc).double()) * (1 + 1e-9) + 1
         limit = limit.clamp(max=PAD_SCORE - 1).floor().to(torch.int32)
-        tops, cols = [], []
+        tops, cols, scored = [], [], 0
         for i in range(0, len(q), QUERY_ROWS):
             part = coarse[i : i + QUERY_ROWS]
             union = torch.nonzero((part <= limit[i : i + QUERY_ROWS, None]).any(0)).flatten()
-            if len(union) * 4 > self.n:  # bounds too loose here (near-identical images): the full product
+            if len(union) < k or len(union) * 4 > self.n:  # bounds too loose here (near-identical images)
                 top, col = smallest_scores(int8_scores(q[i : i + QUERY_ROWS], self.train_t, self.sq), k, self.n)
+                scored += len(top) * self.n
             else:
                 top, pos = torch.topk(self.union_scores(q[i : i + QUERY_ROWS], union), k, dim=1, largest=False)
                 col = union[pos]
+                scored += len(top) * len(union)
             tops.append(top)
             cols.append(col)
-        return torch.cat(tops), torch.cat(cols)
+        return torch.cat(tops), torch.cat(cols), scored / (len(q) * self.n)

@@ -57,7 +57,8 @@ def run_knn(opts: DataOptions, ks=(1, 3, 5), metric: str = "l2", device: str | N
             opts = replace(opts, channels=plan.channels)
     ds, split = load_and_split(opts)
     train, val, test = (split.indices(s) for s in ("train", "val", "test"))
-    rows, space = ds.flat, "flattened raw pixels"
+    # images keep their shape: KNNClassifier flattens them, and bounds distances from 2x2 pixel blocks
+    rows, space = ds.pixels, "flattened raw pixels"
     if plan is not None:
         rows, space = _embedding_rows(ds, split, plan, features, device, progress)
     if len(train) == 0:
@@ -102,7 +103,7 @@ def run_knn(opts: DataOptions, ks=(1, 3, 5), metric: str = "l2", device: str | N
         f"| {k}{' (chosen)' if k == best else ''} | {val_acc.get(k, float('nan')):.4f} | {test_acc[k]:.4f} |" for k in ks)
     report = run.write_report(f"k-NN on {ds.name}" + (f" ({features['backbone']} embeddings)" if plan else ""), [
         ("Data", split_summary(ds, split)),
-        ("Model", f"Exact k-NN on {space} ({rows(train[:1]).shape[1]} values per image), "
+        ("Model", f"Exact k-NN on {space} ({rows(train[:1])[0].size} values per image), "
                   f"{metric} distance, k chosen on the validation split: **k = {best}**. "
                   f"Search took {seconds:.1f} s on {model.device}.\n\n{k_table}\n\n![accuracy vs k](accuracy_vs_k.png)"),
         test_section(ev),

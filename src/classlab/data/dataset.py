@@ -139,11 +139,16 @@ class ImageDataset:
             _hashes=None if self._hashes is None else [self._hashes[i] for i in indices],
         )
 
-    def flat(self, indices=None) -> np.ndarray:
-        """(N, D) uint8 rows of raw pixels: the decks' (32, 32, 3) -> 3072 for k-NN."""
+    def pixels(self, indices=None) -> np.ndarray:
+        """The images (all, or those at ``indices``) as one uint8 array, decoded if they are lazy."""
         images = self.images if indices is None else (
             self.images.subset(indices) if self.is_lazy else self.images[np.asarray(indices)])
-        return np.asarray(images).reshape(len(images), -1)
+        return np.asarray(images)
+
+    def flat(self, indices=None) -> np.ndarray:
+        """(N, D) uint8 rows of raw pixels: the decks' (32, 32, 3) -> 3072 for k-NN."""
+        images = self.pixels(indices)
+        return images.reshape(len(images), -1)
 
     def describe(self) -> str:
         shape = "x".join(str(s) for s in self.item_shape)

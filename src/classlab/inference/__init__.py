@@ -5,14 +5,8 @@ export (export.py) and looking inside a CNN (visualize.py).
 Names are imported lazily, so reading the TTA mode names does not import torch.
 """
 
+from ..lazy import lazy_exports
+
 _NAMES = {"Preprocessing": ".preprocess", "to_input": ".preprocess", "forward_tta": ".tta", "TTA_MODES": ".tta",
           "predict_batches": ".predict", "TrainedRun": ".trained_run", "export_run": ".export"}
-__all__ = list(_NAMES)
-
-
-def __getattr__(name):
-    if name in _NAMES:
-        import importlib
-
-        return getattr(importlib.import_module(_NAMES[name], __name__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__, __all__ = lazy_exports(__name__, _NAMES)

@@ -7,18 +7,7 @@ Names are imported lazily: reading ``TransferConfig`` (the CLI's flags) does not
 
 from ..callable_module import callable_module
 
+from ..lazy import lazy_exports
+
 _NAMES = {"TransferConfig": ".config", "run_transfer": "..commands.transfer", "transfer": "..api"}
-__all__ = list(_NAMES)
-
-
-def __getattr__(name):
-    if name in _NAMES:
-        import importlib
-
-        return getattr(importlib.import_module(_NAMES[name], __name__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-# classlab.transfer(...) is the API function, and stays callable once this module is imported
-# (importing it makes ``classlab.transfer`` the module)
-callable_module(__name__, "classlab.api", "transfer")
+__getattr__, __all__ = lazy_exports(__name__, _NAMES)
