@@ -73,7 +73,9 @@ def to_input(batch: torch.Tensor, size: int, channels_last: bool) -> torch.Tenso
     x = batch.permute(0, 3, 1, 2).float().div_(255)
     x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=False)
     x = (x - MEAN) / STD
-    return x.contiguous(memory_format=torch.channels_last) if channels_last else x
+    # permute leaves the pixels channels-last in memory, and a convolution follows its input's layout: the
+    # plain loop makes them NCHW-contiguous, as the decks' ToTensor() does
+    return x.contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
 
 
 def finetune_rate(name, images, labels, size, bf16=False, channels_last=False, compile=False, steps=8, batch=32):

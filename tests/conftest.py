@@ -116,3 +116,17 @@ def digits_runs(tmp_path_factory):
     api.explain(cnn)
     mlp = api.train("digits", "mlp", epochs=2, runs_dir=root, progress=False)
     return {"root": root, "cnn": cnn.run_dir.name, "mlp": mlp.run_dir.name}
+
+
+def interrupted_train(args: list[str], monkeypatch, after_epoch: int) -> int:
+    """``classlab <args>`` stopped right after epoch ``after_epoch``'s checkpoints, as a kill would leave it
+    (a KeyboardInterrupt from the printed log's callback); returns the exit code (130: interrupted)."""
+    from classlab.cli import main
+    from classlab.training import engine
+
+    def stop(self, trainer, row):
+        if row["epoch"] == after_epoch:
+            raise KeyboardInterrupt
+    with monkeypatch.context() as m:
+        m.setattr(engine.PrintLog, "after_epoch", stop)
+        return main(args)

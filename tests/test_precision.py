@@ -8,6 +8,7 @@ import torch
 from classlab.checkpoint import load_checkpoint
 from classlab.cli import main
 from classlab.training import precision
+from conftest import interrupted_train
 
 
 def _bf16_cpu() -> bool:
@@ -57,8 +58,6 @@ def test_measuring_leaves_the_model_as_it_was_and_picks_the_faster(monkeypatch):
 
 @needs_bf16
 def test_auto_trains_in_the_measured_precision_and_resume_keeps_it(runs_dir, capsys, monkeypatch):
-    from classlab.training import engine
-
     monkeypatch.setattr(precision, "MEASURE_FROM_S", 0.0)  # measure even digits' tiny steps
     monkeypatch.setattr(precision, "step_seconds", lambda m, x, t, c, bf16: 0.2 if bf16 else 0.1)
     args = ["train", "digits", "--model", "cnn", "--epochs", "2", "--image-size", "8"]
@@ -68,13 +67,7 @@ def test_auto_trains_in_the_measured_precision_and_resume_keeps_it(runs_dir, cap
     run = _latest(runs_dir)
     assert json.loads((run / "metrics.json").read_text())["train"]["bf16"] is False
     assert load_checkpoint(run / "last.pt")["fit_state"]["precision"] == "fp32"
-
-    def die_after_first_epoch(self, trainer, row):
-        if row["epoch"] == 1:
-            raise KeyboardInterrupt
-    with monkeypatch.context() as m:
-        m.setattr(engine.PrintLog, "after_epoch", die_after_first_epoch)
-        assert main(args) == 130
+    assert interrupted_train(args, monkeypatch, after_epoch=1) == 130
     capsys.readouterr()
     part = _latest(runs_dir)
     monkeypatch.setattr(precision, "step_seconds", lambda m, x, t, c, bf16: 0.1 if bf16 else 0.2)  # now bf16 wins

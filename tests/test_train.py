@@ -15,6 +15,7 @@ from classlab.cli import main
 from classlab.errors import ClasslabError
 from classlab.training import TrainConfig
 from classlab.checkpoint import load_checkpoint
+from conftest import interrupted_train
 
 
 def _latest(runs_dir):
@@ -467,19 +468,11 @@ def test_lookahead_averages_every_fifth_step_by_hand():
 
 
 def test_lookahead_run_stopped_after_an_epoch_resumes_to_the_same_result(runs_dir, capsys, monkeypatch):
-    from classlab.training import engine
-
     args = ["train", "digits", "--model", "mlp", "--epochs", "4", "--optimizer", "nesterov", "--lr", "0.05",
             "--schedule", "cosine", "--lookahead", "--deterministic", "--precision", "fp32"]
     assert main(args) == 0
     whole = _latest(runs_dir)
-
-    def die_after_second_epoch(self, trainer, row):  # right after epoch 2's checkpoints, as a kill would leave it
-        if row["epoch"] == 2:
-            raise KeyboardInterrupt
-    with monkeypatch.context() as m:
-        m.setattr(engine.PrintLog, "after_epoch", die_after_second_epoch)
-        assert main(args) == 130  # "interrupted"
+    assert interrupted_train(args, monkeypatch, after_epoch=2) == 130  # "interrupted"
     part = _latest(runs_dir)
     assert load_checkpoint(part / "last.pt")["fit_state"]["epoch"] == 2
     assert main(["train", "--resume", str(part)]) == 0
@@ -587,19 +580,11 @@ def test_alternating_flip_mirrors_each_image_every_other_epoch():
 
 
 def test_alternate_flip_run_stopped_after_an_epoch_resumes_to_the_same_result(runs_dir, capsys, monkeypatch):
-    from classlab.training import engine
-
     args = ["train", "digits", "--model", "cnn", "--epochs", "3", "--augment", "flip-crop", "--alternate-flip",
             "--deterministic", "--precision", "fp32"]
     assert main(args) == 0
     whole = _latest(runs_dir)
-
-    def die_after_first_epoch(self, trainer, row):
-        if row["epoch"] == 1:
-            raise KeyboardInterrupt
-    with monkeypatch.context() as m:
-        m.setattr(engine.PrintLog, "after_epoch", die_after_first_epoch)
-        assert main(args) == 130
+    assert interrupted_train(args, monkeypatch, after_epoch=1) == 130
     part = _latest(runs_dir)
     assert main(["train", "--resume", str(part)]) == 0
     a, b = (json.loads((r / "metrics.json").read_text()) for r in (whole, part))

@@ -189,7 +189,8 @@ class KNNClassifier(ClassifierMixin, BaseEstimator):
                    disable=not self.progress or len(Q) * n < 5e7 or None)
         with torch.inference_mode(), bar:
             # with bounds, a small first block tells cheaply whether they prune enough for these images
-            starts = [0, *range(PROBE_ROWS, len(Q), block)] if bounds is not None and len(Q) > 2 * PROBE_ROWS \
+            probe = min(PROBE_ROWS, block)
+            starts = [0, *range(probe, len(Q), block)] if bounds is not None and len(Q) > 2 * probe \
                 else list(range(0, len(Q), block))
             for start, end in zip(starts, [*starts[1:], len(Q)]):
                 pixels = Q[start:end].to(self.device_)

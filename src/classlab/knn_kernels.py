@@ -19,8 +19,6 @@ of 50,000 per query) get exact distances. Exact in value: no row within U is eve
 
 from __future__ import annotations
 
-import math
-
 import torch
 
 # Scores |y|^2 - 2 q.y of int8 rows stay within int32 up to this many values per image (120x120x3).

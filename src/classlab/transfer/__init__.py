@@ -6,8 +6,11 @@ Names are imported lazily: reading ``TransferConfig`` (the CLI's flags) does not
 """
 
 from ..callable_module import callable_module
-
 from ..lazy import lazy_exports
 
 _NAMES = {"TransferConfig": ".config", "run_transfer": "..commands.transfer", "transfer": "..api"}
 __getattr__, __all__ = lazy_exports(__name__, _NAMES)
+
+# classlab.transfer(...) is the API function, and stays callable once this module is imported
+# (importing it makes ``classlab.transfer`` the module)
+callable_module(__name__, "classlab.api", "transfer")
