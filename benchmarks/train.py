@@ -109,6 +109,7 @@ def main() -> None:
     p.add_argument("--alternate-flip", action="store_true", help="mirror each image on alternate epochs")
     p.add_argument("--whiten-bias-epochs", type=int, default=3, help="fastnet: epochs its whitening bias trains "
                    "(-1: always)")
+    p.add_argument("--bn-eps", type=float, default=1e-5, help="fastnet: the batch norms' epsilon (speed runs: 1e-12)")
     p.add_argument("--schedule", default="onecycle", help="onecycle (rise 30%%, cosine down) or triangular "
                    "(rise 23%% from 0.2, linear down to 0.07: the speed runs')")
     p.add_argument("--holdout", type=int, default=0, help="score on this many held-out training images instead of "
@@ -134,10 +135,11 @@ def main() -> None:
     print(f"classlab ({args.model}, nesterov lr {args.lr} momentum {args.momentum} wd {args.weight_decay}, batch "
           f"{args.batch_size}, {args.schedule}, flip-crop {args.crop_padding} px, label smoothing 0.2, {args.ours_epochs} "
           f"epochs, TTA {args.tta}{', lookahead' if args.lookahead else ''}"
-          f"{', alternating flip' if args.alternate_flip else ''}, whitening bias {args.whiten_bias_epochs} epochs):")
+          f"{', alternating flip' if args.alternate_flip else ''}, whitening bias {args.whiten_bias_epochs} epochs, "
+          f"BN eps {args.bn_eps:g}):")
     with tempfile.TemporaryDirectory() as tmp:
-        options = {"whiten_bias_epochs": None if args.whiten_bias_epochs < 0 else args.whiten_bias_epochs} \
-            if args.model == "fastnet" else {}
+        options = {"whiten_bias_epochs": None if args.whiten_bias_epochs < 0 else args.whiten_bias_epochs,
+                   "bn_eps": args.bn_eps} if args.model == "fastnet" else {}
         mine = ours(train_x, train_y, test_x, test_y, args.model, cfg.validate(), options, Path(tmp))
     if not base:
         print(f"\nbest {max(a for _, a in mine):.4f} in {mine[-1][0]:.0f} s of training")

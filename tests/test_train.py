@@ -622,6 +622,18 @@ def test_fastnet_whitening_bias_trains_for_its_epochs_then_stays(tmp_path):
         create_model("fastnet", 4, 3, 16, whiten_bias_epochs=-1)
 
 
+def test_fastnet_batch_norm_epsilon_is_an_option():
+    from classlab.models import create_model
+
+    def eps(model):
+        return {m.eps for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)}
+    assert eps(create_model("fastnet", 4, 3, 16, width=0.25)) == {1e-5}
+    assert eps(create_model("fastnet", 4, 3, 16, width=0.25, bn_eps=1e-12)) == {1e-12}
+    for bad in (0, -1e-3, 1.5, True, "1e-12"):
+        with pytest.raises(ClasslabError, match="bn_eps"):
+            create_model("fastnet", 4, 3, 16, bn_eps=bad)
+
+
 def test_triangular_schedule_rises_from_a_fifth_then_falls_to_seven_hundredths():
     """The speed runs' triangle (airbench): 0.2 -> 1 over the first 23% of steps, then linearly to 0.07."""
     from classlab.training.optim import make_schedule

@@ -28,27 +28,27 @@ def _conv(cin: int, cout: int) -> nn.Conv2d:
     return conv
 
 
-def _norm(channels: int) -> nn.BatchNorm2d:
-    norm = nn.BatchNorm2d(channels, momentum=0.4)
+def _norm(channels: int, eps: float) -> nn.BatchNorm2d:
+    norm = nn.BatchNorm2d(channels, eps=eps, momentum=0.4)
     norm.weight.requires_grad_(False)  # stays 1: the following conv or head can scale
     return norm
 
 
 class _Stage(nn.Sequential):
-    def __init__(self, cin: int, cout: int):
-        super().__init__(_conv(cin, cout), nn.MaxPool2d(2), _norm(cout), nn.GELU(),
-                         _conv(cout, cout), _norm(cout), nn.GELU())
+    def __init__(self, cin: int, cout: int, eps: float):
+        super().__init__(_conv(cin, cout), nn.MaxPool2d(2), _norm(cout, eps), nn.GELU(),
+                         _conv(cout, cout), _norm(cout, eps), nn.GELU())
 
 
 class FastNet(nn.Module):
     def __init__(self, num_classes: int, in_channels: int, widths=(64, 256, 256), logit_scale: float = 1 / 9,
-                 whiten_bias_epochs: int | None = 3):
+                 whiten_bias_epochs: int | None = 3, bn_eps: float = 1e-5):
         super().__init__()
         self.whiten_bias_epochs = whiten_bias_epochs
         self.stem = nn.Sequential(nn.Conv2d(in_channels, 24, 2, padding=0, bias=True), nn.GELU())
         stages, cin = [], 24
         for w in widths:
-            stages.append(_Stage(cin, w))
+            stages.append(_Stage(cin, w, bn_eps))
             cin = w
         self.stages = nn.Sequential(*stages)
         self.pool = nn.AdaptiveMaxPool2d(1)
@@ -95,12 +95,16 @@ class FastNet(nn.Module):
 
 
 @register("fastnet", "fast CIFAR-sized network (speed-run design: 3 wide stages, global max-pool)")
-def fastnet(num_classes, in_channels, image_size, width: float = 1.0, whiten_bias_epochs: int | None = 3):
-    """``whiten_bias_epochs``: epochs the whitening layer's bias trains before it is frozen (None: always)."""
+def fastnet(num_classes, in_channels, image_size, width: float = 1.0, whiten_bias_epochs: int | None = 3,
+            bn_eps: float = 1e-5):
+    """``whiten_bias_epochs``: epochs the whitening layer's bias trains before it is frozen (None: always);
+    ``bn_eps``: the batch norms' epsilon (PyTorch's 1e-5; the speed runs use 1e-12)."""
     if width <= 0:
         raise ClasslabError(f"width must be positive, got {width}")
+    if isinstance(bn_eps, bool) or not isinstance(bn_eps, (int, float)) or not 0 < bn_eps < 1:
+        raise ClasslabError(f"bn_eps must be a number between 0 and 1 (e.g. 1e-12), got {bn_eps!r}")
     if whiten_bias_epochs is not None and (isinstance(whiten_bias_epochs, bool) or not isinstance(whiten_bias_epochs, int)
                                            or whiten_bias_epochs < 0):
         raise ClasslabError(f"whiten_bias_epochs must be a whole number of epochs (or None), got {whiten_bias_epochs!r}")
     widths = tuple(max(8, int(round(w * width))) for w in (64, 256, 256))
-    return FastNet(num_classes, in_channels, widths, whiten_bias_epochs=whiten_bias_epochs)
+    return FastNet(num_classes, in_channels, widths, whiten_bias_epochs=whiten_bias_epochs, bn_eps=float(bn_eps))
