@@ -26,7 +26,7 @@ from .batches import SplitTensors, StreamedSplit
 from .config import TrainConfig
 from .distributed import Dist
 from .optim import Lookahead, loss_fn, make_optimizer, make_schedule
-from .precision import measured_bf16, use_bf16
+from .precision import MEASURE_BATCH, measured_bf16, use_bf16
 
 
 @dataclass
@@ -178,7 +178,7 @@ class Trainer:
         # under DDP the ranks could time differently and disagree; a deterministic run must not depend on timing
         if not bf16 or cfg.precision != "auto" or train.device.type != "cpu" or self.ddp.active or cfg.deterministic:
             return bf16
-        size = min(cfg.batch_size, len(train.labels))
+        size = min(cfg.batch_size, len(train.labels), MEASURE_BATCH)
         idx, images = next(iter(train.batches(torch.arange(size, device=train.device), size)))
         x = normalize(to_float(images, self.pre), self.pre)
         bf16, account = measured_bf16(self.model, x, train.labels[idx], self.criterion)
