@@ -14,8 +14,9 @@ this machine, one after another:
   Each is measured ``--rounds`` times (default 3), interleaved, and its best rate kept: on a shared host
   a single measurement wanders by up to 30%.
 - frozen feature extraction (``--parts extract``), images/s: a plain fp32 eval loop (NCHW, batch 64) vs
-  classlab's ``compute_features`` (BatchNorm folded into the convolutions, channels_last, bf16 where the
-  CPU has it), with the largest difference between the two sets of features.
+  classlab's ``compute_features`` (BatchNorm folded into the convolutions, channels_last, batch by image
+  size) in fp32 and in bf16, with the largest difference from the plain loop's features and what
+  ``--precision auto`` picks for a transfer run's training features (test features stay fp32).
 - resolution (``--parts resolution``): CIFAR-10 transfer, frozen MobileNetV2 + the decks' head, at 96, 160
   and 224 px: accuracy and time, on 5,000 training and 1,000 test images.
 
@@ -46,7 +47,7 @@ from classlab.commands.transfer import run_transfer  # noqa: E402
 from classlab.data.options import DataOptions  # noqa: E402
 from classlab.inference.preprocess import Preprocessing  # noqa: E402
 from classlab.transfer.config import TransferConfig  # noqa: E402
-from classlab.transfer.features import compute_features  # noqa: E402
+from classlab.transfer.features import compute_features, feature_precision  # noqa: E402
 
 PLAIN = "plain fp32 NCHW (the decks' way)"
 MEAN, STD = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1), torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
@@ -144,8 +145,9 @@ def plain_features(model, images, size, batch=64):
     return torch.cat([model(to_input(images[i : i + batch], size, False)) for i in range(0, len(images), batch)])
 
 
-def part_extract(images, sizes):
-    print("\nfrozen feature extraction, images/s (eval mode, penultimate features)")
+def part_extract(images, sizes, rounds: int):
+    print(f"\nfrozen feature extraction, images/s (eval mode, penultimate features), best of {rounds} interleaved rounds")
+    cpu = torch.device("cpu")
     for name, size in [("mobilenet_v2", s) for s in sizes] + [("resnet18", 224)]:
         model = backbone(name)
         if name == "mobilenet_v2":
@@ -154,18 +156,26 @@ def part_extract(images, sizes):
             model.fc = torch.nn.Identity()
         n = 256 if size <= 96 else 128
         sample = images[:n]
-        plain_features(model, sample[:64], size)  # warm-up
-        t = time.perf_counter()
-        ref = plain_features(model, sample, size)
-        plain = n / (time.perf_counter() - t)
         pre = Preprocessing([32, 32], 3, MEAN.flatten().tolist(), STD.flatten().tolist(), input_size=[size, size])
-        compute_features(model, sample[:64].numpy(), pre, torch.device("cpu"), progress=False)  # warm-up
-        t = time.perf_counter()
-        ours = compute_features(model, sample.numpy(), pre, torch.device("cpu"), progress=False)
-        rate = n / (time.perf_counter() - t)
-        rel = float((ours - ref).abs().max() / ref.abs().max())
-        print(f"  {name} @ {size} px: plain fp32 {plain:7.1f} img/s, classlab {rate:7.1f} img/s: {rate / plain:.1f}x "
-              f"(largest feature difference {rel:.1e} of the largest feature)")
+        bf16, account = feature_precision(model, sample.numpy(), pre, cpu, "auto")  # what a transfer run picks
+        plain_features(model, sample[:64], size)  # warm-up
+        for bits in (False, True):
+            compute_features(model, sample[:32].numpy(), pre, cpu, bf16=bits, progress=False)
+        rates, diffs = {"plain": 0.0, False: 0.0, True: 0.0}, {}
+        for _ in range(rounds):  # this host's rates wander between minutes: best of several, interleaved
+            t = time.perf_counter()
+            ref = plain_features(model, sample, size)
+            rates["plain"] = max(rates["plain"], n / (time.perf_counter() - t))
+            for bits in (False, True):
+                t = time.perf_counter()
+                ours = compute_features(model, sample.numpy(), pre, cpu, bf16=bits, progress=False)
+                rates[bits] = max(rates[bits], n / (time.perf_counter() - t))
+                diffs[bits] = float((ours - ref).abs().max() / ref.abs().max())
+        print(f"  {name} @ {size} px: plain fp32 {rates['plain']:6.1f} img/s | classlab fp32 {rates[False]:6.1f} "
+              f"img/s: {rates[False] / rates['plain']:.1f}x | classlab bf16 {rates[True]:6.1f} img/s: "
+              f"{rates[True] / rates['plain']:.1f}x\n    largest feature difference from the plain loop's, of the "
+              f"largest feature: fp32 {diffs[False]:.1e}, bf16 {diffs[True]:.1e}; --precision auto: {account}",
+              flush=True)
 
 
 def part_resolution(sizes, runs):
@@ -187,7 +197,7 @@ def main() -> None:
     p.add_argument("--parts", default="extract,finetune,resolution")
     p.add_argument("--sizes", default="96,224", help="MobileNetV2 input sizes for extract and finetune")
     p.add_argument("--resolutions", default="96,160,224")
-    p.add_argument("--rounds", type=int, default=3, help="fine-tuning: interleaved measurements per variant")
+    p.add_argument("--rounds", type=int, default=3, help="interleaved measurements per variant")
     args = p.parse_args()
     parts, sizes = set(args.parts.split(",")), [int(s) for s in args.sizes.split(",")]
     ds = load_dataset(str(CIFAR))
@@ -197,7 +207,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["CLASSLAB_CACHE"] = str(Path(tmp) / "cache")  # every feature computed here, none read back
         if "extract" in parts:
-            part_extract(images, sizes)
+            part_extract(images, sizes, args.rounds)
         if "finetune" in parts:
             part_finetune(images, labels, sizes, Path(tmp), args.rounds)
         if "resolution" in parts:

@@ -372,6 +372,68 @@ def test_folded_batch_norms_give_the_same_features_and_leave_the_backbone_alone(
     assert fold_batch_norms(plain) is plain
 
 
+def test_feature_precision_follows_the_option_and_measures_under_auto(monkeypatch):
+    import torchvision
+
+    from classlab.inference.preprocess import Preprocessing
+    from classlab.transfer import features as feats
+
+    torch.manual_seed(0)
+    model = torchvision.models.mobilenet_v2(num_classes=10)
+    model.classifier = torch.nn.Identity()
+    images = np.random.default_rng(0).integers(0, 256, (40, 32, 32, 3), dtype=np.uint8)
+    pre = Preprocessing([32, 32], 3, [0.485, 0.456, 0.406], [0.229, 0.224, 0.225], input_size=[64, 64])
+    cpu = torch.device("cpu")
+    assert feats.feature_precision(model, images, pre, cpu, "fp32") == (False, "fp32 (--precision fp32)")
+    assert feats.feature_precision(model, images, pre, cpu, "bf16") == (True, "bf16 (--precision bf16)")
+    monkeypatch.setattr(feats, "bf16_supported", lambda device: False)
+    assert feats.feature_precision(model, images, pre, cpu, "auto") == (False, "fp32 (no native bf16 on this device)")
+    monkeypatch.setattr(feats, "bf16_supported", lambda device: True)
+    monkeypatch.setattr(feats, "MEASURE_FROM_S", 1e9)  # every batch is "quick": not worth timing, fp32
+    bf16, account = feats.feature_precision(model, images, pre, cpu, "auto")
+    assert not bf16 and "not worth measuring" in account
+    monkeypatch.setattr(feats, "MEASURE_FROM_S", 0.0)
+    monkeypatch.setattr(feats, "BF16_FEATURE_ERROR", 1.0)  # speed alone decides
+    bf16, account = feats.feature_precision(model, images, pre, cpu, "auto")
+    import re
+    fp32_ms, bf16_ms = (float(v) for v in re.search(r"fp32 ([\d.]+) ms, bf16 ([\d.]+) ms", account).groups())
+    assert account.startswith("bf16" if bf16 else "fp32") and "measured features of one batch" in account
+    assert bf16 == (bf16_ms < fp32_ms)  # the faster one, as timed
+    monkeypatch.setattr(feats, "BF16_FEATURE_ERROR", 1e-9)  # bf16's features are never this close to fp32's
+    bf16, account = feats.feature_precision(model, images, pre, cpu, "auto")
+    assert not bf16 and re.match(r"fp32 \(bf16 features differ from fp32's by [\d.]+% on average; fp32 ", account)
+    assert next(model.parameters()).is_contiguous() and model.features[0][1].training is False
+    # bf16 features: close to fp32 ones (what the head then sees at predict time), never NaN
+    exact = feats.compute_features(model, images, pre, cpu, progress=False)
+    rounded = feats.compute_features(model, images, pre, cpu, bf16=True, progress=False)
+    assert torch.isfinite(rounded).all() and rounded.dtype == torch.float32
+    assert float((rounded - exact).abs().max()) < 0.05 * float(exact.abs().max())
+    # batch size by image size: small batches where activations are large, twice the pixels in bf16
+    assert feats.feature_batch_size(Preprocessing([32, 32], 3, [0.5] * 3, [0.5] * 3, input_size=[96, 96]), cpu) == 32
+    at_224 = Preprocessing([32, 32], 3, [0.5] * 3, [0.5] * 3, input_size=[224, 224])
+    assert feats.feature_batch_size(at_224, cpu) == 8 and feats.feature_batch_size(at_224, cpu, bf16=True) == 11
+    assert feats.feature_batch_size(pre, cpu) == 64 and feats.feature_batch_size(at_224, torch.device("cuda")) == 128
+    assert torch.allclose(feats.compute_features(model, images, pre, cpu, batch_size=7, progress=False), exact,
+                          rtol=1e-4, atol=1e-4 * float(exact.abs().max()))
+
+
+def test_bf16_training_features_keep_fp32_test_scores(torch_home, runs_dir, private_cache, capsys):
+    import json
+
+    run = transfer("digits", "mobilenet_v2", mode="features", precision="bf16", **DIGITS_32)
+    stage = json.loads((run.run_dir / "metrics.json").read_text())["stages"]["features"]
+    assert stage["feature_precision"] == "bf16 (--precision bf16)" and stage["accuracy"] > 0.6
+    # test features are fp32: scoring the saved model on images reproduces the stage's score exactly
+    assert run.evaluate().accuracy == pytest.approx(stage["accuracy"], abs=1e-9)
+    assert len(list((private_cache / "features").glob("*.npy"))) == 3
+    # --precision auto later reads what the cache holds (a re-timed choice could flip and recompute everything)
+    again = transfer("digits", "mobilenet_v2", mode="features", dense=64, **{**DIGITS_32, "progress": True})
+    stage = json.loads((again.run_dir / "metrics.json").read_text())["stages"]["features"]
+    assert stage["feature_precision"] == "bf16 (as the cached features of these images)"
+    assert set(stage["features_from_cache"].values()) == {True}
+    assert "feature precision (auto): bf16 (as the cached features" in capsys.readouterr().out
+
+
 def test_small_images_default_to_the_measured_small_input_size():
     from types import SimpleNamespace
 

@@ -31,7 +31,7 @@ from ..training.engine import fit, predict_split, split_outputs
 from ..training.optim import set_determinism
 from ..transfer.backbone import plan_backbone
 from ..transfer.config import TransferConfig
-from ..transfer.features import cached_features
+from ..transfer.features import cached_features, cached_precision, feature_precision
 from .results import history_files, save_outputs, score_test, test_section
 
 def resume_options(run_dir: str | Path) -> tuple[Run, DataOptions, TransferConfig]:
@@ -111,11 +111,16 @@ def _features_stage(model, ds, idx, pre, plan, tc, run, extra, device, progress,
     model.freeze(None)
     t0 = time.perf_counter()
     hits = {}
+    # The images the head learns from take --precision's choice, as training steps do; the test split's
+    # features are always fp32, so the reported scores are the ones the saved (fp32) model reproduces.
+    bf16, precision = _feature_precision(model, ds, idx["train"], pre, plan, tc, device)
+    if progress:
+        print(f"feature precision ({tc.precision}): {precision}", flush=True)
 
     def features(s, mirror=False):
         out, hit = cached_features(model.backbone, ds.subset(idx[s]).images, ds.labels[idx[s]], pre, device, plan.spec,
-                                   progress=progress, desc=f"features ({s}{', mirrored' if mirror else ''})",
-                                   mirror=mirror)
+                                   bf16=bf16 and s != "test", progress=progress,
+                                   desc=f"features ({s}{', mirrored' if mirror else ''})", mirror=mirror)
         hits[s + (" mirrored" if mirror else "")] = hit
         return out.to(device)
 
@@ -142,7 +147,19 @@ def _features_stage(model, ds, idx, pre, plan, tc, run, extra, device, progress,
     val_proba = predict_split(model.head, split["val"], identity, cfg.tta) if "val" in split else None
     return _stage_result("features", out, ds, idx, (proba, val_proba, embeddings), state, cfg, {
         "feature_seconds": feature_seconds, "head_seconds": head_seconds, "features_from_cache": hits,
+        "feature_precision": precision,
         "feature_width": width, "trainable_parameters": count_parameters(model.head)[0]})
+
+
+def _feature_precision(model, ds, train, pre, plan, tc, device) -> tuple[bool, str]:
+    """bf16 or fp32 for the training images' features: with ``--precision auto``, what the cache already
+    holds (timings on a shared machine wander, and a flipped choice would recompute every feature), else
+    measured (transfer/features.py)."""
+    images = ds.subset(train).images
+    cached = cached_precision(images, ds.labels[train], pre, plan.spec) if tc.precision == "auto" else None
+    if cached is not None:
+        return cached, f"{'bf16' if cached else 'fp32'} (as the cached features of these images)"
+    return feature_precision(model.backbone, images, pre, device, tc.precision)
 
 
 def _finetune_stage(model, ds, idx, pre, tc, run, extra, device, progress, callbacks=None) -> dict:

@@ -34,9 +34,14 @@ def use_bf16(cfg: TrainConfig, device: torch.device, volumes: bool = False) -> b
             warn("--precision bf16 with volumes on the CPU: PyTorch's bf16 3D convolution backward is unreliable "
                  "there (NaN gradients now and then); --precision auto uses fp32")
         return cfg.precision == "bf16"
+    return not (volumes and device.type == "cpu") and bf16_supported(device)
+
+
+def bf16_supported(device: torch.device) -> bool:
+    """Whether ``device`` computes bf16 natively (a GPU that has it; a CPU with AVX-512 bf16 or AMX)."""
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()
-    if device.type == "cpu" and not volumes:
+    if device.type == "cpu":
         try:
             return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
         except (AttributeError, RuntimeError):

@@ -50,8 +50,9 @@ class TransferConfig:
                                     "exported model) at this tracking URI (default ./mlruns when given alone)",
                               nargs="?", const="mlruns", metavar="URI")
     device: str = flag("auto", "auto, cpu, cuda, mps")
-    precision: str = flag("auto", "fine-tuning precision: auto (as train's: on the CPU the faster of bf16 and "
-                                  "fp32, timed first), bf16, fp32 (features and test scores: fp32)")
+    precision: str = flag("auto", "precision of fine-tuning steps and of the training images' features: auto "
+                                  "(as train's: on the CPU the faster of bf16 and fp32, timed first), bf16, fp32 "
+                                  "(test features and scores: always fp32)")
 
     def validate(self) -> "TransferConfig":
         from ..models.transfer import BN_MODES, parse_unfreeze
