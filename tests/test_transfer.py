@@ -2,7 +2,6 @@
 run-as-backbone, and every bad input the issue names. The real MobileNetV2 weights come from
 ../shared/weights through a temporary TORCH_HOME; nothing here touches the network."""
 
-import os
 import shutil
 
 import numpy as np
