@@ -29,7 +29,7 @@ from classlab import load_dataset  # noqa: E402
 from classlab.inference.preprocess import Preprocessing  # noqa: E402
 from classlab.models import create_model  # noqa: E402
 from classlab.training import TrainConfig  # noqa: E402
-from classlab.training.engine import SplitTensors, fit  # noqa: E402
+from classlab.training.engine import SplitTensors, fit, predict_split  # noqa: E402
 
 
 class DeckDataset(torch.utils.data.Dataset):
@@ -89,6 +89,10 @@ def ours(train_x, train_y, test_x, test_y, model_name: str, cfg: TrainConfig, op
         curve.append((elapsed, h["val_acc"]))
         print(f"  ours epoch {h['epoch']}: {elapsed:7.1f} s  test acc {h['val_acc']:.4f}  "
               f"{h['images_per_s']:.0f} img/s", flush=True)
+    # the epochs' scores are the engine's validation, in the training precision; predict runs in fp32
+    proba = predict_split(model, test, pre, cfg.tta)
+    print(f"  final model in fp32, as predict runs it (trained in {state.precision}): test acc "
+          f"{float((proba.argmax(1) == test_y).mean()):.4f}", flush=True)
     return curve
 
 
@@ -112,6 +116,7 @@ def main() -> None:
     p.add_argument("--bn-eps", type=float, default=1e-5, help="fastnet: the batch norms' epsilon (speed runs: 1e-12)")
     p.add_argument("--schedule", default="onecycle", help="onecycle (rise 30%%, cosine down) or triangular "
                    "(rise 23%% from 0.2, linear down to 0.07: the speed runs')")
+    p.add_argument("--precision", default="auto", help="auto (on the CPU the faster of bf16 and fp32, timed), bf16, fp32")
     p.add_argument("--holdout", type=int, default=0, help="score on this many held-out training images instead of "
                    "the test split (choosing settings without looking at the test set)")
     args = p.parse_args()
@@ -131,7 +136,8 @@ def main() -> None:
     cfg = TrainConfig(model=args.model, epochs=args.ours_epochs, batch_size=args.batch_size, lr=args.lr,
                       optimizer="nesterov", momentum=args.momentum, weight_decay=args.weight_decay,
                       schedule=args.schedule, label_smoothing=0.2, augment="flip-crop", crop_padding=args.crop_padding,
-                      tta=args.tta, lookahead=args.lookahead, seed=args.seed, alternate_flip=args.alternate_flip)
+                      tta=args.tta, lookahead=args.lookahead, seed=args.seed, alternate_flip=args.alternate_flip,
+                      precision=args.precision)
     print(f"classlab ({args.model}, nesterov lr {args.lr} momentum {args.momentum} wd {args.weight_decay}, batch "
           f"{args.batch_size}, {args.schedule}, flip-crop {args.crop_padding} px, label smoothing 0.2, {args.ours_epochs} "
           f"epochs, TTA {args.tta}{', lookahead' if args.lookahead else ''}"
