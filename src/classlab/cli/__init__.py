@@ -1,7 +1,7 @@
 """The ``classlab`` command line: a thin layer over the Python API.
 
 ``COMMANDS`` maps each subcommand to the module that defines it (its flags and what it runs, in
-``COMMANDS`` there too). Only the chosen command's module is imported, and none of them imports torch
+``COMMANDS`` there too) and its one-line summary. Only the chosen command's module is imported, and none of them imports torch
 before it runs, so ``classlab check --help`` answers at once. A ``ClasslabError`` is printed on one
 line and exits with status 2, never as a traceback.
 """
@@ -14,34 +14,28 @@ import sys
 
 from ..errors import ClasslabError
 
-COMMANDS = {  # name -> module under classlab.cli (in the order --help lists them)
-    "explore": "data_commands", "check": "data_commands", "knn": "knn", "runs": "data_commands",
-    "train": "train", "transfer": "transfer", "lr-find": "train", "predict": "inference", "export": "inference",
-    "models": "models", "summary": "models", "plot": "learn", "conv-size": "learn", "visualize": "inference",
-    "workshop": "learn", "explain": "explain", "compare": "compare", "download": "data_commands",
-    "serve": "web", "report": "web",
-}
-HELP = {  # one line per command for the top-level --help, without importing every module
-    "explore": "sample grid, class distribution and statistics of a dataset",
-    "check": "dataset doctor: corrupt files, duplicates, leakage, imbalance",
-    "knn": "exact k-nearest neighbours on pixels or embeddings",
-    "runs": "list runs with their headline metrics",
-    "train": "train a model (any from 'classlab models')",
-    "transfer": "transfer learning: pretrained backbone, cached features, fine-tuning",
-    "lr-find": "learning-rate range test",
-    "predict": "top-k labels for new images",
-    "export": "ONNX / TorchScript bundle with class names and preprocessing",
-    "models": "list the registered models",
-    "summary": "Keras-style table of a model",
-    "plot": "activation functions, the decks' sigmoid neuron",
-    "conv-size": "output sizes of convolution and pooling",
-    "visualize": "filters and feature maps of a trained CNN",
-    "workshop": "the decks' whole path, compared",
-    "explain": "top losses, confused pairs, Grad-CAM / occlusion, calibration",
-    "compare": "is run B really better than run A, and on which images",
-    "download": "download a named dataset, checksummed",
-    "serve": "the local web workbench (runs, data, predict, train, review labels)",
-    "report": "a run's workbench page as a static HTML folder",
+COMMANDS = {  # name -> (module under classlab.cli that defines it, its line in the top-level --help), in the
+    # order --help lists them; the line is here so that --help imports no command module
+    "explore": ("data_commands", "sample grid, class distribution and statistics of a dataset"),
+    "check": ("data_commands", "dataset doctor: corrupt files, duplicates, leakage, imbalance"),
+    "knn": ("knn", "exact k-nearest neighbours on pixels or embeddings"),
+    "runs": ("data_commands", "list runs with their headline metrics"),
+    "train": ("train", "train a model (any from 'classlab models')"),
+    "transfer": ("transfer", "transfer learning: pretrained backbone, cached features, fine-tuning"),
+    "lr-find": ("train", "learning-rate range test"),
+    "predict": ("inference", "top-k labels for new images"),
+    "export": ("inference", "ONNX / TorchScript bundle with class names and preprocessing"),
+    "models": ("models", "list the registered models"),
+    "summary": ("models", "Keras-style table of a model"),
+    "plot": ("learn", "activation functions, the decks' sigmoid neuron"),
+    "conv-size": ("learn", "output sizes of convolution and pooling"),
+    "visualize": ("inference", "filters and feature maps of a trained CNN"),
+    "workshop": ("learn", "the decks' whole path, compared"),
+    "explain": ("explain", "top losses, confused pairs, Grad-CAM / occlusion, calibration"),
+    "compare": ("compare", "is run B really better than run A, and on which images"),
+    "download": ("data_commands", "download a named dataset, checksummed"),
+    "serve": ("web", "the local web workbench (runs, data, predict, train, review labels)"),
+    "report": ("web", "a run's workbench page as a static HTML folder"),
 }
 
 
@@ -54,7 +48,7 @@ class Parser(argparse.ArgumentParser):
 
 def command(name: str):
     """The ``Command`` (help, configure, run, examples) of a subcommand, importing only its module."""
-    return importlib.import_module(f".{COMMANDS[name]}", __name__).COMMANDS[name]
+    return importlib.import_module(f".{COMMANDS[name][0]}", __name__).COMMANDS[name]
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
@@ -67,12 +61,12 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"classlab {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name in COMMANDS:
+    for name, (_, summary) in COMMANDS.items():
         if only is not None and name != only:
-            sub.add_parser(name, help=HELP[name])
+            sub.add_parser(name, help=summary)
             continue
         spec = command(name)
-        p = sub.add_parser(name, help=HELP[name], description=spec.help, epilog=spec.examples,
+        p = sub.add_parser(name, help=summary, description=spec.help, epilog=spec.examples,
                            formatter_class=argparse.RawDescriptionHelpFormatter)
         spec.configure(p)
         p.set_defaults(command_function=spec.run)

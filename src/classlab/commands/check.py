@@ -7,7 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data.folders import extension, inspect_chunk, map_files, open_tree, scan_tree
+from ..data.folders import inspect_chunk, map_files, scan_tree
+from ..data.trees import extension, open_tree
 from ..data.images import IMAGE_EXTENSIONS
 from ..data.registry import NAMED, load_dataset
 from ..errors import ClasslabError

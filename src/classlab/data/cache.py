@@ -35,7 +35,7 @@ def cache_dir() -> Path | None:
 
 
 def tree_key(tree, rels: list[str], options: dict) -> str:
-    """``tree`` is a folders.DirTree or ZipTree (``fingerprint(rel)``: what a file's content hashes to)."""
+    """``tree`` is a trees.DirTree or ZipTree (``fingerprint(rel)``: what a file's content hashes to)."""
     h = hashlib.blake2b(digest_size=16)
     h.update(json.dumps([FORMAT, os.path.realpath(tree.path), options]).encode())
     for rel in rels:

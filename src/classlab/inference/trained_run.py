@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from ..checkpoint import load_checkpoint
-from ..data.folders import is_hidden
+from ..data.trees import is_hidden
 from ..data.images import IMAGE_EXTENSIONS, decode
 from ..data.safe_files import UnreadableFile, check_path, read_file
 from ..errors import ClasslabError, warn
