@@ -363,6 +363,15 @@ def test_folded_batch_norms_give_the_same_features_and_leave_the_backbone_alone(
         ref = model.eval()(x)
     assert torch.allclose(ours, ref, rtol=1e-3, atol=1e-3 * float(ref.abs().max()))
     assert next(model.parameters()).is_contiguous()  # the backbone is left as it was, for fine-tuning
+    # the folded copy is kept while the backbone is unchanged, and made again when a step changes it
+    assert fold_batch_norms(model) is fold_batch_norms(model)
+    kept = fold_batch_norms(model)
+    with torch.no_grad():
+        model.features[0][0].weight.mul_(2)  # in place, as an optimizer step
+    refolded = fold_batch_norms(model)
+    assert refolded is not kept
+    with torch.no_grad():
+        assert torch.allclose(refolded(x), model(x), rtol=1e-3, atol=1e-3 * float(ref.abs().max()))
 
     class Branchy(torch.nn.Module):  # data-dependent control flow: fx cannot trace it
         def forward(self, x):
