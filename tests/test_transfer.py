@@ -434,6 +434,8 @@ def test_bf16_training_features_keep_fp32_test_scores(torch_home, runs_dir, priv
     # test features are fp32: scoring the saved model on images reproduces the stage's score exactly
     assert run.evaluate().accuracy == pytest.approx(stage["accuracy"], abs=1e-9)
     assert len(list((private_cache / "features").glob("*.npy"))) == 3
+    assert "training images' features in bf16 (--precision bf16); test features in fp32" in \
+        (run.run_dir / "report.md").read_text()
     # --precision auto later reads what the cache holds (a re-timed choice could flip and recompute everything)
     again = transfer("digits", "mobilenet_v2", mode="features", dense=64, **{**DIGITS_32, "progress": True})
     stage = json.loads((again.run_dir / "metrics.json").read_text())["stages"]["features"]

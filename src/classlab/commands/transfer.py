@@ -229,7 +229,8 @@ def _finish(run, ds, split, idx, stages, model, tc, plan) -> RunResult:
         f = summary["features"]
         cached = ", ".join(f"{s}: {'cache' if hit else 'computed'}" for s, hit in f["features_from_cache"].items())
         head = tc.stage_config("head")
-        notes.append(f"Frozen features ({f['feature_width']} per image; {cached}) took {f['feature_seconds']:.1f} s; "
+        notes.append(f"Frozen features ({f['feature_width']} per image; {cached}) took {f['feature_seconds']:.1f} s "
+                     f"(training images' features in {f['feature_precision']}; test features in fp32); "
                      f"the head ({f['trainable_parameters']:,} parameters) trained in {f['head_seconds']:.1f} s "
                      f"({head.optimizer} lr {head.lr:g}, {head.schedule} schedule, batch {head.batch_size}, "
                      f"head augment {tc.head_augment}, test-time augmentation {tc.tta}). "
