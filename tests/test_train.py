@@ -463,8 +463,12 @@ def test_lookahead_averages_every_fifth_step_by_hand():
             assert torch.allclose(model.weight, avg) and torch.allclose(la.average[0], avg)
     with torch.no_grad():
         model.weight.add_(1.0)
-    la.end_epoch()
-    assert torch.allclose(model.weight, avg)  # the epoch ends on the average
+    la.end_epoch(11)  # the epoch's last step, off the 5-step cadence: one more update, the step not lost
+    rho = 0.9 ** 5 * (11 / 20) ** 3
+    avg = rho * avg + (1 - rho) * (avg + 1.0)
+    assert torch.allclose(model.weight, avg) and torch.allclose(la.average[0], avg)  # the epoch ends on the average
+    la.end_epoch(15)  # an epoch whose last step made the update: nothing more
+    assert torch.allclose(model.weight, avg)
 
 
 def test_lookahead_run_stopped_after_an_epoch_resumes_to_the_same_result(runs_dir, capsys, monkeypatch):

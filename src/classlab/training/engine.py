@@ -279,7 +279,7 @@ class Trainer:
             bar.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{correct / seen:.4f}",
                             img_s=f"{seen / (time.perf_counter() - t0):.0f}")
         if self.lookahead:
-            self.lookahead.end_epoch()
+            self.lookahead.end_epoch(epoch * self.steps + self.steps)
         seconds = time.perf_counter() - t0
         return {"epoch": epoch + 1, "train_loss": loss_sum / seen, "train_acc": correct / seen,
                 "lr": self.optimizer.param_groups[0]["lr"], "seconds": seconds, "images_per_s": seen / seconds}

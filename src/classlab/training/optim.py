@@ -61,8 +61,10 @@ def make_schedule(cfg: TrainConfig, optimizer, steps_per_epoch: int):
 class Lookahead:
     """Weight averaging that feeds back into training: every ``every`` steps the running average moves
     towards the current weights and the weights are set to it. The average's decay grows as (progress)^3,
-    so it follows the weights early and averages strongly late. At every epoch's end the weights equal
-    the average, so a checkpoint needs no extra state and a resumed run continues exactly."""
+    so it follows the weights early and averages strongly late. Every epoch ends with one more update (the
+    steps since the last one go into the average rather than being dropped: up to 4 of fastnet's 49 a
+    CIFAR-10 epoch at batch 1024), so at an epoch's end the weights equal the average: a checkpoint needs
+    no extra state and a resumed run continues exactly."""
 
     def __init__(self, model, total_steps: int, every: int = 5, decay: float = 0.95, start: float = 0.25):
         self.model, self.total, self.every, self.base, self.start = model, total_steps, every, decay ** every, start
@@ -74,14 +76,20 @@ class Lookahead:
         self.average = [t.detach().clone() for t in self.live] if step >= self.start * self.total else None
 
     @torch.no_grad()
-    def end_epoch(self) -> None:
-        """The weights become the average, which is what is evaluated and checkpointed."""
-        for avg, t in zip(self.average or [], self.live):
-            t.copy_(avg)
+    def end_epoch(self, step: int) -> None:
+        """An update after the epoch's last step (``step``, counted from the start of training) unless that
+        step made one: the weights become the average, which is what is evaluated and checkpointed."""
+        if step % self.every:
+            self.update(step)
 
     @torch.no_grad()
     def step(self, step: int) -> None:
-        if self.average is None or step % self.every:
+        if not step % self.every:
+            self.update(step)
+
+    @torch.no_grad()
+    def update(self, step: int) -> None:
+        if self.average is None:
             return
         rho = self.base * (step / self.total) ** 3
         for avg, t in zip(self.average, self.live):
