@@ -659,3 +659,18 @@ def test_triangular_schedule_rises_from_a_fifth_then_falls_to_seven_hundredths()
     optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
     schedule = make_schedule(cfg, optimizer, steps_per_epoch=10)
     assert [schedule.lr_lambdas[0](s) for s in (0, 25, 50, 100)] == pytest.approx([0.2, 0.6, 1.0, 0.07])
+
+
+def test_streamed_split_decodes_a_single_batch_without_starting_workers(monkeypatch):
+    import torch.utils.data as data
+
+    from classlab.training.batches import StreamedSplit
+
+    images = np.arange(10 * 4 * 4 * 1, dtype=np.uint8).reshape(10, 4, 4, 1)
+    split = StreamedSplit(images, torch.arange(10), torch.device("cpu"), workers=2)
+    started, real = [], data.DataLoader
+    monkeypatch.setattr(data, "DataLoader", lambda *a, **kw: started.append(kw["num_workers"]) or real(*a, **kw))
+    (idx, x), = list(split.batches(torch.tensor([7, 2, 5]), 8))  # the precision probe's one batch
+    assert started == [0] and idx.tolist() == [7, 2, 5] and np.array_equal(x.numpy(), images[[7, 2, 5]])
+    batches = list(split.batches(torch.arange(10), 4))  # an epoch: workers decode ahead
+    assert started[-1] == 2 and torch.equal(torch.cat([x for _, x in batches]), torch.from_numpy(images))

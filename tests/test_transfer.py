@@ -311,15 +311,21 @@ def test_flip_tta_on_cached_features_matches_the_saved_model(torch_home, runs_di
         transfer("digits", "mobilenet_v2", mode="features", tta="flip-translate", **DIGITS_32)
 
 
-def test_head_augment_flip_trains_the_head_on_mirrored_features_too(torch_home, runs_dir, private_cache, capsys):
+def test_head_augment_flip_trains_the_head_on_mirrored_features_too(torch_home, runs_dir, private_cache, capsys,
+                                                                  monkeypatch):
     import json
 
     from classlab.transfer import TransferConfig
+    from classlab.transfer import features as features_module
 
+    hashed = []  # each split's pixels are hashed once for all its cache keys (precision lookup, plain, mirrored)
+    blocks = features_module.iter_blocks
+    monkeypatch.setattr(features_module, "iter_blocks", lambda images: hashed.append(len(images)) or blocks(images))
     run = transfer("digits", "mobilenet_v2", mode="features", head_augment="flip", **DIGITS_32)
     stage = json.loads((run.run_dir / "metrics.json").read_text())["stages"]["features"]
     assert set(stage["features_from_cache"]) == {"train", "train mirrored", "val", "test"}
     assert len(list((private_cache / "features").glob("*.npy"))) == 4
+    assert len(hashed) == 3, hashed  # train, val, test (it was 6: the precision lookup hashed train twice)
     assert stage["accuracy"] > 0.5 and run.trained().tta == "none"  # a training-time choice: predict sees images as they are
     assert run.evaluate().accuracy == pytest.approx(stage["accuracy"], abs=1e-9)
     report = (run.run_dir / "report.md").read_text()
@@ -434,7 +440,7 @@ def test_bf16_training_features_keep_fp32_test_scores(torch_home, runs_dir, priv
     # test features are fp32: scoring the saved model on images reproduces the stage's score exactly
     assert run.evaluate().accuracy == pytest.approx(stage["accuracy"], abs=1e-9)
     assert len(list((private_cache / "features").glob("*.npy"))) == 3
-    assert "training images' features in bf16 (--precision bf16); test features in fp32" in \
+    assert "Training images' features: bf16 (--precision bf16); test features: fp32" in \
         (run.run_dir / "report.md").read_text()
     # --precision auto later reads what the cache holds (a re-timed choice could flip and recompute everything)
     again = transfer("digits", "mobilenet_v2", mode="features", dense=64, **{**DIGITS_32, "progress": True})

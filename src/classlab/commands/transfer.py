@@ -31,7 +31,7 @@ from ..training.engine import fit, predict_split, split_outputs
 from ..training.optim import set_determinism
 from ..transfer.backbone import plan_backbone
 from ..transfer.config import TransferConfig
-from ..transfer.features import cached_features, cached_precision, feature_precision
+from ..transfer.features import ImagesDigest, cached_features, cached_precision, feature_precision
 from .results import history_files, save_outputs, score_test, test_section
 
 def resume_options(run_dir: str | Path) -> tuple[Run, DataOptions, TransferConfig]:
@@ -113,14 +113,16 @@ def _features_stage(model, ds, idx, pre, plan, tc, run, extra, device, progress,
     hits = {}
     # The images the head learns from take --precision's choice, as training steps do; the test split's
     # features are always fp32, so the reported scores are the ones the saved (fp32) model reproduces.
-    bf16, precision = _feature_precision(model, ds, idx["train"], pre, plan, tc, device)
+    digests = {s: ImagesDigest() for s in idx}  # each split's images hashed once for all its cache keys
+    bf16, precision = _feature_precision(model, ds, idx["train"], digests["train"], pre, plan, tc, device)
     if progress:
         print(f"feature precision ({tc.precision}): {precision}", flush=True)
 
     def features(s, mirror=False):
         out, hit = cached_features(model.backbone, ds.subset(idx[s]).images, ds.labels[idx[s]], pre, device, plan.spec,
                                    bf16=bf16 and s != "test", progress=progress,
-                                   desc=f"features ({s}{', mirrored' if mirror else ''})", mirror=mirror)
+                                   desc=f"features ({s}{', mirrored' if mirror else ''})", mirror=mirror,
+                                   digest=digests[s])
         hits[s + (" mirrored" if mirror else "")] = hit
         return out.to(device)
 
@@ -151,12 +153,12 @@ def _features_stage(model, ds, idx, pre, plan, tc, run, extra, device, progress,
         "feature_width": width, "trainable_parameters": count_parameters(model.head)[0]})
 
 
-def _feature_precision(model, ds, train, pre, plan, tc, device) -> tuple[bool, str]:
+def _feature_precision(model, ds, train, digest, pre, plan, tc, device) -> tuple[bool, str]:
     """bf16 or fp32 for the training images' features: with ``--precision auto``, what the cache already
     holds (timings on a shared machine wander, and a flipped choice would recompute every feature), else
     measured (transfer/features.py)."""
     images = ds.subset(train).images
-    cached = cached_precision(images, ds.labels[train], pre, plan.spec) if tc.precision == "auto" else None
+    cached = cached_precision(images, ds.labels[train], pre, plan.spec, digest) if tc.precision == "auto" else None
     if cached is not None:
         return cached, f"{'bf16' if cached else 'fp32'} (as the cached features of these images)"
     return feature_precision(model.backbone, images, pre, device, tc.precision)
@@ -229,9 +231,9 @@ def _finish(run, ds, split, idx, stages, model, tc, plan) -> RunResult:
         f = summary["features"]
         cached = ", ".join(f"{s}: {'cache' if hit else 'computed'}" for s, hit in f["features_from_cache"].items())
         head = tc.stage_config("head")
-        notes.append(f"Frozen features ({f['feature_width']} per image; {cached}) took {f['feature_seconds']:.1f} s "
-                     f"(training images' features in {f['feature_precision']}; test features in fp32); "
-                     f"the head ({f['trainable_parameters']:,} parameters) trained in {f['head_seconds']:.1f} s "
+        notes.append(f"Frozen features ({f['feature_width']} per image; {cached}) took {f['feature_seconds']:.1f} s. "
+                     f"Training images' features: {f['feature_precision']}; test features: fp32, as predict computes "
+                     f"them. The head ({f['trainable_parameters']:,} parameters) trained in {f['head_seconds']:.1f} s "
                      f"({head.optimizer} lr {head.lr:g}, {head.schedule} schedule, batch {head.batch_size}, "
                      f"head augment {tc.head_augment}, test-time augmentation {tc.tta}). "
                      "Curves: `features/curves.png`.")

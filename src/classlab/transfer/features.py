@@ -29,15 +29,31 @@ from ..inference.preprocess import Preprocessing
 from ..inference.tta import mirror as mirror_image
 from ..training.precision import MEASURE_FROM_S, TIMED_STEPS, bf16_supported
 
-FORMAT = 2  # 2: features of the BatchNorm-folded backbone (float rounding differs from 1's)
+FORMAT = 3  # 2: features of the BatchNorm-folded backbone (float rounding differs from 1's); 3: ImagesDigest keys
 
 
-def feature_key(images, labels: np.ndarray, spec: dict) -> str:
+class ImagesDigest:
+    """The images' and labels' part of a cache key, hashed on first use and then reused by the keys of the
+    same images (plain and mirrored views, bf16 and fp32): hashing reads every pixel, a full decode for a
+    folder streamed from disk. The caller keeps one per set of images; it holds no pixels."""
+
+    def __init__(self):
+        self._hex = None
+
+    def of(self, images, labels: np.ndarray) -> str:
+        if self._hex is None:
+            h = hashlib.blake2b(digest_size=16)
+            h.update(np.ascontiguousarray(labels).tobytes())
+            for _, block in iter_blocks(images):
+                h.update(np.ascontiguousarray(block).tobytes())
+            self._hex = h.hexdigest()
+        return self._hex
+
+
+def feature_key(images_hex: str, spec: dict) -> str:
     h = hashlib.blake2b(digest_size=16)
     h.update(json.dumps([FORMAT, spec], sort_keys=True, default=str).encode())
-    h.update(np.ascontiguousarray(labels).tobytes())
-    for _, block in iter_blocks(images):
-        h.update(np.ascontiguousarray(block).tobytes())
+    h.update(images_hex.encode())
     return h.hexdigest()
 
 
@@ -163,20 +179,22 @@ def _timed(work) -> float:
     return time.perf_counter() - start
 
 
-def _cache_path(images, labels: np.ndarray, pre: Preprocessing, spec: dict, bf16: bool, mirror: bool):
+def _cache_path(images_hex, pre: Preprocessing, spec: dict, bf16: bool, mirror: bool):
     folder = cache_dir()
     if not folder:
         return None
     view = {"mirror": True} if mirror else {}  # plain views keep their earlier keys
-    key = feature_key(images, labels, {**spec, "preprocessing": pre.to_dict(), "bf16": bf16, **view})
+    key = feature_key(images_hex(), {**spec, "preprocessing": pre.to_dict(), "bf16": bf16, **view})
     return folder / "features" / f"{key}.npy"
 
 
-def cached_precision(images, labels: np.ndarray, pre: Preprocessing, spec: dict) -> bool | None:
+def cached_precision(images, labels: np.ndarray, pre: Preprocessing, spec: dict,
+                     digest: ImagesDigest | None = None) -> bool | None:
     """bf16 (True) or fp32 (False) where the cache already holds these images' features in one of them, else
     None: a repeated ``--precision auto`` run reads what the first computed instead of timing again."""
+    digest = digest or ImagesDigest()
     for bf16 in (True, False):
-        path = _cache_path(images, labels, pre, spec, bf16, mirror=False)
+        path = _cache_path(lambda: digest.of(images, labels), pre, spec, bf16, mirror=False)
         if path is not None and path.is_file():
             return bf16
     return None
@@ -184,9 +202,12 @@ def cached_precision(images, labels: np.ndarray, pre: Preprocessing, spec: dict)
 
 def cached_features(backbone, images, labels: np.ndarray, pre: Preprocessing, device, spec: dict,
                     batch_size: int | None = None, bf16: bool = False, progress: bool = True,
-                    desc: str = "features", mirror: bool = False) -> tuple[torch.Tensor, bool]:
-    """(features, came_from_cache). ``spec`` names the backbone and weights (see module docstring)."""
-    path = _cache_path(images, labels, pre, spec, bf16, mirror)
+                    desc: str = "features", mirror: bool = False,
+                    digest: ImagesDigest | None = None) -> tuple[torch.Tensor, bool]:
+    """(features, came_from_cache). ``spec`` names the backbone and weights (see module docstring);
+    ``digest``: the caller's ImagesDigest of these images, so that several calls hash them once."""
+    digest = digest or ImagesDigest()
+    path = _cache_path(lambda: digest.of(images, labels), pre, spec, bf16, mirror)
     if path is not None and path.is_file():
         try:
             return torch.from_numpy(np.load(path, allow_pickle=False)), True

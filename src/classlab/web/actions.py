@@ -29,14 +29,18 @@ def routes(bench, tpl) -> list[Route]:
     def page(request: Request, name: str, status_code: int = 200, **context):
         return tpl.TemplateResponse(request, name, {"token": bench.token, **context}, status_code=status_code)
 
-    def job_context(job) -> dict:
-        run_dir = bench.jobs.run_dir(job)
-        state = progress(run_dir)
-        return {"job": job, "run_id": run_dir.name if run_dir else None, "progress": state,
-                "chart": curves_svg(state.get("history", []), state.get("epochs")), "position": bench.jobs.position(job),
-                "log": job.log_tail()[-1500:], "elapsed": (job.ended or time.time()) - (job.started or time.time())}
+    return _predict_routes(bench, page) + _job_routes(bench, tpl, page) + _review_routes(bench, page)
 
-    # -- predict ----------------------------------------------------------------------------------
+
+def _job_context(bench, job) -> dict:
+    run_dir = bench.jobs.run_dir(job)
+    state = progress(run_dir)
+    return {"job": job, "run_id": run_dir.name if run_dir else None, "progress": state,
+            "chart": curves_svg(state.get("history", []), state.get("epochs")), "position": bench.jobs.position(job),
+            "log": job.log_tail()[-1500:], "elapsed": (job.ended or time.time()) - (job.started or time.time())}
+
+
+def _predict_routes(bench, page) -> list[Route]:
     async def predict_page(request: Request):
         rows = [r for r in bench.catalog.query(sort="created") if r["predicts"]]
         return page(request, "predict.html", models=rows, chosen=request.query_params.get("run", ""))
@@ -83,13 +87,17 @@ def routes(bench, tpl) -> list[Route]:
         return Response(out.getvalue(), media_type="text/csv",
                         headers={"content-disposition": f'attachment; filename="predictions-{entry[0][:60]}.csv"'})
 
-    # -- jobs -------------------------------------------------------------------------------------
+    return [Route("/predict", predict_page), Route("/predict", predict, methods=["POST"]),
+            Route("/predictions/{key}.csv", predictions_csv)]
+
+
+def _job_routes(bench, tpl, page) -> list[Route]:
     async def train_page(request: Request):
         from ..models import list_models
 
         models = list_models()
         return page(request, "train.html", datasets=available(bench.data_dir), models=models,
-                    backbones=TRANSFER_BACKBONES, jobs=[job_context(j) for j in bench.jobs.listing()[:10]])
+                    backbones=TRANSFER_BACKBONES, jobs=[_job_context(bench, j) for j in bench.jobs.listing()[:10]])
 
     async def start_job(request: Request):
         form = await request.form()
@@ -99,10 +107,10 @@ def routes(bench, tpl) -> list[Route]:
 
     async def job_page(request: Request):
         job = _job(bench, request)
-        return page(request, "job.html", **job_context(job))
+        return page(request, "job.html", **_job_context(bench, job))
 
     async def job_panel(request: Request):
-        return page(request, "job_panel.html", **job_context(_job(bench, request)))
+        return page(request, "job_panel.html", **_job_context(bench, _job(bench, request)))
 
     async def job_events(request: Request):
         job = _job(bench, request)
@@ -110,7 +118,7 @@ def routes(bench, tpl) -> list[Route]:
         async def stream():
             last = None
             while True:
-                html = tpl.get_template("job_panel.html").render(**job_context(job), token=bench.token)
+                html = tpl.get_template("job_panel.html").render(**_job_context(bench, job), token=bench.token)
                 if html != last:
                     last = html
                     yield "event: progress\ndata: " + html.replace("\n", "\ndata: ") + "\n\n"
@@ -127,7 +135,13 @@ def routes(bench, tpl) -> list[Route]:
         bench.jobs.cancel(job.id)
         return RedirectResponse(f"/jobs/{job.id}", status_code=303)
 
-    # -- review, retrain, explain, compare, check ---------------------------------------------------
+    return [Route("/train", train_page), Route("/jobs", start_job, methods=["POST"]),
+            Route("/jobs/{job}", job_page), Route("/jobs/{job}/panel", job_panel),
+            Route("/jobs/{job}/events", job_events), Route("/jobs/{job}/cancel", cancel_job, methods=["POST"])]
+
+
+def _review_routes(bench, page) -> list[Route]:
+    """Review suspected label issues, retrain with the corrections, explain a run, compare runs."""
     async def review_page(request: Request):
         run_dir = bench.run(request.path_params["run"])
         review = Review(run_dir)
@@ -164,12 +178,7 @@ def routes(bench, tpl) -> list[Route]:
                                          runs_dir=bench.runs_dir)
         return RedirectResponse(f"/runs/{result.run_dir.name}", status_code=303)
 
-    return [Route("/predict", predict_page), Route("/predict", predict, methods=["POST"]),
-            Route("/predictions/{key}.csv", predictions_csv),
-            Route("/train", train_page), Route("/jobs", start_job, methods=["POST"]),
-            Route("/jobs/{job}", job_page), Route("/jobs/{job}/panel", job_panel),
-            Route("/jobs/{job}/events", job_events), Route("/jobs/{job}/cancel", cancel_job, methods=["POST"]),
-            Route("/runs/{run}/review", review_page), Route("/runs/{run}/review", review_decide, methods=["POST"]),
+    return [Route("/runs/{run}/review", review_page), Route("/runs/{run}/review", review_decide, methods=["POST"]),
             Route("/runs/{run}/retrain", retrain, methods=["POST"]),
             Route("/runs/{run}/explain", explain_run, methods=["POST"]),
             Route("/compare", compare, methods=["POST"])]
