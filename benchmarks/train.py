@@ -96,6 +96,22 @@ def ours(train_x, train_y, test_x, test_y, model_name: str, cfg: TrainConfig, op
     return curve
 
 
+def recompress(images: np.ndarray, quality: int) -> np.ndarray:
+    """Each (H, W, 3) uint8 image encoded as a JPEG at ``quality`` with 4:2:0 chroma and decoded again."""
+    import io
+
+    from PIL import Image
+
+    out = np.empty_like(images)
+    for i, image in enumerate(images):
+        buf = io.BytesIO()
+        Image.fromarray(image).save(buf, format="JPEG", quality=quality, subsampling="4:2:0")
+        out[i] = np.asarray(Image.open(buf).convert("RGB"))
+    changed = np.abs(out.astype(np.int16) - images).mean()
+    print(f"re-encoded {len(images)} images as JPEG quality {quality}: mean change {changed:.2f} of 255 a value")
+    return out
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--baseline-epochs", type=int, default=10, help="0 skips the baseline")
@@ -119,12 +135,17 @@ def main() -> None:
     p.add_argument("--precision", default="auto", help="auto (on the CPU the faster of bf16 and fp32, timed), bf16, fp32")
     p.add_argument("--holdout", type=int, default=0, help="score on this many held-out training images instead of "
                    "the test split (choosing settings without looking at the test set)")
+    p.add_argument("--recompress", type=int, default=0, metavar="QUALITY",
+                   help="encode every image once more as a JPEG of this quality (4:2:0, as the zip's own) before "
+                   "training and scoring: what a further round of the zip's compression costs")
     args = p.parse_args()
     import tempfile
 
     ds = load_dataset(CIFAR)
     tr, te = ds.official_split == "train", ds.official_split == "test"
     train_x, train_y, test_x, test_y = ds.images[tr], ds.labels[tr], ds.images[te], ds.labels[te]
+    if args.recompress:
+        train_x, test_x = recompress(train_x, args.recompress), recompress(test_x, args.recompress)
     if args.holdout:  # a fixed random subset of the training split stands in for the test split
         order = np.random.default_rng(12345).permutation(len(train_y))
         held, kept = order[: args.holdout], np.sort(order[args.holdout :])

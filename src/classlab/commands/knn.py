@@ -40,6 +40,18 @@ def _embedding_rows(ds, split, plan, features: dict, device, progress: bool):
                   f"{'x'.join(map(str, pre.model_size))}, normalised as the weights expect)")
 
 
+def _check_split(ks: list[int], n_train: int, n_val: int, n_test: int) -> None:
+    if n_train == 0:
+        raise ClasslabError("the split has no training images: k-NN needs images to search; check --split, "
+                            "--val-fraction and --test-fraction")
+    if ks[-1] > n_train:
+        raise ClasslabError(f"k={ks[-1]} is larger than the training set ({n_train} images); use k <= {n_train}")
+    if n_test == 0:
+        raise ClasslabError("the split has no test images; use --test-fraction > 0 or a dataset with a test split")
+    if len(ks) > 1 and n_val == 0:
+        raise ClasslabError("choosing among several k needs a validation split; use --val-fraction > 0, or give one k")
+
+
 def run_knn(opts: DataOptions, ks=(1, 3, 5), metric: str = "l2", device: str | None = None,
             runs_dir: str | Path | None = None, progress: bool = True, features: dict | None = None) -> RunResult:
     """k-NN on raw pixels, or with ``features`` ({"backbone", "weights", "image_size"}) on a pretrained
@@ -61,16 +73,7 @@ def run_knn(opts: DataOptions, ks=(1, 3, 5), metric: str = "l2", device: str | N
     rows, space = ds.pixels, "flattened raw pixels"
     if plan is not None:
         rows, space = _embedding_rows(ds, split, plan, features, device, progress)
-    if len(train) == 0:
-        raise ClasslabError("the split has no training images: k-NN needs images to search; check --split, "
-                            "--val-fraction and --test-fraction")
-    if ks[-1] > len(train):
-        raise ClasslabError(f"k={ks[-1]} is larger than the training set ({len(train)} images); use k <= {len(train)}")
-    if len(test) == 0:
-        raise ClasslabError("the split has no test images; use --test-fraction > 0 or a dataset with a test split")
-    if len(ks) > 1 and len(val) == 0:
-        raise ClasslabError("choosing among several k needs a validation split; use --val-fraction > 0, or give one k")
-
+    _check_split(ks, len(train), len(val), len(test))
     run = Run("knn", ds.name, runs_dir)
     run.write_config({**vars(opts), "ks": ks, "metric": metric, "device": str(model.device), "features": features},
                      opts.seed)
