@@ -1,7 +1,7 @@
 """Training speed on CPU: images/s per epoch for workshop-cnn and resnet18 at 32 px (bf16 autocast vs
 fp32, through classlab's engine), and MNIST: time to 99.0% test accuracy with a small BN CNN.
 
-    python benchmarks/speed.py                  # both parts
+    python benchmarks/speed.py                  # throughput and mnist
     python benchmarks/speed.py --parts mnist
     python benchmarks/speed.py --parts compile  # fastnet's step at batch 1024, eager vs torch.compile (~3 min)
 """

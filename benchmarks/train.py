@@ -139,6 +139,8 @@ def main() -> None:
                    help="encode every image once more as a JPEG of this quality (4:2:0, as the zip's own) before "
                    "training and scoring: what a further round of the zip's compression costs")
     args = p.parse_args()
+    if args.recompress and not 1 <= args.recompress <= 100:
+        p.error(f"--recompress takes a JPEG quality from 1 to 100 (0: off), got {args.recompress}")
     import tempfile
 
     ds = load_dataset(CIFAR)

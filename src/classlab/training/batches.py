@@ -77,8 +77,9 @@ class StreamedSplit:
 
         cpu_order = order.cpu()
         chunks = [cpu_order[i : i + batch_size].tolist() for i in range(0, len(cpu_order), batch_size)]
-        # one batch (the precision probe's, a short tail) decodes here: starting workers costs more than it saves
-        loader = DataLoader(range(len(self.labels)), batch_sampler=chunks, num_workers=self.workers if len(chunks) > 1 else 0,
+        # a single batch (the precision probe's) decodes here: starting workers would cost more than they save
+        workers = self.workers if len(chunks) > 1 else 0
+        loader = DataLoader(range(len(self.labels)), batch_sampler=chunks, num_workers=workers,
                             collate_fn=lambda rows: torch.from_numpy(self.images[np.array(rows)]),
                             pin_memory=self._device.type == "cuda")
         for chunk, images in zip(chunks, loader):

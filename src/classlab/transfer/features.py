@@ -179,12 +179,13 @@ def _timed(work) -> float:
     return time.perf_counter() - start
 
 
-def _cache_path(images_hex, pre: Preprocessing, spec: dict, bf16: bool, mirror: bool):
+def _cache_path(digest: ImagesDigest, images, labels: np.ndarray, pre: Preprocessing, spec: dict, bf16: bool,
+                mirror: bool):
     folder = cache_dir()
     if not folder:
-        return None
-    view = {"mirror": True} if mirror else {}  # plain views keep their earlier keys
-    key = feature_key(images_hex(), {**spec, "preprocessing": pre.to_dict(), "bf16": bf16, **view})
+        return None  # no cache: the images are never hashed
+    view = {"mirror": True} if mirror else {}
+    key = feature_key(digest.of(images, labels), {**spec, "preprocessing": pre.to_dict(), "bf16": bf16, **view})
     return folder / "features" / f"{key}.npy"
 
 
@@ -194,7 +195,7 @@ def cached_precision(images, labels: np.ndarray, pre: Preprocessing, spec: dict,
     None: a repeated ``--precision auto`` run reads what the first computed instead of timing again."""
     digest = digest or ImagesDigest()
     for bf16 in (True, False):
-        path = _cache_path(lambda: digest.of(images, labels), pre, spec, bf16, mirror=False)
+        path = _cache_path(digest, images, labels, pre, spec, bf16, mirror=False)
         if path is not None and path.is_file():
             return bf16
     return None
@@ -207,7 +208,7 @@ def cached_features(backbone, images, labels: np.ndarray, pre: Preprocessing, de
     """(features, came_from_cache). ``spec`` names the backbone and weights (see module docstring);
     ``digest``: the caller's ImagesDigest of these images, so that several calls hash them once."""
     digest = digest or ImagesDigest()
-    path = _cache_path(lambda: digest.of(images, labels), pre, spec, bf16, mirror)
+    path = _cache_path(digest, images, labels, pre, spec, bf16, mirror)
     if path is not None and path.is_file():
         try:
             return torch.from_numpy(np.load(path, allow_pickle=False)), True
