@@ -29,7 +29,7 @@ def test_every_subcommand_has_help_with_an_example(command, capsys):
     assert "example" in out and f"classlab {command}" in out
 
 
-@pytest.mark.parametrize("command", ["check", "explore", "runs", "download"])
+@pytest.mark.parametrize("command", ["check", "explore", "runs", "download", "cache"])
 def test_data_commands_parse_without_importing_torch(command):
     """check and explore (and the other data commands) start without paying for torch's import."""
     code = ("import sys; from classlab.cli import build_parser, main\n"

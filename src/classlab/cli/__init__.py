@@ -34,6 +34,7 @@ COMMANDS = {  # name -> (module under classlab.cli that defines it, its line in 
     "explain": ("explain", "top losses, confused pairs, Grad-CAM / occlusion, calibration"),
     "compare": ("compare", "is run B really better than run A, and on which images"),
     "download": ("data_commands", "download a named dataset, checksummed"),
+    "cache": ("data_commands", "show, prune or clear the decoded-image and feature cache"),
     "serve": ("web", "the local web workbench (runs, data, predict, train, review labels)"),
     "report": ("web", "a run's workbench page as a static HTML folder"),
 }

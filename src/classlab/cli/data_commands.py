@@ -1,11 +1,14 @@
-"""``classlab explore``, ``check``, ``runs`` and ``download``: the data-side commands (none imports torch)."""
+"""``classlab explore``, ``check``, ``runs``, ``download`` and ``cache``: the data-side commands (none imports
+torch)."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 
-from .common import Command, add_data_flags, data_options, positive_int
+from ..errors import ClasslabError
+from .common import Command, add_data_flags, data_options, finite_float, positive_int
 
 
 def configure_explore(p) -> None:
@@ -72,6 +75,72 @@ def run_download(args) -> None:
     print(f"{args.name}: files verified in {folder}")
 
 
+def size_arg(text: str) -> int:
+    from ..data.cache import parse_size
+
+    try:
+        return parse_size(text)
+    except ClasslabError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def days_arg(text: str) -> float:
+    days = finite_float(text)
+    if days < 0:
+        raise argparse.ArgumentTypeError(f"expected a number of days of 0 or more, got '{text}'")
+    return days
+
+
+def configure_cache(p) -> None:
+    p.add_argument("action", nargs="?", choices=("info", "prune", "clear"), default="info",
+                   help="info (default): where the cache is and what it holds; prune: evict the least recently "
+                        "used entries; clear: remove every entry")
+    p.add_argument("--max-size", type=size_arg, metavar="SIZE", help="prune: keep at most this much, like 5G "
+                   "(default: $CLASSLAB_CACHE_MAX_SIZE, else 20G)")
+    p.add_argument("--older-than", type=days_arg, metavar="DAYS", help="prune: also remove entries unused for "
+                   "this many days")
+    p.add_argument("--json", action="store_true", help="print JSON instead of text")
+
+
+def _human(size: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+
+
+def run_cache(args) -> None:
+    from ..data import cache
+
+    folder = cache.cache_dir()
+    if folder is None:
+        print("the cache is off (CLASSLAB_CACHE=off); nothing to show or remove")
+        return
+    before = cache.entries(folder)
+    removed = freed = 0
+    if args.action == "clear":
+        removed, freed = cache.prune(max_bytes=0, older_than=0, folder=folder)
+    elif args.action == "prune":
+        cap = args.max_size if args.max_size is not None else cache.max_size()
+        older = args.older_than * 86400 if args.older_than is not None else None
+        removed, freed = cache.prune(max_bytes=cap, older_than=older, folder=folder)
+    left = cache.entries(folder) if removed else before
+    kinds = {kind: {"entries": sum(e.kind == kind for e in left), "bytes": sum(e.size for e in left if e.kind == kind)}
+             for kind in ("decoded", "features", "partial")}
+    summary = {"folder": str(folder), "max_size": cache.max_size(), "removed": removed, "freed_bytes": freed,
+               "kinds": kinds, "total_bytes": sum(e.size for e in left)}
+    if args.json:
+        print(json.dumps(summary, indent=2))
+        return
+    cap = "no cap" if summary["max_size"] is None else f"cap {_human(summary['max_size'])}"
+    print(f"cache: {folder} ({_human(summary['total_bytes'])}, {cap}; ${cache.MAX_SIZE_ENV} sets it)")
+    for kind, label in (("decoded", "decoded image trees"), ("features", "backbone features"),
+                        ("partial", "interrupted writes")):
+        print(f"  {label:20} {kinds[kind]['entries']:6d} entries  {_human(kinds[kind]['bytes']):>10}")
+    if args.action != "info":
+        print(f"removed {removed} entries, {_human(freed)} freed")
+
+
 COMMANDS = {
     "explore": Command("Sample grid, class distribution and statistics of a dataset.", configure_explore, run_explore,
                        "examples:\n  classlab explore digits\n  classlab explore ../shared/data/cifar10/cifar10-images.zip\n"
@@ -82,4 +151,9 @@ COMMANDS = {
                     "example:\n  classlab runs --runs-dir runs"),
     "download": Command("Download a named dataset's official files, checksummed.", configure_download, run_download,
                         "examples:\n  classlab download mnist\n  classlab download cifar10 --data-dir ~/datasets"),
+    "cache": Command("Show, prune or clear the cache of decoded images and backbone features. It keeps itself under "
+                     "$CLASSLAB_CACHE_MAX_SIZE (default 20G) by evicting the least recently used entries; every "
+                     "entry is rebuilt on demand.", configure_cache, run_cache,
+                     "examples:\n  classlab cache\n  classlab cache prune --max-size 5G --older-than 30\n"
+                     "  classlab cache clear"),
 }

@@ -20,10 +20,8 @@ from contextlib import contextmanager
 import numpy as np
 import torch
 
-from ..data.cache import cache_dir
+from ..data.cache import cache_dir, store, touch
 from ..data.dataset import iter_blocks
-from ..errors import ClasslabError
-from ..fileio import atomic_write_bytes
 from ..inference.predict import array_batches, predict_batches
 from ..inference.preprocess import Preprocessing
 from ..inference.tta import mirror as mirror_image
@@ -210,6 +208,7 @@ def cached_features(backbone, images, labels: np.ndarray, pre: Preprocessing, de
     digest = digest or ImagesDigest()
     path = _cache_path(digest, images, labels, pre, spec, bf16, mirror)
     if path is not None and path.is_file():
+        touch(path)
         try:
             return torch.from_numpy(np.load(path, allow_pickle=False)), True
         except (OSError, ValueError):  # a damaged entry is a miss
@@ -218,8 +217,5 @@ def cached_features(backbone, images, labels: np.ndarray, pre: Preprocessing, de
     if path is not None:
         buf = io.BytesIO()
         np.save(buf, feats.numpy())
-        try:
-            atomic_write_bytes(path, buf.getvalue())
-        except ClasslabError:
-            pass  # a read-only or full cache disk must not fail the run
+        store(path, buf.getvalue())
     return feats, False
