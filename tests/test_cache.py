@@ -134,7 +134,7 @@ def test_cache_command_info_prune_clear(tmp_path, private_cache, capsys):
     assert cache.entries(private_cache) == [] and (private_cache / "keep.txt").exists()
 
 
-def test_cache_command_errors_are_one_line(monkeypatch, capsys):
+def test_cache_command_errors_are_one_line(tmp_path, monkeypatch, capsys):
     assert main(["cache", "prune", "--max-size", "lots"]) == 2
     assert "write it like 500M" in capsys.readouterr().err
     assert main(["cache", "prune", "--older-than", "-3"]) == 2
@@ -143,7 +143,12 @@ def test_cache_command_errors_are_one_line(monkeypatch, capsys):
     assert main(["cache"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and cache.MAX_SIZE_ENV in err
-    monkeypatch.setenv("CLASSLAB_CACHE", "off")
+    not_a_folder = tmp_path / "file"
+    not_a_folder.write_text("x")
+    monkeypatch.setenv("CLASSLAB_CACHE", str(not_a_folder))
     monkeypatch.delenv(cache.MAX_SIZE_ENV)
+    assert main(["cache", "clear"]) == 0
+    assert "is not a folder" in capsys.readouterr().out and not_a_folder.read_text() == "x"
+    monkeypatch.setenv("CLASSLAB_CACHE", "off")
     assert main(["cache", "clear"]) == 0
     assert "the cache is off" in capsys.readouterr().out

@@ -139,6 +139,8 @@ def run_cache(args) -> None:
         print(f"  {label:20} {kinds[kind]['entries']:6d} entries  {_human(kinds[kind]['bytes']):>10}")
     if args.action != "info":
         print(f"removed {removed} entries, {_human(freed)} freed")
+    if folder.exists() and not folder.is_dir():
+        print(f"note: {folder} is not a folder, so nothing can be cached; point CLASSLAB_CACHE at a folder")
 
 
 COMMANDS = {
