@@ -108,3 +108,25 @@ def test_save_writes_report_json_and_readable_pngs(tmp_path):
 def test_bad_input(args, match):
     with pytest.raises(ClasslabError, match=match):
         evaluate(*args)
+
+
+def test_macro_averages_over_the_classes_present_match_sklearns_default():
+    """Images of 3 of 10 classes, one prediction into a fourth: 'present' averages over the 4 classes in
+    labels or predictions, as scikit-learn does without labels=; 'all' over the 10, as it does with them."""
+    rng = np.random.default_rng(3)
+    y = rng.choice([2, 5, 7], 300)
+    pred = np.where(rng.random(300) < 0.8, y, rng.choice([2, 5, 7, 9], 300))
+    names = [f"c{i}" for i in range(10)]
+    present = evaluate(y, pred, class_names=names, average_over="present").metrics
+    every = evaluate(y, pred, class_names=names).metrics
+    for key, average in (("f1", "macro"), ("precision", "macro"), ("recall", "macro")):
+        score = getattr(skm, f"{key}_score" if key != "f1" else "f1_score")
+        assert present["macro_avg"][key] == pytest.approx(score(y, pred, average=average, zero_division=0))
+        assert every["macro_avg"][key] == pytest.approx(score(y, pred, average=average, labels=range(10),
+                                                              zero_division=0))
+    assert present["macro_avg_classes"] == ["c2", "c5", "c7", "c9"] and "macro_avg_classes" not in every
+    lo, hi = present["confidence_intervals"]["macro_f1"]
+    assert lo <= present["macro_avg"]["f1"] <= hi and hi > every["confidence_intervals"]["macro_f1"][1]
+    assert present["accuracy"] == every["accuracy"] and present["balanced_accuracy"] == every["balanced_accuracy"]
+    with pytest.raises(ClasslabError, match="'all' or 'present'"):
+        evaluate(y, pred, class_names=names, average_over="some")

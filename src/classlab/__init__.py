@@ -22,6 +22,7 @@ _API = {
     "workshop": ".api",
     "explain": ".api",
     "compare": ".api",
+    "evaluate_run": ".api",
     "RunResult": ".runs",
     "TrainedRun": ".inference.trained_run",
     "create_model": ".models",

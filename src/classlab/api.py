@@ -79,3 +79,17 @@ def compare(*runs, common: bool = False, runs_dir=None, images: bool = True) -> 
     from .commands.compare import compare_runs
 
     return compare_runs([getattr(r, "run_dir", r) for r in runs], runs_dir, common=common, images=images)
+
+
+def evaluate_run(run, data, *, data_dir=None, runs_dir=None, **options) -> RunResult:
+    """Score a trained run (a RunResult or a run directory) on other labelled images, with the full report.
+    ``options`` are EvaluateConfig fields: split ("auto", "test", "val", "train", "all"), drop_seen,
+    max_images, coarse_labels, device, seed."""
+    from .commands.evaluate import EvaluateConfig, run_evaluate
+    from .errors import ClasslabError
+
+    unknown = sorted(set(options) - set(EvaluateConfig.__dataclass_fields__))
+    if unknown:
+        raise ClasslabError(f"evaluate_run has no option {', '.join(unknown)}; it takes "
+                            f"{', '.join(EvaluateConfig.__dataclass_fields__)}")
+    return run_evaluate(getattr(run, "run_dir", run), str(data), data_dir, EvaluateConfig(**options), runs_dir)

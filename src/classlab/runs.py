@@ -173,15 +173,29 @@ class RunResult:
         return cls(run.path, run.command or "", report if report.is_file() else None, metrics,
                    history=read_history(run.path / "history.csv"))
 
+    @property
+    def model_dir(self) -> Path | None:
+        """The folder of the run's trained model (best.pt): the run itself, or for an evaluation the run it
+        evaluated; None without one."""
+        if (self.run_dir / "best.pt").is_file():
+            return self.run_dir
+        if self.command == "evaluate":
+            config = _read_json(self.run_dir / "config.json")
+            source = (config.get("options") or {}).get("run") if isinstance(config, dict) else None
+            if isinstance(source, str) and (Path(source) / "best.pt").is_file():
+                return Path(source)
+        return None
+
     def trained(self, device: str | None = "cpu"):
         """The trained model with its preprocessing, as a ``classlab.inference.TrainedRun`` (loaded once)."""
         if self._trained is None:
             from .inference.trained_run import TrainedRun
 
-            if not (self.run_dir / "best.pt").is_file():
+            folder = self.model_dir
+            if folder is None:
                 raise ClasslabError(f"{self.run_dir} is a '{self.command}' run without a trained model (best.pt); "
                                     "predict with a train or transfer run")
-            self._trained = TrainedRun.load(self.run_dir, device)
+            self._trained = TrainedRun.load(folder, device)
         return self._trained
 
     def predict(self, inputs, top_k: int = 3) -> list[dict]:

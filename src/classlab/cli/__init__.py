@@ -24,6 +24,7 @@ COMMANDS = {  # name -> (module under classlab.cli that defines it, its line in 
     "transfer": ("transfer", "transfer learning: pretrained backbone, cached features, fine-tuning"),
     "lr-find": ("train", "learning-rate range test"),
     "predict": ("inference", "top-k labels for new images"),
+    "evaluate": ("inference", "score a trained model on other labelled images, full report"),
     "export": ("inference", "ONNX / TorchScript bundle with class names and preprocessing"),
     "models": ("models", "list the registered models"),
     "summary": ("models", "Keras-style table of a model"),

@@ -1,11 +1,11 @@
-"""``classlab predict``, ``export`` and ``visualize``: what a trained run does for new images."""
+"""``classlab predict``, ``evaluate``, ``export`` and ``visualize``: what a trained run does for new images."""
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
 
-from .common import Command, positive_int
+from .common import Command, positive_int, whole_number
 
 
 def configure_predict(p) -> None:
@@ -37,6 +37,36 @@ def run_predict(args) -> None:
         images, files = run.load_images(image_files(args.inputs))
         folder = explain_predictions(run.run_dir, images, [str(f) for f in files], path.with_suffix(""))
         print(f"explanations: {folder}", file=sys.stderr)
+
+
+def configure_evaluate(p) -> None:
+    from ..commands.evaluate import SPLITS
+
+    p.add_argument("run", help="a run of train or transfer (its best.pt)")
+    p.add_argument("data", help="labelled images: a dataset name (mnist, cifar10, ...) or a path (class folders, "
+                                ".zip, IDX, CIFAR, .npz, .csv), with class names as in training")
+    p.add_argument("--data-dir", help="where named datasets live (default: $CLASSLAB_DATA or ~/.cache/classlab/datasets)")
+    p.add_argument("--split", choices=SPLITS, default="auto", help="which images: the data's own test (val, train) "
+                   "split, or all; auto (default): its test split where it has one, else all")
+    p.add_argument("--coarse-labels", action="store_true", help="CIFAR-100: use the 20 coarse classes")
+    p.add_argument("--drop-seen", action="store_true", help="leave out images identical to ones the run trained or "
+                                                            "validated on")
+    p.add_argument("--max-images", type=positive_int, help="score a stratified sample of at most this many")
+    p.add_argument("--device", default="cpu", help="cpu (default), cuda, mps or auto")
+    p.add_argument("--seed", type=whole_number, default=0, help="seed of the sample and the bootstrap intervals")
+    p.add_argument("--runs-dir", help="where the evaluation's run directory goes (default: $CLASSLAB_RUNS or ./runs)")
+
+
+def run_evaluate(args) -> None:
+    from ..commands.evaluate import EvaluateConfig, run_evaluate as evaluate
+
+    cfg = EvaluateConfig(split=args.split, drop_seen=args.drop_seen, max_images=args.max_images, device=args.device,
+                         seed=args.seed, coarse_labels=args.coarse_labels)
+    result = evaluate(args.run, args.data, args.data_dir, cfg, args.runs_dir)
+    m, extra = result.metrics, result.details["evaluate"]
+    print(f"{extra['images']} images: accuracy {m['accuracy']:.4f}, balanced accuracy {m['balanced_accuracy']:.4f}, "
+          f"macro F1 {m['macro_avg']['f1']:.4f}")
+    print(f"report: {result.report}")
 
 
 def configure_export(p) -> None:
@@ -79,6 +109,12 @@ COMMANDS = {
     "predict": Command("Top-k labels for new images, with the run's own preprocessing.", configure_predict,
                        run_predict, "examples:\n  classlab predict runs/<run> photo1.jpg photo2.png\n"
                        "  classlab predict runs/<run> folder_of_images/ --top-k 5 --output predictions.csv"),
+    "evaluate": Command("Score a trained model on other labelled images (a new test set, another dataset), with "
+                        "the full report: the run's preprocessing and TTA, classes matched by name, images it trained "
+                        "on counted (--drop-seen leaves them out).", configure_evaluate, run_evaluate,
+                        "examples:\n  classlab evaluate runs/<run> new_photos/\n"
+                        "  classlab evaluate runs/<mnist run> fashion-mnist --data-dir ../shared/data --split test\n"
+                        "  classlab evaluate runs/<run> photos.zip --split all --drop-seen"),
     "export": Command("Write a bundle: model (ONNX or TorchScript), class names, preprocessing.", configure_export,
                       run_export, "examples:\n  classlab export runs/<run> --format onnx\n"
                       "  classlab export runs/<run> --format torchscript --output bundle/"),

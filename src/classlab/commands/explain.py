@@ -103,9 +103,14 @@ def _write(out: Path, result: RunResult, ds, rows: np.ndarray, outputs: dict, to
                                train_rows)
     if attribution:
         sections.append(attribution)
-    space = TrainSpace(result, ds, train_rows)
-    sections.append(_by_example(out, space, ds, rows[worst[:NEAREST_FOR]], names, findings))
-    sections.append(_label_issues(out, space, ds, names, findings))
+    if len(train_rows):
+        space = TrainSpace(result, ds, train_rows)
+        sections.append(_by_example(out, space, ds, rows[worst[:NEAREST_FOR]], names, findings))
+        sections.append(_label_issues(out, space, ds, names, findings))
+    else:  # an evaluation: the model learnt from another run's images
+        sections.append(("Explain by example", "This run has no training images of its own (it scores another "
+                         "run's model), so nearest training images and label issues are left out; explain the "
+                         "evaluated run for them."))
     write_json(out / "explain.json", findings)
     body = ["# Explaining " + result.run_dir.name, ""]
     for heading, text in sections:
@@ -231,7 +236,7 @@ class TrainSpace:
         self.rows = np.sort(rng.choice(train_rows, MAX_TRAIN, replace=False)) if len(train_rows) > MAX_TRAIN \
             else train_rows
         self.model, self.what, self.metric = None, "pixels", "l2"
-        if (result.run_dir / "best.pt").is_file():
+        if result.model_dir is not None:
             self.model = result.trained()  # the same loaded model attribution used
         self.vectors = self.embed(np.asarray(ds.images[self.rows]))
         self.labels, self.num_classes = ds.labels[self.rows], ds.num_classes

@@ -22,7 +22,7 @@ def attribute(result: RunResult, ds, images: np.ndarray, targets: np.ndarray, me
     if method not in METHODS:
         raise ClasslabError(f"unknown attribution method '{method}'; choose one of {', '.join(METHODS)}")
     folder = result.run_dir
-    if (folder / "best.pt").is_file():
+    if result.model_dir is not None:
         import torch
 
         from ..inference.attribution import conv_layers, grad_cam, target_layer

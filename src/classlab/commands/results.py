@@ -24,11 +24,11 @@ def test_section(ev: Evaluation, heading: str = "Test results") -> tuple[str, st
 
 
 def score_test(run: Run, ds: ImageDataset, test_idx: np.ndarray, proba: np.ndarray, seed: int,
-               extra: dict, y_pred: np.ndarray | None = None) -> Evaluation:
+               extra: dict, y_pred: np.ndarray | None = None, average_over: str = "all") -> Evaluation:
     """Evaluate test probabilities; write metrics.json (with ``extra``), the plots and predictions.csv."""
     y_true = ds.labels[test_idx]
     y_pred = proba.argmax(1) if y_pred is None else y_pred
-    ev = evaluate(y_true, y_pred, proba, ds.class_names, seed=seed)
+    ev = evaluate(y_true, y_pred, proba, ds.class_names, seed=seed, average_over=average_over)
     ev.save(run.path, extra=extra)
     run.write_predictions([ds.ids[i] for i in test_idx], y_true, y_pred, proba, ds.class_names)
     return ev

@@ -51,13 +51,15 @@ def balanced_accuracy(cm: np.ndarray) -> float:
     return float(np.mean(np.diag(cm)[present] / support[present]))
 
 
-def macro_f1_batch(cms: np.ndarray) -> np.ndarray:
+def macro_f1_batch(cms: np.ndarray, classes: np.ndarray | None = None) -> np.ndarray:
     """Macro F1 of a stack of confusion matrices (B, K, K); classes absent from both truth and
-    predictions still count as 0 here, as they do in scikit-learn when labels= lists them."""
+    predictions still count as 0 here, as they do in scikit-learn when labels= lists them, unless
+    ``classes`` (a boolean mask) says which classes to average over."""
     tp = np.diagonal(cms, axis1=1, axis2=2).astype(float)
     fp = cms.sum(axis=1) - tp
     fn = cms.sum(axis=2) - tp
-    return _safe_div(2 * tp, 2 * tp + fp + fn).mean(axis=1)
+    f1 = _safe_div(2 * tp, 2 * tp + fp + fn)
+    return (f1 if classes is None else f1[:, classes]).mean(axis=1)
 
 
 def top_k_accuracy(y_true: np.ndarray, proba: np.ndarray, k: int) -> float:
@@ -76,8 +78,9 @@ def cross_entropy(y_true: np.ndarray, proba: np.ndarray, eps: float | None = Non
 
 
 def bootstrap_ci(y_true: np.ndarray, y_pred: np.ndarray, k: int, n_boot: int = 1000, seed: int = 0,
-                 level: float = 0.95, chunk: int = 100) -> dict[str, list[float]]:
-    """Percentile bootstrap intervals for accuracy and macro F1 (items resampled with replacement)."""
+                 level: float = 0.95, chunk: int = 100, classes: np.ndarray | None = None) -> dict[str, list[float]]:
+    """Percentile bootstrap intervals for accuracy and macro F1 (items resampled with replacement; macro F1
+    over the ``classes`` mask when given)."""
     n = len(y_true)
     rng = np.random.default_rng(seed)
     cell = y_true * k + y_pred
@@ -88,7 +91,7 @@ def bootstrap_ci(y_true: np.ndarray, y_pred: np.ndarray, k: int, n_boot: int = 1
         flat = cell[draws] + (np.arange(b) * k * k)[:, None]
         cms = np.bincount(flat.ravel(), minlength=b * k * k).reshape(b, k, k)
         acc.append(np.trace(cms, axis1=1, axis2=2) / n)
-        f1.append(macro_f1_batch(cms))
+        f1.append(macro_f1_batch(cms, classes))
     lo, hi = (1 - level) / 2 * 100, (1 + level) / 2 * 100
     return {name: [float(np.percentile(v, lo)), float(np.percentile(v, hi))]
             for name, v in (("accuracy", np.concatenate(acc)), ("macro_f1", np.concatenate(f1)))}

@@ -52,6 +52,9 @@ class Evaluation:
                          f"{a['specificity']:11.4f}  {a['f1']:9.4f}  {self.metrics['n']:8d}")
         mt = self.metrics
         ci = mt["confidence_intervals"]
+        if "macro_avg_classes" in mt:
+            lines.append(f"(macro avg over the {len(mt['macro_avg_classes'])} classes present in labels or "
+                         "predictions)")
         lines += ["",
                   f"accuracy           {mt['accuracy']:.4f}  (95% CI {ci['accuracy'][0]:.4f}-{ci['accuracy'][1]:.4f})",
                   f"macro F1           {mt['macro_avg']['f1']:.4f}  (95% CI {ci['macro_f1'][0]:.4f}-{ci['macro_f1'][1]:.4f})",
@@ -95,10 +98,17 @@ def _as_labels(y, name: str, k: int | None) -> np.ndarray:
     return y
 
 
-def evaluate(y_true, y_pred, proba=None, class_names=None, n_bootstrap: int = 1000, seed: int = 0) -> Evaluation:
+def evaluate(y_true, y_pred, proba=None, class_names=None, n_bootstrap: int = 1000, seed: int = 0,
+             average_over: str = "all") -> Evaluation:
     """Score predictions: accuracy, balanced accuracy, MCC, top-k, per-class precision / recall /
     specificity / F1 / support with macro and weighted averages, cross-entropy, bootstrap 95% CIs
-    and the confusion matrix. Works from 2 to hundreds of classes."""
+    and the confusion matrix. Works from 2 to hundreds of classes.
+
+    ``average_over``: "all" classes count in the macro averages (scikit-learn with ``labels=`` listing every
+    class), or only those "present" in y_true or y_pred (scikit-learn's default): for images of some of a
+    model's classes, where a class never seen nor predicted would add a meaningless 0."""
+    if average_over not in ("all", "present"):
+        raise ClasslabError(f"average_over takes 'all' or 'present', got '{average_over}'")
     if class_names is None:
         k = int(max(np.max(y_true, initial=0), np.max(y_pred, initial=0))) + 1
         if proba is not None:
@@ -115,6 +125,7 @@ def evaluate(y_true, y_pred, proba=None, class_names=None, n_bootstrap: int = 10
         raise ClasslabError("evaluation needs at least two classes")
     cm = m.confusion(y_true, y_pred, k)
     pc = m.per_class(cm)
+    counted = (cm.sum(axis=0) + cm.sum(axis=1) > 0) if average_over == "present" else np.ones(k, dtype=bool)
     support = pc["support"].astype(float)
     per_class = [{"class": name, **{key: (int(pc[key][i]) if key in ("support", "tp", "fp", "fn", "tn")
                                           else float(pc[key][i])) for key in pc}}
@@ -126,10 +137,12 @@ def evaluate(y_true, y_pred, proba=None, class_names=None, n_bootstrap: int = 10
         "accuracy": float(np.trace(cm) / cm.sum()),
         "balanced_accuracy": m.balanced_accuracy(cm),
         "mcc": m.matthews(cm),
-        "macro_avg": {s: float(pc[s].mean()) for s in scores},
+        "macro_avg": {s: float(pc[s][counted].mean()) for s in scores},
         "weighted_avg": {s: float(np.average(pc[s], weights=support)) for s in scores},
         "per_class": per_class,
     }
+    if not counted.all():
+        result["macro_avg_classes"] = [name for name, c in zip(class_names, counted) if c]
     if proba is not None:
         proba = np.asarray(proba, dtype=np.float64)
         if proba.shape != (len(y_true), k):
@@ -138,6 +151,6 @@ def evaluate(y_true, y_pred, proba=None, class_names=None, n_bootstrap: int = 10
             raise ClasslabError("proba must hold finite, non-negative probabilities")
         result["top_k_accuracy"] = {str(t): m.top_k_accuracy(y_true, proba, t) for t in TOP_K if t < k}
         result["cross_entropy"] = m.cross_entropy(y_true, proba)
-    result["confidence_intervals"] = {**m.bootstrap_ci(y_true, y_pred, k, n_bootstrap, seed),
+    result["confidence_intervals"] = {**m.bootstrap_ci(y_true, y_pred, k, n_bootstrap, seed, classes=counted),
                                       "level": 0.95, "n_bootstrap": n_bootstrap}
     return Evaluation(result, cm, class_names)

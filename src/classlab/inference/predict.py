@@ -55,9 +55,10 @@ def predict_batches(model, batches: Iterable, pre: Preprocessing, *, tta: str | 
 
 
 def predict_proba_array(model, images: np.ndarray, pre: Preprocessing, device, tta: str = "none",
-                        batch_size: int = 256) -> np.ndarray:
+                        batch_size: int = 256, progress: bool = False) -> np.ndarray:
     """Class probabilities of uint8 (N, [D,] H, W, C) images under the contract, on the CPU."""
-    logits = predict_batches(model, array_batches(images, batch_size, device), pre, tta=tta, out_device="cpu")
+    logits = predict_batches(model, array_batches(images, batch_size, device), pre, tta=tta, out_device="cpu",
+                             progress=progress, total=len(images))
     return logits.softmax(1).numpy()
 
 

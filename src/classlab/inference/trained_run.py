@@ -85,13 +85,14 @@ class TrainedRun:
             raise ClasslabError(f"the weights in {path} do not fit its model ({str(e).splitlines()[0][:200]})") from None
         return cls(run_dir, model.to(dev).eval(), class_names, pre, dev, tta, read_temperature(run_dir))
 
-    def predict_proba(self, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
-        """uint8 (N, H, W, C) images already at the run's size and channels -> class probabilities."""
+    def predict_proba(self, images: np.ndarray, batch_size: int = 256, progress: bool = False) -> np.ndarray:
+        """uint8 (N, H, W, C) images already at the run's size and channels (an array, or a dataset's lazily
+        decoded images) -> class probabilities."""
         expected = (*self.preprocessing.image_size, self.preprocessing.channels)
         if images.dtype != np.uint8 or tuple(images.shape[1:]) != expected:
             raise ClasslabError(f"expected uint8 images of shape (N, {', '.join(map(str, expected))}), got "
                                 f"{images.dtype} {images.shape}; pass files to predict() to have them converted")
-        proba = predict_proba_array(self.model, images, self.preprocessing, self.device, self.tta, batch_size)
+        proba = predict_proba_array(self.model, images, self.preprocessing, self.device, self.tta, batch_size, progress)
         if self.temperature != 1.0:
             from ..evaluation.calibration import apply_temperature
 

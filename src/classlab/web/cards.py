@@ -56,7 +56,7 @@ class RunExplainer:
         if self._predict is None:
             from ..commands.explainers import knn_predictor, scratch_predictor
 
-            if (self.run_dir / "best.pt").is_file():
+            if self.result.model_dir is not None:
                 self._predict = self.result.trained().predict_proba
             elif (self.run_dir / "scratch.npz").is_file():
                 self._predict = scratch_predictor(self.run_dir)
@@ -69,7 +69,7 @@ class RunExplainer:
 
     def model_input(self, image: np.ndarray) -> np.ndarray | None:
         """The image after the preprocessing contract's resize and channel steps (None without a torch model)."""
-        if not (self.run_dir / "best.pt").is_file() or image.ndim != 3:
+        if self.result.model_dir is None or image.ndim != 3:
             return None
         import torch
 
@@ -92,7 +92,7 @@ class RunExplainer:
             if seen is not None:
                 card["seen"] = data_uri(png_bytes(seen, 192))
                 card["seen_size"] = "x".join(map(str, seen.shape[:2]))
-            card["steps"] = self.result.trained().preprocessing.describe() if (self.run_dir / "best.pt").is_file() else []
+            card["steps"] = self.result.trained().preprocessing.describe() if self.result.model_dir is not None else []
             card["attribution"], card["method"] = self._attribution(image, int(order[0]))
             card["neighbours"] = self._neighbours(image) if neighbours else []
             return card
@@ -110,6 +110,8 @@ class RunExplainer:
     def _neighbours(self, image: np.ndarray) -> list[dict]:
         from ..commands.explain import TrainSpace
 
+        if self.train_rows is None or not len(self.train_rows):
+            return []  # an evaluation: no training images of its own to show
         if self._space is None:
             self._space = TrainSpace(self.result, self.ds, self.train_rows)
         idx = self._space.nearest(image[None], NEIGHBOURS)[0]

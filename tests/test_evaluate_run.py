@@ -1,0 +1,157 @@
+"""classlab evaluate: a trained run scored on other labelled images, cross-checked against scikit-learn and
+against the run's own test report."""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+from sklearn.metrics import accuracy_score, f1_score
+
+import classlab
+from classlab.cli import main
+from conftest import DATA, need
+
+
+@pytest.fixture(scope="module")
+def digits_run(tmp_path_factory):
+    return classlab.train("digits", "mlp", epochs=3, progress=False, runs_dir=tmp_path_factory.mktemp("runs"))
+
+
+def _predictions(run_dir):
+    with open(run_dir / "predictions.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _check_against_sklearn(result):
+    rows = _predictions(result.run_dir)
+    y, p = [r["true_label"] for r in rows], [r["predicted_label"] for r in rows]
+    assert result.metrics["accuracy"] == pytest.approx(accuracy_score(y, p))
+    assert result.metrics["macro_avg"]["f1"] == pytest.approx(f1_score(y, p, average="macro", zero_division=0))
+    return rows
+
+
+def test_drop_seen_on_the_training_data_reproduces_the_runs_own_test_report(digits_run, runs_dir, capsys):
+    result = classlab.evaluate_run(digits_run, "digits", drop_seen=True)
+    rows = _check_against_sklearn(result)
+    own = _predictions(digits_run.run_dir)
+    assert sorted(map(tuple, (r.values() for r in rows))) == sorted(map(tuple, (r.values() for r in own)))
+    assert result.metrics["accuracy"] == pytest.approx(digits_run.metrics["accuracy"])
+    seen = result.details["evaluate"]["images_seen_in_training"]
+    sizes = {s: 0 for s in ("train", "val", "test")}
+    with open(digits_run.run_dir / "split.csv", newline="") as f:
+        for r in csv.DictReader(f):
+            sizes[r["split"]] += 1
+    assert seen == sizes["train"] + sizes["val"] and result.details["evaluate"]["images"] == sizes["test"]
+    # a normal run: compare reads it, and it agrees with the run to the image
+    assert main(["compare", str(digits_run.run_dir), str(result.run_dir), "--no-images"]) == 0
+    assert "+0.00 points" in capsys.readouterr().out
+
+
+def test_seen_images_are_scored_with_a_warning_unless_dropped(digits_run, runs_dir, capsys):
+    assert main(["evaluate", str(digits_run.run_dir), "digits"]) == 0
+    captured = capsys.readouterr()
+    assert "1797 images: accuracy" in captured.out and "identical to images" in captured.err
+    run_dir = next(runs_dir.glob("*-evaluate-digits"))
+    report = (run_dir / "report.md").read_text()
+    assert "were scored (they flatter the score" in report and "![confusion matrix](confusion_matrix.png)" in report
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["evaluate"]["images_seen_in_training"] > 1500 and len(_predictions(run_dir)) == 1797
+
+
+def test_a_folder_of_some_classes_maps_labels_by_name(digits_run, tmp_path, runs_dir):
+    """A folder holding only '3' and '7' (PNG files, 4x the size, RGB): decoded at the run's 8x8 gray, labels
+    mapped to the model's class indices, the other classes present with no support."""
+    ds = classlab.load_dataset("digits")
+    picked = np.flatnonzero(np.isin(ds.labels, [3, 7]))[:40]
+    for i in picked:
+        folder = tmp_path / "new" / ds.class_names[ds.labels[i]]
+        folder.mkdir(parents=True, exist_ok=True)
+        big = np.repeat(np.repeat(ds.images[i, :, :, 0], 4, 0), 4, 1)
+        Image.fromarray(np.stack([big] * 3, -1)).save(folder / f"{i}.png")
+    result = classlab.evaluate_run(digits_run, tmp_path / "new")
+    rows = _check_against_sklearn(result)
+    assert {r["true_label"] for r in rows} == {"3", "7"} and len(rows) == 40
+    saved = json.loads((result.run_dir / "metrics.json").read_text())
+    assert saved["class_names"] == [str(c) for c in range(10)] and saved["macro_avg_classes"][:2] == ["3", "7"]
+    assert [row["support"] for row in saved["per_class"]] == [0, 0, 0, 20, 0, 0, 0, 20, 0, 0]
+    direct = digits_run.predict(tmp_path / "new", top_k=1)  # the same files through predict
+    by_file = {d["input"].split("/")[-1].removesuffix(".png"): d["top"][0][0] for d in direct}
+    assert {r["id"].split("/")[-1].removesuffix(".png"): r["predicted_label"] for r in rows} == by_file
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["{run}", "{folder}"], "classes the model does not know: 'cat', 'dog'"),
+    (["{run}", "digits", "--split", "test"], "no split of its own; use --split all"),
+    (["{runs}", "digits"], "holds no trained model (best.pt)"),
+    (["{run}", "digits", "--split", "holdout"], "invalid choice"),
+    (["{run}", "{missing}"], "missing"),
+])
+def test_bad_requests_are_one_line(args, needle, digits_run, tmp_path, runs_dir, capsys):
+    from conftest import make_class_folder
+
+    folder = make_class_folder(tmp_path / "pets")
+    subs = {"run": str(digits_run.run_dir), "folder": str(folder), "runs": str(tmp_path), "missing": str(tmp_path / "missing")}
+    assert main(["evaluate", *[a.format(**subs) for a in args]]) == 2
+    err = capsys.readouterr().err
+    assert needle in err and err.count("\n") == 1 and "Traceback" not in err
+    assert not list(runs_dir.glob("*-evaluate-*"))  # a refused evaluation leaves no run behind
+
+
+def test_unknown_api_option_is_named():
+    with pytest.raises(classlab.ClasslabError, match="no option drop_sene"):
+        classlab.evaluate_run("runs/x", "digits", drop_sene=True)
+
+
+def test_mnist_run_on_the_official_test_split_and_refused_on_fashion(tmp_path, runs_dir, capsys):
+    """Real data: an MNIST model scored on a sample of MNIST's official test split (none of it seen), with
+    every probability as predict_proba gives it; Fashion-MNIST's classes are not the model's."""
+    need(DATA / "mnist")
+    run = classlab.train("mnist", "mlp", epochs=1, progress=False,
+                         data_options={"data_dir": str(DATA), "max_train": 3000, "max_eval": 300})
+    result = classlab.evaluate_run(run, "mnist", data_dir=DATA, max_images=1000)
+    rows = _check_against_sklearn(result)
+    assert len(rows) == 1000 and result.details["evaluate"]["images_seen_in_training"] == 0
+    assert result.metrics["accuracy"] > 0.8
+    assert all(r["id"].startswith("test/") for r in rows) or "test" in result.report.read_text()
+    ds = classlab.load_dataset("mnist", data_dir=DATA)
+    index = {item: i for i, item in enumerate(ds.ids)}
+    picked = np.array([index[r["id"]] for r in rows])
+    with np.load(result.run_dir / "probabilities.npz") as z:
+        assert np.allclose(z["test_probs"], run.predict_proba(ds.images[picked]), atol=1e-5)
+    assert main(["evaluate", str(run.run_dir), "fashion-mnist", "--data-dir", str(DATA)]) == 2
+    assert "classes the model does not know: 'T-shirt/top'" in capsys.readouterr().err
+
+
+def test_the_workbench_shows_an_evaluation_with_its_images(digits_run, tmp_path):
+    from starlette.testclient import TestClient
+
+    from classlab.web.app import create_app
+
+    result = classlab.evaluate_run(digits_run, "digits", drop_seen=True, max_images=50, runs_dir=tmp_path / "runs")
+    first = _predictions(result.run_dir)[0]
+    with TestClient(create_app(tmp_path / "runs"), base_url="http://127.0.0.1") as client:
+        listing = client.get("/runs").text
+        assert result.run_dir.name in listing and "evaluate" in listing
+        page = client.get(f"/runs/{result.run_dir.name}")
+        assert page.status_code == 200 and f"{digits_run.run_dir.name}</a> scored on 50 images of digits" in page.text
+        image = client.get(f"/runs/{result.run_dir.name}/image", params={"id": first["id"]})
+        assert image.status_code == 200 and image.headers["content-type"] == "image/png"
+        cell = client.get(f"/runs/{result.run_dir.name}/cell", params={"t": 3, "p": 3})
+        assert cell.status_code == 200
+        card = client.get(f"/runs/{result.run_dir.name}/card", params={"id": first["id"]})
+        assert card.status_code == 200 and first["true_label"] in card.text  # predicted by the evaluated model
+    assert result.trained().run_dir == digits_run.run_dir
+    explained = classlab.explain(result)
+    text = explained.report.read_text()
+    assert "## Attribution" in text and "no training images of its own" in text
+
+
+def test_a_transfer_run_is_scored_through_its_contract(torch_home, runs_dir):
+    """MobileNetV2 features at 64 px from 8x8 digits: evaluate decodes at the stored 8x8 and lets the contract
+    resize on the device, so the run's own test images score exactly as in its report."""
+    run = classlab.transfer("digits", "mobilenet_v2", mode="features", image_size=64, head_epochs=2, progress=False)
+    result = classlab.evaluate_run(run, "digits", drop_seen=True)
+    assert result.metrics["accuracy"] == pytest.approx(run.metrics["accuracy"])
+    assert result.details["evaluate"]["images"] == run.metrics["n"]
