@@ -87,6 +87,8 @@ def test_a_folder_of_some_classes_maps_labels_by_name(digits_run, tmp_path, runs
     (["{runs}", "digits"], "holds no trained model (best.pt)"),
     (["{run}", "digits", "--split", "holdout"], "invalid choice"),
     (["{run}", "{missing}"], "missing"),
+    (["{run}", "digits", "--seed", "-1"], "--seed must be from 0"),
+    (["{run}", "digits", "--max-images", "0"], "--max-images"),
 ])
 def test_bad_requests_are_one_line(args, needle, digits_run, tmp_path, runs_dir, capsys):
     from conftest import make_class_folder

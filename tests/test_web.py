@@ -340,6 +340,25 @@ def test_explain_job_from_the_run_page(client, runs):
     assert card.status_code == 200 and "Occlusion" in card.text  # an MLP has no convolution for Grad-CAM
 
 
+def test_evaluate_job_from_the_run_page(client, runs):
+    run = runs["cnn"]
+    page = client.get(f"/runs/{run}").text
+    assert 'action="/runs/' + run + '/evaluate"' in page and "Evaluate on" in page
+    start = client.post(f"/runs/{run}/evaluate", data={"dataset": "digits", "split": "all", "drop_seen": "on"},
+                        headers=ORIGIN, follow_redirects=False)
+    panel = wait_for(start.headers["location"], client)
+    assert 'id="job-status">done<' in panel, panel[-2000:]
+    evaluated = sorted(runs["root"].glob("*-evaluate-digits"))[-1]
+    metrics = json.loads((evaluated / "metrics.json").read_text())
+    own = json.loads((runs["root"] / run / "metrics.json").read_text())
+    assert metrics["accuracy"] == pytest.approx(own["accuracy"]) and metrics["evaluate"]["seen_left_out"]
+    assert "Evaluated: " in client.get(f"/runs/{run}").text  # the run page links the job
+    assert f'href="/runs/{run}"' in client.get(f"/runs/{evaluated.name}").text
+    for bad in ({"dataset": "../etc", "split": "all"}, {"dataset": "digits", "split": "everything"}):
+        assert client.post(f"/runs/{run}/evaluate", data=bad, headers=ORIGIN).status_code == 400
+    assert client.post(f"/runs/{evaluated.name}/evaluate", data={"dataset": "digits"}, headers=ORIGIN).status_code == 400
+
+
 def test_cancel_a_job_from_its_page(client):
     start = client.post("/jobs", data={"command": "train", "dataset": "digits", "model": "mlp", "epochs": "500"},
                         headers=ORIGIN, follow_redirects=False)

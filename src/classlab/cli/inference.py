@@ -60,6 +60,11 @@ def configure_evaluate(p) -> None:
 def run_evaluate(args) -> None:
     from ..commands.evaluate import EvaluateConfig, run_evaluate as evaluate
 
+    from ..errors import ClasslabError
+    from .common import MAX_SEED
+
+    if not 0 <= args.seed <= MAX_SEED:
+        raise ClasslabError(f"--seed must be from 0 to {MAX_SEED}, got {args.seed}")
     cfg = EvaluateConfig(split=args.split, drop_seen=args.drop_seen, max_images=args.max_images, device=args.device,
                          seed=args.seed, coarse_labels=args.coarse_labels)
     result = evaluate(args.run, args.data, args.data_dir, cfg, args.runs_dir)
@@ -113,7 +118,7 @@ COMMANDS = {
                         "the full report: the run's preprocessing and TTA, classes matched by name, images it trained "
                         "on counted (--drop-seen leaves them out).", configure_evaluate, run_evaluate,
                         "examples:\n  classlab evaluate runs/<run> new_photos/\n"
-                        "  classlab evaluate runs/<mnist run> fashion-mnist --data-dir ../shared/data --split test\n"
+                        "  classlab evaluate runs/<mnist run> mnist --data-dir ../shared/data --max-images 2000\n"
                         "  classlab evaluate runs/<run> photos.zip --split all --drop-seen"),
     "export": Command("Write a bundle: model (ONNX or TorchScript), class names, preprocessing.", configure_export,
                       run_export, "examples:\n  classlab export runs/<run> --format onnx\n"

@@ -48,27 +48,7 @@ def lr_find(opts: DataOptions, cfg: TrainConfig, start: float = 1e-7, end: float
     pre = Preprocessing.from_images(drawn)  # mean/std of the drawn images: plenty for a range test
     images = torch.from_numpy(drawn).to(device)
     labels = torch.from_numpy(ds.labels[rows]).to(device)
-    optimizer = make_optimizer(replace(cfg, lr=start), model.parameters())
-    criterion = loss_fn(cfg, ds.num_classes, None)
-    factor = (end / start) ** (1 / (steps - 1))
-    lrs, losses, smooth, best = [], [], 0.0, math.inf
-    model.train()
-    for step in range(steps):
-        lr = start * factor**step
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        idx = where[step].to(device)
-        loss = criterion(model(to_input(images[idx], pre)), labels[idx])
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        value = loss.item()
-        smooth = 0.98 * smooth + 0.02 * value if step else value  # exponential moving average, bias-free start
-        if not math.isfinite(value) or (step > 10 and smooth > 4 * best):
-            break  # diverged: the rest of the range says nothing
-        best = min(best, smooth)
-        lrs.append(lr)
-        losses.append(smooth)
+    lrs, losses = _sweep(model, images, labels, where.to(device), pre, cfg, ds.num_classes, start, end, steps)
     if len(lrs) < 5:
         raise ClasslabError(f"the loss diverged within {len(lrs)} steps; lower the start of the range (--start)")
     log_lr, arr = np.log10(lrs), np.array(losses)
@@ -84,6 +64,33 @@ def lr_find(opts: DataOptions, cfg: TrainConfig, start: float = 1e-7, end: float
         ("Suggestion", f"Steepest descent of the loss at **lr = {steepest:.2e}** (minimum loss / 10: "
                        f"{min_over_10:.2e}).\n\n![lr finder](lr_find.png)")])
     return RunResult(run.path, "lr-find", report, details=result)
+
+
+def _sweep(model, images, labels, where, pre, cfg: TrainConfig, num_classes: int, start: float, end: float,
+           steps: int) -> tuple[list[float], list[float]]:
+    """One step per learning rate, growing geometrically from ``start`` to ``end`` on the batches ``where``
+    picks; (rates, smoothed losses) up to where the loss diverges."""
+    optimizer = make_optimizer(replace(cfg, lr=start), model.parameters())
+    criterion = loss_fn(cfg, num_classes, None)
+    factor = (end / start) ** (1 / (steps - 1))
+    lrs, losses, smooth, best = [], [], 0.0, math.inf
+    model.train()
+    for step in range(steps):
+        lr = start * factor**step
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        loss = criterion(model(to_input(images[where[step]], pre)), labels[where[step]])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        value = loss.item()
+        smooth = 0.98 * smooth + 0.02 * value if step else value  # exponential moving average, bias-free start
+        if not math.isfinite(value) or (step > 10 and smooth > 4 * best):
+            break  # diverged: the rest of the range says nothing
+        best = min(best, smooth)
+        lrs.append(lr)
+        losses.append(smooth)
+    return lrs, losses
 
 
 def _plot(lrs, losses, suggested, path: Path) -> None:

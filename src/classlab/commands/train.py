@@ -73,20 +73,7 @@ def _train(opts, cfg, runs_dir, ckpt, run_dir, progress, ddp) -> dict:
     model_info = {"name": cfg.model, "num_classes": ds.num_classes, "in_channels": ds.channels,
                   "image_size": list(ds.item_shape[:-1]), "options": cfg.model_options}
     model = create_model(cfg.model, ds.num_classes, ds.channels, ds.item_shape[:-1], **cfg.model_options).to(device)
-    if ckpt is not None:
-        run = Run.existing(run_dir)
-        pre = Preprocessing.from_dict(ckpt["preprocessing"])
-    else:
-        path = None
-        if ddp.main:  # one run directory, made by rank 0, used by all
-            run = Run("train", ds.name, runs_dir)
-            run.write_config({"data": vars(opts), "train": cfg.to_dict(), "model": model_info,
-                              "world_size": ddp.world}, cfg.seed)
-            record_split(run.path, ds, split)
-            path = run.path
-        path = ddp.broadcast(path)
-        run = Run.existing(path) if not ddp.main else run
-        pre = Preprocessing.from_images(ds.subset(train_idx).images)  # lazy stays lazy: streamed in blocks
+    run, pre = _run_and_contract(opts, cfg, ds, split, model_info, runs_dir, ckpt, run_dir, ddp)
     extra = {"model_info": model_info, "class_names": ds.class_names}
     train_t, val_t = tensors_for(ds, train_idx, device), tensors_for(ds, val_idx, device)
     tracker = None
@@ -106,6 +93,32 @@ def _train(opts, cfg, runs_dir, ckpt, run_dir, progress, ddp) -> dict:
     if not ddp.main:  # rank 0 reports
         return RunResult(run.path, "train", details={"rank": ddp.rank})
 
+    result = _score_best(run, model, ds, split, cfg, pre, state, model_info, device)
+    if tracker:
+        tracker.finish(run.path, result.metrics)
+    return result
+
+
+def _run_and_contract(opts, cfg, ds, split, model_info, runs_dir, ckpt, run_dir, ddp):
+    """(the run directory, the preprocessing contract): a resumed run's own, or a new one's, made by rank 0
+    (one run directory for all ranks) with the contract measured on the training split."""
+    if ckpt is not None:
+        return Run.existing(run_dir), Preprocessing.from_dict(ckpt["preprocessing"])
+    path = None
+    if ddp.main:
+        run = Run("train", ds.name, runs_dir)
+        run.write_config({"data": vars(opts), "train": cfg.to_dict(), "model": model_info,
+                          "world_size": ddp.world}, cfg.seed)
+        record_split(run.path, ds, split)
+        path = run.path
+    path = ddp.broadcast(path)
+    run = Run.existing(path) if not ddp.main else run
+    return run, Preprocessing.from_images(ds.subset(split.indices("train")).images)  # lazy stays lazy: streamed
+
+
+def _score_best(run, model, ds, split, cfg, pre, state, model_info, device) -> RunResult:
+    """The best validation epoch's weights scored once on the test split; the run's report and files."""
+    test_idx, val_idx = split.indices("test"), split.indices("val")
     best = load_checkpoint(run.path / "best.pt", map_location=device)
     model.load_state_dict(best["model"])
     bf16 = state.precision == "bf16"
@@ -120,9 +133,6 @@ def _train(opts, cfg, runs_dir, ckpt, run_dir, progress, ddp) -> dict:
                   f"epoch {state.best_epoch}; {cfg.optimizer}, lr {cfg.lr}, batch {cfg.batch_size}, "
                   f"{cfg.schedule} schedule, augment {cfg.augment}, "
                   f"{'bf16' if bf16 else 'fp32'} on {device}. Configuration: `config.json`.")
-    result = write_results(run, ds, split, test_idx, proba, cfg.seed, state.history, summary,
-                           f"{cfg.model} on {ds.name}", model_text, "Test results (best validation epoch, test scored once)",
-                           val=(val_idx, val_proba) if val_proba is not None else None, embeddings=embeddings)
-    if tracker:
-        tracker.finish(run.path, result.metrics)
-    return result
+    return write_results(run, ds, split, test_idx, proba, cfg.seed, state.history, summary,
+                         f"{cfg.model} on {ds.name}", model_text, "Test results (best validation epoch, test scored once)",
+                         val=(val_idx, val_proba) if val_proba is not None else None, embeddings=embeddings)

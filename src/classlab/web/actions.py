@@ -161,6 +161,21 @@ def _review_routes(bench, page) -> list[Route]:
         job = bench.jobs.submit(args, f"retrain {run_dir.name} with corrections", after=run_dir.name)
         return RedirectResponse(f"/jobs/{job.id}", status_code=303)
 
+    async def evaluate_run(request: Request):
+        from ..commands.evaluate import SPLITS
+
+        run_dir = bench.run(request.path_params["run"])
+        if not (run_dir / "best.pt").is_file():
+            raise ClasslabError("only a run with a trained model (train or transfer) can be evaluated on other data")
+        form = await request.form()
+        dataset, split = str(form.get("dataset", "digits")), str(form.get("split", "auto"))
+        if split not in SPLITS:
+            raise ClasslabError(f"split is one of {', '.join(SPLITS)}")
+        args = ["evaluate", str(run_dir), *resolve(bench.data_dir, dataset), "--split", split]
+        args += ["--drop-seen"] if form.get("drop_seen") == "on" else []
+        job = bench.jobs.submit(args, f"evaluate {run_dir.name} on {dataset}", after=run_dir.name)
+        return RedirectResponse(f"/jobs/{job.id}", status_code=303)
+
     async def explain_run(request: Request):
         run_dir = bench.run(request.path_params["run"])
         job = bench.jobs.submit(["explain", str(run_dir)], f"explain {run_dir.name}")
@@ -181,6 +196,7 @@ def _review_routes(bench, page) -> list[Route]:
     return [Route("/runs/{run}/review", review_page), Route("/runs/{run}/review", review_decide, methods=["POST"]),
             Route("/runs/{run}/retrain", retrain, methods=["POST"]),
             Route("/runs/{run}/explain", explain_run, methods=["POST"]),
+            Route("/runs/{run}/evaluate", evaluate_run, methods=["POST"]),
             Route("/compare", compare, methods=["POST"])]
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from ..data.safe_files import read_json
 
-COMMANDS = ("train", "transfer", "workshop", "check", "explain")
+COMMANDS = ("train", "transfer", "workshop", "check", "explain", "evaluate")
 LOG_TAIL = 4000
 
 

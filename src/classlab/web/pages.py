@@ -29,16 +29,8 @@ def routes(bench, tpl) -> list[Route]:
         return page(request, "runs_table.html", **_runs_context(bench, request))
 
     async def run_page(request: Request):
-        run_dir = bench.run(request.path_params["run"])
-        details = run_details(run_dir)
-        command = details["config"].get("command")
-        if command == "check":
-            samples = await asyncio.to_thread(_samples, bench, run_dir)
-            return page(request, "check.html", run=details, check=_check_view(details["check"] or {}), samples=samples)
-        if command == "compare":
-            return page(request, "compare.html", run=details, comparison=_compare_view(bench, details))
-        return page(request, "run.html", run=details, jobs=[j for j in bench.jobs.listing()
-                                                             if j.after == run_dir.name][:3])
+        name, context = await _run_view(bench, bench.run(request.path_params["run"]))
+        return page(request, name, **context)
 
     async def run_file(request: Request):
         run_dir = bench.run(request.path_params["run"])
@@ -79,6 +71,19 @@ def routes(bench, tpl) -> list[Route]:
             Route("/runs/{run}", run_page), Route("/runs/{run}/files/{rel:path}", run_file),
             Route("/runs/{run}/image", run_image), Route("/runs/{run}/cell", cell), Route("/runs/{run}/card", card),
             Route("/data", data_page)]
+
+
+async def _run_view(bench, run_dir) -> tuple[str, dict]:
+    """The template and context of a run's page: a doctor's findings, a comparison, or a run's results."""
+    details = run_details(run_dir)
+    command = details["config"].get("command")
+    if command == "check":
+        samples = await asyncio.to_thread(_samples, bench, run_dir)
+        return "check.html", {"run": details, "check": _check_view(details["check"] or {}), "samples": samples}
+    if command == "compare":
+        return "compare.html", {"run": details, "comparison": _compare_view(bench, details)}
+    return "run.html", {"run": details, "jobs": [j for j in bench.jobs.listing() if j.after == run_dir.name][:3],
+                        "datasets": available(bench.data_dir) if details["has_model"] else []}
 
 
 def _int(text) -> int:
