@@ -2,7 +2,8 @@
 
 The public API is imported lazily, so ``classlab check`` and ``classlab explore`` start without
 paying for torch's import. Every command's function (``train``, ``transfer``, ``knn``, ``explore``,
-``check``, ``workshop``) returns a ``RunResult``; ``RunResult.load(run_dir)`` reads any run back.
+``check``, ``workshop``, ``evaluate_run``) returns a ``RunResult``; ``RunResult.load(run_dir)`` reads any run
+back.
 """
 
 __version__ = "0.1.0"
