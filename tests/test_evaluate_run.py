@@ -157,3 +157,29 @@ def test_a_transfer_run_is_scored_through_its_contract(torch_home, runs_dir):
     result = classlab.evaluate_run(run, "digits", drop_seen=True)
     assert result.metrics["accuracy"] == pytest.approx(run.metrics["accuracy"])
     assert result.details["evaluate"]["images"] == run.metrics["n"]
+
+
+def test_tta_override_is_the_mean_of_the_views_probabilities(digits_run, runs_dir):
+    """--tta flip on a run trained without it: each image's probabilities are the mean of its own and its
+    mirror image's softmax, computed here by hand from the model; compare then pits the two evaluations."""
+    import torch
+
+    from classlab.inference.preprocess import to_input
+
+    plain = classlab.evaluate_run(digits_run, "digits", drop_seen=True, tta="none")
+    flipped = classlab.evaluate_run(digits_run, "digits", drop_seen=True, tta="flip")
+    assert flipped.details["evaluate"]["tta"] == "flip" and plain.details["evaluate"]["tta"] == "none"
+    run = digits_run.trained()
+    ds = classlab.load_dataset("digits")
+    index = {item: i for i, item in enumerate(ds.ids)}
+    with np.load(flipped.run_dir / "probabilities.npz") as z:
+        rows, got = np.array([index[str(i)] for i in z["test_ids"]]), z["test_probs"]
+    with torch.no_grad():
+        x = to_input(torch.from_numpy(ds.images[rows]), run.preprocessing)
+        expected = (run.model(x).softmax(1) + run.model(x.flip(-1)).softmax(1)).numpy() / 2
+    assert np.allclose(got, expected, atol=1e-5)
+    with np.load(plain.run_dir / "probabilities.npz") as z:
+        assert not np.allclose(z["test_probs"], got, atol=1e-3)
+    assert classlab.compare(plain, flipped, images=False).details["pairs"][0]["images"] == len(rows)
+    with pytest.raises(classlab.ClasslabError, match="--tta takes one of"):
+        classlab.evaluate_run(digits_run, "digits", tta="rotate")

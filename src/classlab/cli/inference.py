@@ -41,6 +41,7 @@ def run_predict(args) -> None:
 
 def configure_evaluate(p) -> None:
     from ..commands.evaluate import SPLITS
+    from ..inference.tta import TTA_MODES
 
     p.add_argument("run", help="a run of train or transfer (its best.pt)")
     p.add_argument("data", help="labelled images: a dataset name (mnist, cifar10, ...) or a path (class folders, "
@@ -52,6 +53,8 @@ def configure_evaluate(p) -> None:
     p.add_argument("--drop-seen", action="store_true", help="leave out images identical to ones the run trained or "
                                                             "validated on")
     p.add_argument("--max-images", type=positive_int, help="score a stratified sample of at most this many")
+    p.add_argument("--tta", choices=TTA_MODES, help="test-time augmentation (default: the run's own); "
+                   "compare an evaluation with and without it on the same images")
     p.add_argument("--device", default="cpu", help="cpu (default), cuda, mps or auto")
     p.add_argument("--seed", type=whole_number, default=0, help="seed of the sample and the bootstrap intervals")
     p.add_argument("--runs-dir", help="where the evaluation's run directory goes (default: $CLASSLAB_RUNS or ./runs)")
@@ -66,7 +69,7 @@ def run_evaluate(args) -> None:
     if not 0 <= args.seed <= MAX_SEED:
         raise ClasslabError(f"--seed must be from 0 to {MAX_SEED}, got {args.seed}")
     cfg = EvaluateConfig(split=args.split, drop_seen=args.drop_seen, max_images=args.max_images, device=args.device,
-                         seed=args.seed, coarse_labels=args.coarse_labels)
+                         seed=args.seed, coarse_labels=args.coarse_labels, tta=args.tta)
     result = evaluate(args.run, args.data, args.data_dir, cfg, args.runs_dir)
     m, extra = result.metrics, result.details["evaluate"]
     print(f"{extra['images']} images: accuracy {m['accuracy']:.4f}, balanced accuracy {m['balanced_accuracy']:.4f}, "

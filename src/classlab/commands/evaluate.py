@@ -34,6 +34,7 @@ class EvaluateConfig:
     drop_seen: bool = False  # leave out images identical to the run's training or validation images
     max_images: int | None = None  # a stratified sample of at most this many
     coarse_labels: bool = False  # CIFAR-100's 20 superclasses
+    tta: str | None = None  # the run's own test-time augmentation unless given (none, flip, flip-translate)
     device: str | None = "cpu"
     batch_size: int = 256
     seed: int = 0
@@ -107,6 +108,12 @@ def run_evaluate(run_dir: str | Path, data: str, data_dir: str | None = None, cf
         raise ClasslabError(f"{run_dir} holds no trained model (best.pt); evaluate runs of train or transfer "
                             "(k-NN keeps its training images instead: run 'classlab knn' on the new data)")
     trained = TrainedRun.load(run_dir, cfg.device)
+    if cfg.tta is not None:
+        from ..inference.tta import TTA_MODES
+
+        if cfg.tta not in TTA_MODES:
+            raise ClasslabError(f"--tta takes one of {', '.join(TTA_MODES)}, got '{cfg.tta}'")
+        trained = replace(trained, tta=cfg.tta)
     pre = trained.preprocessing
     size = pre.image_size[0] if len(set(pre.image_size)) == 1 else tuple(pre.image_size)
     options = DataOptions(data=str(data), data_dir=data_dir, image_size=size if len(pre.image_size) == 2 else None,
