@@ -352,7 +352,11 @@ def test_evaluate_job_from_the_run_page(client, runs):
     metrics = json.loads((evaluated / "metrics.json").read_text())
     own = json.loads((runs["root"] / run / "metrics.json").read_text())
     assert metrics["accuracy"] == pytest.approx(own["accuracy"]) and metrics["evaluate"]["seen_left_out"]
-    assert "Evaluated: " in client.get(f"/runs/{run}").text  # the run page links the job
+    source_page = client.get(f"/runs/{run}").text
+    assert "Evaluated: " in source_page  # the run page links the job, and lists the evaluation run
+    assert "Evaluations of this model" in source_page and f'href="/runs/{evaluated.name}"' in source_page
+    row = re.search(rf"{evaluated.name}.*?</tr>", client.get("/runs-table", params={"q": "evaluate"}).text, re.S)
+    assert row and ">cnn<" in row.group(0)  # the evaluation's row names the evaluated model
     assert f'href="/runs/{run}"' in client.get(f"/runs/{evaluated.name}").text
     for bad in ({"dataset": "../etc", "split": "all"}, {"dataset": "digits", "split": "everything"}):
         assert client.post(f"/runs/{run}/evaluate", data=bad, headers=ORIGIN).status_code == 400

@@ -35,6 +35,15 @@ def _model_name(config: dict) -> str:
     return ""
 
 
+def _evaluated_run(config: dict) -> tuple[str, str]:
+    """(id, model name) of the run an evaluation scored, or ("", "") for any other run."""
+    source = (config.get("options") or {}).get("run") if isinstance(config.get("options"), dict) else None
+    if config.get("command") != "evaluate" or not isinstance(source, str):
+        return "", ""
+    source_config = read_json(Path(source) / "config.json", 4 << 20)
+    return Path(source).name, _model_name(source_config) if isinstance(source_config, dict) else ""
+
+
 def summarise(run_dir: Path) -> dict | None:
     """The runs page's row for one run directory (None when it is not a readable run)."""
     config = read_json(run_dir / "config.json", 4 << 20)
@@ -43,8 +52,10 @@ def summarise(run_dir: Path) -> dict | None:
     metrics = read_json(run_dir / "metrics.json")
     metrics = metrics if isinstance(metrics, dict) else {}
     macro = metrics.get("macro_avg") if isinstance(metrics.get("macro_avg"), dict) else {}
+    evaluates, evaluated_model = _evaluated_run(config)
     return {"id": run_dir.name, "command": str(config.get("command") or ""), "data": str(config.get("data") or ""),
-            "created": str(config.get("created") or ""), "model": _model_name(config),
+            "created": str(config.get("created") or ""), "model": evaluated_model or _model_name(config),
+            "evaluates": evaluates,
             "accuracy": number(metrics.get("accuracy")), "macro_f1": number(macro.get("f1")),
             "test_images": number(metrics.get("n")),
             "has_model": (run_dir / "best.pt").is_file(),
