@@ -103,7 +103,7 @@ def run_evaluate(run_dir: str | Path, data: str, data_dir: str | None = None, cf
     from ..data.registry import load_dataset
     from ..inference.trained_run import TrainedRun
 
-    run_dir = Path(run_dir)
+    run_dir = Path(run_dir).resolve()  # recorded absolute: the workbench and explain find the model from anywhere
     if not (run_dir / "best.pt").exists():
         raise ClasslabError(f"{run_dir} holds no trained model (best.pt); evaluate runs of train or transfer "
                             "(k-NN keeps its training images instead: run 'classlab knn' on the new data)")
