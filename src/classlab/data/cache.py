@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ClasslabError
+from ..errors import ClasslabError, warn
 from ..fileio import atomic_write_bytes
 from .dataset import ImageDataset
 
@@ -180,6 +180,10 @@ def store(path: Path, data: bytes) -> None:
         atomic_write_bytes(path, data)
     except ClasslabError:
         return
-    cap = max_size()
+    try:
+        cap = max_size()
+    except ClasslabError as e:  # a bad setting must not fail the run that wrote the entry
+        warn(f"{e}; the cache keeps the default cap of {DEFAULT_MAX_SIZE >> 30}G")
+        cap = DEFAULT_MAX_SIZE
     if cap is not None:
         prune(max_bytes=cap, keep=path)
