@@ -87,6 +87,7 @@ def save(key: str, ds: ImageDataset) -> None:
 
 MAX_SIZE_ENV = "CLASSLAB_CACHE_MAX_SIZE"
 DEFAULT_MAX_SIZE = 20 * 2**30  # ccache-style cap: a new entry that takes the cache past it evicts the oldest
+_WARNED: set[str] = set()
 STALE_PART_SECONDS = 3600  # a .part file younger than this may be a write in progress in another process
 _ENTRY = re.compile(r"[0-9a-f]{32}\.(npz|npy)")
 _PART = re.compile(r"\.[0-9a-f]{32}\.(npz|npy)\..+\.part")
@@ -183,7 +184,9 @@ def store(path: Path, data: bytes) -> None:
     try:
         cap = max_size()
     except ClasslabError as e:  # a bad setting must not fail the run that wrote the entry
-        warn(f"{e}; the cache keeps the default cap of {DEFAULT_MAX_SIZE >> 30}G")
+        if str(e) not in _WARNED:  # once per setting, not once per entry
+            _WARNED.add(str(e))
+            warn(f"{e}; the cache keeps the default cap of {DEFAULT_MAX_SIZE >> 30}G")
         cap = DEFAULT_MAX_SIZE
     if cap is not None:
         prune(max_bytes=cap, keep=path)
