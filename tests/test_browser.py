@@ -149,6 +149,20 @@ def test_train_from_the_form_and_watch_epochs_arrive(page, server):
     assert page.locator("#job-panel table.epochs tr").count() == 5  # header + 4 epochs
 
 
+def test_evaluate_a_model_from_its_run_page(page, server):
+    page.goto(f"{server['url']}/runs/{server['mlp']}")
+    page.check("#evaluate-form input[name=drop_seen]")
+    page.click("#evaluate-form button[type=submit]")
+    page.wait_for_url(re.compile(r"/jobs/\w+$"))
+    page.wait_for_selector("#job-status:text('done')", timeout=120_000)
+    page.locator("#job-panel a[href^='/runs/']").first.click()
+    page.wait_for_selector("text=scored on")
+    note = page.inner_text("p.note")
+    assert server["mlp"] in note and "were left out" in note
+    page.click(f"a[href='/runs/{server['mlp']}']")
+    page.wait_for_selector("text=Evaluations of this model")
+
+
 def test_review_a_label_with_the_keyboard(page, server):
     page.goto(f"{server['url']}/runs/{server['cnn']}/review")
     if page.locator(".review-item").count() == 0:
