@@ -60,7 +60,7 @@ def test_seen_images_are_scored_with_a_warning_unless_dropped(digits_run, runs_d
     assert metrics["evaluate"]["images_seen_in_training"] > 1500 and len(_predictions(run_dir)) == 1797
 
 
-def test_a_folder_of_some_classes_maps_labels_by_name(digits_run, tmp_path, runs_dir):
+def test_a_folder_of_some_classes_maps_labels_by_name(digits_run, tmp_path, runs_dir, capsys):
     """A folder holding only '3' and '7' (PNG files, 4x the size, RGB): decoded at the run's 8x8 gray, labels
     mapped to the model's class indices, the other classes present with no support."""
     ds = classlab.load_dataset("digits")
@@ -76,6 +76,8 @@ def test_a_folder_of_some_classes_maps_labels_by_name(digits_run, tmp_path, runs
     saved = json.loads((result.run_dir / "metrics.json").read_text())
     assert saved["class_names"] == [str(c) for c in range(10)] and saved["macro_avg_classes"][:2] == ["3", "7"]
     assert [row["support"] for row in saved["per_class"]] == [0, 0, 0, 20, 0, 0, 0, 20, 0, 0]
+    assert main(["predict", str(digits_run.run_dir), str(tmp_path / "new"), "--output", str(tmp_path / "p.csv")]) == 0
+    assert f"'classlab evaluate {digits_run.run_dir} {tmp_path / 'new'}'" in capsys.readouterr().err
     direct = digits_run.predict(tmp_path / "new", top_k=1)  # the same files through predict
     by_file = {d["input"].split("/")[-1].removesuffix(".png"): d["top"][0][0] for d in direct}
     assert {r["id"].split("/")[-1].removesuffix(".png"): r["predicted_label"] for r in rows} == by_file

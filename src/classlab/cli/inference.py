@@ -30,6 +30,10 @@ def run_predict(args) -> None:
         print(f"{r['input']}: " + ", ".join(f"{label} {p:.3f}" for label, p in r["top"]))
     path = write_predictions_csv(results, Path(args.output) if args.output else default_predictions_path(run.run_dir))
     print(f"predictions: {path}", file=sys.stderr)
+    labelled = [i for i in args.inputs if _named_like(Path(i), run.class_names)]
+    if labelled:
+        print(f"note: {labelled[0]} holds folders named like the model's classes; 'classlab evaluate {args.run} "
+              f"{labelled[0]}' scores them against those labels, with the full report", file=sys.stderr)
     if args.explain:
         from ..commands.explain import explain_predictions
         from ..inference.trained_run import image_files
@@ -37,6 +41,15 @@ def run_predict(args) -> None:
         images, files = run.load_images(image_files(args.inputs))
         folder = explain_predictions(run.run_dir, images, [str(f) for f in files], path.with_suffix(""))
         print(f"explanations: {folder}", file=sys.stderr)
+
+
+def _named_like(folder: Path, class_names: list[str]) -> bool:
+    """Whether every visible subfolder of ``folder`` (at least one) is named as one of the classes."""
+    try:
+        subfolders = [p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")]
+    except OSError:
+        return False
+    return bool(subfolders) and set(subfolders) <= set(class_names)
 
 
 def configure_evaluate(p) -> None:
