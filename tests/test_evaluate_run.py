@@ -86,7 +86,7 @@ def test_a_folder_of_some_classes_maps_labels_by_name(digits_run, tmp_path, runs
 @pytest.mark.parametrize("args, needle", [
     (["{run}", "{folder}"], "classes the model does not know: 'cat', 'dog'"),
     (["{run}", "digits", "--split", "test"], "no split of its own; use --split all"),
-    (["{runs}", "digits"], "holds no trained model (best.pt)"),
+    (["{runs}", "digits"], "holds no model to evaluate"),
     (["{run}", "digits", "--split", "holdout"], "invalid choice"),
     (["{run}", "{missing}"], "missing"),
     (["{run}", "digits", "--seed", "-1"], "--seed must be from 0"),
@@ -185,3 +185,32 @@ def test_tta_override_is_the_mean_of_the_views_probabilities(digits_run, runs_di
     assert classlab.compare(plain, flipped, images=False).details["pairs"][0]["images"] == len(rows)
     with pytest.raises(classlab.ClasslabError, match="--tta takes one of"):
         classlab.evaluate_run(digits_run, "digits", tta="rotate")
+
+
+@pytest.mark.parametrize("kind", ["knn", "scratch"])
+def test_the_decks_first_models_are_evaluated_alike(kind, runs_dir, capsys):
+    """A pixel k-NN run (refitted on its training split with its chosen k) and the NumPy MLP score their own test
+    images exactly as their reports did; a TTA request and explain's attribution are declined in words."""
+    if kind == "knn":
+        run = classlab.knn("digits", k=[1, 3], progress=False)
+    else:
+        run = classlab.train("digits", "scratch-mlp", epochs=3, progress=False)
+    result = classlab.evaluate_run(run, "digits", drop_seen=True)
+    assert result.metrics["accuracy"] == pytest.approx(run.metrics["accuracy"])
+    assert _predictions(result.run_dir) == _predictions(run.run_dir)
+    assert ("k-NN on pixels" if kind == "knn" else "NumPy MLP") in result.report.read_text()
+    with pytest.raises(classlab.ClasslabError, match="--tta needs a network"):
+        classlab.evaluate_run(run, "digits", tta="flip")
+    explained = classlab.explain(result)
+    assert "explain the evaluated run for its model's attribution" in explained.report.read_text()
+    from starlette.testclient import TestClient
+
+    from classlab.web.app import create_app
+
+    with TestClient(create_app(run.run_dir.parent), base_url="http://127.0.0.1") as client:
+        assert 'id="evaluate-form"' in client.get(f"/runs/{run.run_dir.name}").text
+        assert result.run_dir.name in client.get(f"/runs/{run.run_dir.name}").text  # listed as its evaluation
+        assert 'id="evaluate-form"' not in client.get(f"/runs/{result.run_dir.name}").text
+        first = _predictions(result.run_dir)[0]["id"]
+        card = client.get(f"/runs/{result.run_dir.name}/card", params={"id": first})
+        assert card.status_code == 400 and "open the image cards of that run" in card.text

@@ -1,8 +1,9 @@
 """``classlab evaluate RUN DATA``: a trained model scored on other labelled images (Keras' ``model.evaluate``,
 fastai's ``learn.validate(dl=...)``), with the report its own test split got.
 
-The images are decoded at the run's size and channels and go through its saved preprocessing contract and
-test-time augmentation. Classes are matched by name; images of a class the model does not know are refused.
+The images are decoded at the run's size and channels and, for a network, go through its saved preprocessing
+contract and test-time augmentation; a pixel k-NN run is refitted on its training split, the NumPy MLP read
+from scratch.npz, so the decks' whole path is evaluated alike. Classes are matched by name; images of a class the model does not know are refused.
 The images the model trained or validated on (by pixel hash, from the run's split manifest) are counted and
 can be left out (``drop_seen``): a score on them says nothing about new data. The result is a normal run
 (split.csv marks the evaluated images as its test split), so ``compare``, ``explain`` and the workbench read it.
@@ -14,6 +15,7 @@ import csv
 import io
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -98,30 +100,89 @@ def _scored_split(ds: ImageDataset, rows: np.ndarray, seen: np.ndarray, cfg: Eva
     return split
 
 
-def run_evaluate(run_dir: str | Path, data: str, data_dir: str | None = None, cfg: EvaluateConfig = EvaluateConfig(),
-                 runs_dir: str | Path | None = None) -> RunResult:
-    from ..data.registry import load_dataset
-    from ..inference.trained_run import TrainedRun
+@dataclass
+class Scorer:
+    """What evaluate needs of a run's model: its classes, the size and channels its images are decoded at,
+    class probabilities of uint8 images (an array or a dataset's lazy images), and a line for the report."""
 
-    run_dir = Path(run_dir).resolve()  # recorded absolute: the workbench and explain find the model from anywhere
-    if not (run_dir / "best.pt").exists():
-        raise ClasslabError(f"{run_dir} holds no trained model (best.pt); evaluate runs of train or transfer "
-                            "(k-NN keeps its training images instead: run 'classlab knn' on the new data)")
+    class_names: list[str]
+    image_size: tuple[int, ...]
+    channels: int
+    predict: Callable
+    tta: str
+    temperature: float
+    text: str
+
+
+def network_scorer(run_dir: Path, cfg: EvaluateConfig) -> Scorer:
+    """A train or transfer run: its model through its preprocessing contract, TTA (or cfg.tta) and temperature."""
+    from ..inference.trained_run import TrainedRun
+    from ..inference.tta import TTA_MODES
+
     trained = TrainedRun.load(run_dir, cfg.device)
     if cfg.tta is not None:
-        from ..inference.tta import TTA_MODES
-
         if cfg.tta not in TTA_MODES:
             raise ClasslabError(f"--tta takes one of {', '.join(TTA_MODES)}, got '{cfg.tta}'")
         trained = replace(trained, tta=cfg.tta)
     pre = trained.preprocessing
-    size = pre.image_size[0] if len(set(pre.image_size)) == 1 else tuple(pre.image_size)
-    options = DataOptions(data=str(data), data_dir=data_dir, image_size=size if len(pre.image_size) == 2 else None,
-                          channels=pre.channels, coarse_labels=cfg.coarse_labels)
+    text = (f"`{run_dir}`: {len(trained.class_names)} classes, its preprocessing contract ({pre.source} "
+            f"normalisation), test-time augmentation {trained.tta}")
+    text += f", temperature {trained.temperature:.3f} (calibration.json)." if trained.temperature != 1 else "."
+    return Scorer(list(trained.class_names), tuple(pre.image_size), pre.channels,
+                  lambda images: trained.predict_proba(images, cfg.batch_size, progress=True), trained.tta,
+                  trained.temperature, text)
+
+
+def pixel_scorer(run_dir: Path, cfg: EvaluateConfig) -> Scorer:
+    """A k-NN run on pixels (refitted on its own training split, with its chosen k and metric) or the NumPy MLP
+    (scratch.npz): the models of the decks' first steps, scored like the networks."""
+    from ..data.options import load_and_split, saved_options
+    from .explainers import knn_predictor, scratch_predictor
+
+    result = RunResult.load(run_dir)
+    if cfg.tta not in (None, "none"):
+        raise ClasslabError("--tta needs a network; k-NN and the NumPy MLP score each image once")
+    train_ds, split = load_and_split(saved_options(run_dir))
+    if (run_dir / "scratch.npz").is_file():
+        predict, text = scratch_predictor(run_dir), f"`{run_dir}`: the NumPy MLP (scratch.npz)."
+    else:
+        predict = knn_predictor(result, train_ds, split.indices("train"))
+        if predict is None:
+            raise ClasslabError(f"{run_dir} searched a backbone's embeddings; run 'classlab knn DATA --features "
+                                "BACKBONE' on the new data instead")
+        chosen = result.metrics.get("knn") or {}
+        text = (f"`{run_dir}`: k-NN on pixels (k={chosen.get('k', 1)}, {chosen.get('metric', 'l2')}), "
+                f"searching its {len(split.indices('train'))} training images.")
+
+    def batched(images):
+        return np.concatenate([predict(np.asarray(images[i:i + 1024])) for i in range(0, len(images), 1024)])
+    return Scorer(list(train_ds.class_names), train_ds.item_shape[:-1], train_ds.channels, batched, "none", 1.0, text)
+
+
+def model_scorer(run_dir: Path, cfg: EvaluateConfig) -> Scorer:
+    if (run_dir / "best.pt").exists():
+        return network_scorer(run_dir, cfg)
+    result = RunResult.load(run_dir) if (run_dir / "config.json").is_file() else None
+    if result is not None and ((run_dir / "scratch.npz").is_file() or
+                               (result.command == "knn" and (run_dir / "split.csv").is_file())):
+        return pixel_scorer(run_dir, cfg)
+    raise ClasslabError(f"{run_dir} holds no model to evaluate; give a run of train, transfer, knn or the "
+                        "NumPy MLP")
+
+
+def run_evaluate(run_dir: str | Path, data: str, data_dir: str | None = None, cfg: EvaluateConfig = EvaluateConfig(),
+                 runs_dir: str | Path | None = None) -> RunResult:
+    from ..data.registry import load_dataset
+
+    run_dir = Path(run_dir).resolve()  # recorded absolute: the workbench and explain find the model from anywhere
+    scorer = model_scorer(run_dir, cfg)
+    size = scorer.image_size[0] if len(set(scorer.image_size)) == 1 else tuple(scorer.image_size)
+    options = DataOptions(data=str(data), data_dir=data_dir, image_size=size if len(scorer.image_size) == 2 else None,
+                          channels=scorer.channels, coarse_labels=cfg.coarse_labels)
     ds = load_dataset(options.data, data_dir=data_dir, image_size=options.image_size, channels=options.channels,
                       coarse_labels=cfg.coarse_labels)
     rows = chosen_rows(ds, cfg.split)
-    ds = replace(ds, labels=model_labels(ds, rows, trained.class_names), class_names=list(trained.class_names))
+    ds = replace(ds, labels=model_labels(ds, rows, scorer.class_names), class_names=list(scorer.class_names))
     hashes, known = ds.content_hashes(), seen_hashes(run_dir)
     seen = np.array([known is not None and hashes[i] in known for i in rows], dtype=bool)
     if seen.any() and not cfg.drop_seen:
@@ -129,18 +190,18 @@ def run_evaluate(run_dir: str | Path, data: str, data_dir: str | None = None, cf
              "validated on, which flatters the score; --drop-seen leaves them out")
     split = _scored_split(ds, rows, seen, cfg)
     test = split.indices("test")
-    proba = trained.predict_proba(ds.subset(test).images, cfg.batch_size, progress=True)
+    proba = scorer.predict(ds.subset(test).images)
 
     run = Run("evaluate", data, runs_dir)
     run.write_config({"data": asdict(options), "run": str(run_dir), **asdict(cfg)}, cfg.seed)
     record_split(run.path, ds, split)
     extra = {"evaluated_run": str(run_dir), "images": int(len(test)), "images_seen_in_training": int(seen.sum()),
-             "seen_left_out": bool(cfg.drop_seen), "tta": trained.tta, "temperature": trained.temperature}
+             "seen_left_out": bool(cfg.drop_seen), "tta": scorer.tta, "temperature": scorer.temperature}
     # images of some of the model's classes: macro averages over the classes present, as scikit-learn's default
     ev = score_test(run, ds, test, proba, cfg.seed, {"evaluate": extra}, average_over="present")
     save_outputs(run.path, ds, {"test": (test, proba)})
     report = run.write_report(f"{run_dir.name} evaluated on {ds.name}", [
-        ("Model", _model_text(run_dir, trained, known, int(seen.sum()), cfg.drop_seen)),
+        ("Model", _model_text(scorer.text, known, int(seen.sum()), cfg.drop_seen)),
         ("Data", f"{ds.describe()}, decoded at the run's size and channels. Scored: {len(test)} images "
                  f"({split.method}{'; a stratified sample' if cfg.max_images and cfg.max_images < len(rows) else ''}). "
                  "Manifest: `split.csv`."),
@@ -149,10 +210,7 @@ def run_evaluate(run_dir: str | Path, data: str, data_dir: str | None = None, cf
     return RunResult(run.path, run.command, report, ev.metrics, ev, [], {"evaluate": extra})
 
 
-def _model_text(run_dir: Path, trained, known: set | None, seen: int, dropped: bool) -> str:
-    text = (f"`{run_dir}`: {len(trained.class_names)} classes, its preprocessing contract "
-            f"({trained.preprocessing.source} normalisation), test-time augmentation {trained.tta}")
-    text += f", temperature {trained.temperature:.3f} (calibration.json)." if trained.temperature != 1 else "."
+def _model_text(text: str, known: set | None, seen: int, dropped: bool) -> str:
     if known is None:
         return text + " The run has no split manifest, so overlap with its training images was not checked."
     if not seen:

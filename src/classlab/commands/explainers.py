@@ -40,6 +40,8 @@ def attribute(result: RunResult, ds, images: np.ndarray, targets: np.ndarray, me
     if method == "gradcam":
         raise ClasslabError(f"Grad-CAM needs a convolutional network; {folder.name} is a '{result.command}' run "
                             "without one: use --method occlusion")
+    if result.command == "evaluate":  # the evaluated k-NN or NumPy MLP lives in another run, with its own data
+        return None, "Attribution was not computed: explain the evaluated run for its model's attribution maps."
     predict = scratch_predictor(folder) if (folder / "scratch.npz").is_file() else knn_predictor(result, ds, train_rows)
     if predict is None:
         return None, "Occlusion was not computed: this k-NN run searched a backbone's embeddings, not pixels."

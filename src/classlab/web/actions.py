@@ -165,8 +165,9 @@ def _review_routes(bench, page) -> list[Route]:
         from ..commands.evaluate import SPLITS
 
         run_dir = bench.run(request.path_params["run"])
-        if not (run_dir / "best.pt").is_file():
-            raise ClasslabError("only a run with a trained model (train or transfer) can be evaluated on other data")
+        if run_dir.name not in {r["id"] for r in bench.catalog.query() if r["predicts"] and r["command"] != "evaluate"}:
+            raise ClasslabError("only a run with a model (train, transfer, k-NN or the NumPy MLP) can be evaluated "
+                                "on other data")
         form = await request.form()
         dataset, split = str(form.get("dataset", "digits")), str(form.get("split", "auto"))
         if split not in SPLITS:

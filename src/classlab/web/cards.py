@@ -58,6 +58,9 @@ class RunExplainer:
 
             if self.result.model_dir is not None:
                 self._predict = self.result.trained().predict_proba
+            elif self.result.command == "evaluate":
+                raise ClasslabError(f"{self.run_dir.name} evaluated a k-NN or NumPy MLP run; open the image "
+                                    "cards of that run")
             elif (self.run_dir / "scratch.npz").is_file():
                 self._predict = scratch_predictor(self.run_dir)
             else:
