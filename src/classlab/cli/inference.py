@@ -59,7 +59,8 @@ def configure_evaluate(p) -> None:
     p.add_argument("run", help="a run with a model: train, transfer, k-NN on pixels or the NumPy MLP")
     p.add_argument("data", help="labelled images: a dataset name (mnist, cifar10, ...) or a path (class folders, "
                                 ".zip, IDX, CIFAR, .npz, .csv), with class names as in training")
-    p.add_argument("--data-dir", help="where named datasets live (default: $CLASSLAB_DATA or ~/.cache/classlab/datasets)")
+    p.add_argument("--data-dir", help="where named datasets live (default: $CLASSLAB_DATA or "
+                                      "~/.cache/classlab/datasets)")
     p.add_argument("--split", choices=SPLITS, default="auto", help="which images: the data's own test (val, train) "
                    "split, or all; auto (default): its test split where it has one, else all")
     p.add_argument("--coarse-labels", action="store_true", help="CIFAR-100: use the 20 coarse classes")
@@ -130,7 +131,8 @@ COMMANDS = {
     "predict": Command("Top-k labels for new images, with the run's own preprocessing.", configure_predict,
                        run_predict, "examples:\n  classlab predict runs/<run> photo1.jpg photo2.png\n"
                        "  classlab predict runs/<run> folder_of_images/ --top-k 5 --output predictions.csv"),
-    "evaluate": Command("Score a trained model (or k-NN) on other labelled images (a new test set, another dataset), with "
+    "evaluate": Command("Score a trained model (or k-NN) on other labelled images (a new test set, another "
+                        "dataset), with "
                         "the full report: the run's preprocessing and TTA, classes matched by name, images it trained "
                         "on counted (--drop-seen leaves them out).", configure_evaluate, run_evaluate,
                         "examples:\n  classlab evaluate runs/<run> new_photos/\n"

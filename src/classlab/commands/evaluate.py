@@ -3,7 +3,8 @@ fastai's ``learn.validate(dl=...)``), with the report its own test split got.
 
 The images are decoded at the run's size and channels and, for a network, go through its saved preprocessing
 contract and test-time augmentation; a pixel k-NN run is refitted on its training split, the NumPy MLP read
-from scratch.npz, so the decks' whole path is evaluated alike. Classes are matched by name; images of a class the model does not know are refused.
+from scratch.npz, so the decks' whole path is evaluated alike. Classes are matched by name; images of a class
+the model does not know are refused.
 The images the model trained or validated on (by pixel hash, from the run's split manifest) are counted and
 can be left out (``drop_seen``): a score on them says nothing about new data. The result is a normal run
 (split.csv marks the evaluated images as its test split), so ``compare``, ``explain`` and the workbench read it.

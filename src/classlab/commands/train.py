@@ -134,5 +134,6 @@ def _score_best(run, model, ds, split, cfg, pre, state, model_info, device) -> R
                   f"{cfg.schedule} schedule, augment {cfg.augment}, "
                   f"{'bf16' if bf16 else 'fp32'} on {device}. Configuration: `config.json`.")
     return write_results(run, ds, split, test_idx, proba, cfg.seed, state.history, summary,
-                         f"{cfg.model} on {ds.name}", model_text, "Test results (best validation epoch, test scored once)",
+                         f"{cfg.model} on {ds.name}", model_text,
+                         "Test results (best validation epoch, test scored once)",
                          val=(val_idx, val_proba) if val_proba is not None else None, embeddings=embeddings)
