@@ -214,3 +214,24 @@ def test_the_decks_first_models_are_evaluated_alike(kind, runs_dir, capsys):
         first = _predictions(result.run_dir)[0]["id"]
         card = client.get(f"/runs/{result.run_dir.name}/card", params={"id": first})
         assert card.status_code == 400 and "open the image cards of that run" in card.text
+
+
+def test_the_manifest_keeps_the_datas_labels_where_the_model_has_no_such_class(digits_run, tmp_path, runs_dir):
+    """A tree whose train/ holds a class the model does not know and whose test/ is scored: split.csv names
+    every image by the data's own class, so the workbench and explain reload the data against it."""
+    from classlab.data.options import load_and_split, saved_options
+
+    ds = classlab.load_dataset("digits")
+    for split, classes in (("train", {"3": 3, "x": 1}), ("test", {"3": 3, "7": 7})):
+        for name, digit in classes.items():
+            folder = tmp_path / "tree" / split / name
+            folder.mkdir(parents=True)
+            for i in np.flatnonzero(ds.labels == digit)[:6]:
+                Image.fromarray(ds.images[i, :, :, 0]).save(folder / f"{i}.png")
+    result = classlab.evaluate_run(digits_run, tmp_path / "tree")
+    assert result.details["evaluate"]["images"] == 12
+    with open(result.run_dir / "split.csv", newline="") as f:
+        labels = {r["id"].split("/")[0] + "/" + r["label"] for r in csv.DictReader(f)}
+    assert labels == {"train/3", "train/x", "test/3", "test/7"}
+    data, split = load_and_split(saved_options(result.run_dir))
+    assert len(split.indices("test")) == 12

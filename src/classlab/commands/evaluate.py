@@ -180,11 +180,13 @@ def run_evaluate(run_dir: str | Path, data: str, data_dir: str | None = None, cf
     size = scorer.image_size[0] if len(set(scorer.image_size)) == 1 else tuple(scorer.image_size)
     options = DataOptions(data=str(data), data_dir=data_dir, image_size=size if len(scorer.image_size) == 2 else None,
                           channels=scorer.channels, coarse_labels=cfg.coarse_labels)
-    ds = load_dataset(options.data, data_dir=data_dir, image_size=options.image_size, channels=options.channels,
-                      coarse_labels=cfg.coarse_labels)
-    rows = chosen_rows(ds, cfg.split)
-    ds = replace(ds, labels=model_labels(ds, rows, scorer.class_names), class_names=list(scorer.class_names))
-    hashes, known = ds.content_hashes(), seen_hashes(run_dir)
+    loaded = load_dataset(options.data, data_dir=data_dir, image_size=options.image_size, channels=options.channels,
+                          coarse_labels=cfg.coarse_labels)
+    rows = chosen_rows(loaded, cfg.split)
+    hashes, known = loaded.content_hashes(), seen_hashes(run_dir)
+    # scored with the model's class indices; the manifest keeps the data's own labels (images outside the
+    # chosen split may be of classes the model does not know), so the data reloads against it unchanged
+    ds = replace(loaded, labels=model_labels(loaded, rows, scorer.class_names), class_names=list(scorer.class_names))
     seen = np.array([known is not None and hashes[i] in known for i in rows], dtype=bool)
     if seen.any() and not cfg.drop_seen:
         warn(f"{int(seen.sum())} of the {len(rows)} images are identical to images {run_dir.name} trained or "
@@ -195,7 +197,7 @@ def run_evaluate(run_dir: str | Path, data: str, data_dir: str | None = None, cf
 
     run = Run("evaluate", data, runs_dir)
     run.write_config({"data": asdict(options), "run": str(run_dir), **asdict(cfg)}, cfg.seed)
-    record_split(run.path, ds, split)
+    record_split(run.path, loaded, split)
     extra = {"evaluated_run": str(run_dir), "images": int(len(test)), "images_seen_in_training": int(seen.sum()),
              "seen_left_out": bool(cfg.drop_seen), "tta": scorer.tta, "temperature": scorer.temperature}
     # images of some of the model's classes: macro averages over the classes present, as scikit-learn's default
