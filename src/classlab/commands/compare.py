@@ -9,14 +9,12 @@ hashes of their split manifests); ``common=True`` compares them on the images th
 
 from __future__ import annotations
 
-import csv
-import io
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from ..data.safe_files import UnreadableFile, read_file
+from ..data.safe_files import UnreadableFile, read_csv
 from ..errors import ClasslabError
 from ..evaluation.significance import bootstrap_difference, in_words, macro_f1, mcnemar
 from ..fileio import save_figure, write_csv, write_json
@@ -40,10 +38,9 @@ class ScoredRun:
 
 def _read_csv(path: Path) -> list[dict]:
     try:
-        text = read_file(path, 1 << 30).decode("utf-8", "surrogateescape")
+        return read_csv(path)
     except UnreadableFile as e:
         raise ClasslabError(f"cannot compare: {e}") from None
-    return list(csv.DictReader(io.StringIO(text, newline="")))
 
 
 def load_scored(run_dir: str | Path, name: str) -> ScoredRun:

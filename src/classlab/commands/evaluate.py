@@ -12,8 +12,6 @@ can be left out (``drop_seen``): a score on them says nothing about new data. Th
 
 from __future__ import annotations
 
-import csv
-import io
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Callable
@@ -22,7 +20,7 @@ import numpy as np
 
 from ..data.dataset import ImageDataset
 from ..data.options import DataOptions, record_split
-from ..data.safe_files import UnreadableFile, read_file
+from ..data.safe_files import UnreadableFile, read_csv
 from ..data.split import Split, subsample
 from ..errors import ClasslabError, warn
 from ..runs import Run, RunResult
@@ -79,10 +77,10 @@ def seen_hashes(run_dir: Path) -> set[str] | None:
     if not path.is_file():
         return None
     try:
-        text = read_file(path, 1 << 30).decode("utf-8", "surrogateescape")
+        rows = read_csv(path)
     except UnreadableFile as e:
         raise ClasslabError(f"cannot read the run's split manifest: {e}") from None
-    return {r.get("hash") for r in csv.DictReader(io.StringIO(text, newline="")) if r.get("split") in ("train", "val")}
+    return {r.get("hash") for r in rows if r.get("split") in ("train", "val")}
 
 
 def _scored_split(ds: ImageDataset, rows: np.ndarray, seen: np.ndarray, cfg: EvaluateConfig) -> Split:
@@ -134,13 +132,13 @@ def network_scorer(run_dir: Path, cfg: EvaluateConfig) -> Scorer:
                   trained.temperature, text)
 
 
-def pixel_scorer(run_dir: Path, cfg: EvaluateConfig) -> Scorer:
+def pixel_scorer(result: RunResult, cfg: EvaluateConfig) -> Scorer:
     """A k-NN run on pixels (refitted on its own training split, with its chosen k and metric) or the NumPy MLP
     (scratch.npz): the models of the decks' first steps, scored like the networks."""
     from ..data.options import load_and_split, saved_options
     from .explainers import knn_predictor, scratch_predictor
 
-    result = RunResult.load(run_dir)
+    run_dir = result.run_dir
     if cfg.tta not in (None, "none"):
         raise ClasslabError("--tta needs a network; k-NN and the NumPy MLP score each image once")
     train_ds, split = load_and_split(saved_options(run_dir))
@@ -166,7 +164,7 @@ def model_scorer(run_dir: Path, cfg: EvaluateConfig) -> Scorer:
     result = RunResult.load(run_dir) if (run_dir / "config.json").is_file() else None
     if result is not None and ((run_dir / "scratch.npz").is_file() or
                                (result.command == "knn" and (run_dir / "split.csv").is_file())):
-        return pixel_scorer(run_dir, cfg)
+        return pixel_scorer(result, cfg)
     raise ClasslabError(f"{run_dir} holds no model to evaluate; give a run of train, transfer, knn or the "
                         "NumPy MLP")
 

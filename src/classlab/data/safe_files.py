@@ -89,6 +89,17 @@ def read_json(path: str | os.PathLike, limit: int = 64 << 20):
         return None
 
 
+def read_csv(path: str | os.PathLike, limit: int = 1 << 30, errors: str = "surrogateescape") -> list[dict]:
+    """A CSV file with a header as rows of strings: file names that are not UTF-8 kept as surrogates (to find
+    the files again), or with ``errors="replace"`` made printable (for a page); UnreadableFile as read_file
+    raises it."""
+    import csv
+    import io
+
+    text = read_file(path, limit).decode("utf-8", errors)
+    return list(csv.DictReader(io.StringIO(text, newline="")))
+
+
 def check_member(info: zipfile.ZipInfo, limit: int = MAX_FILE_BYTES) -> None:
     """Refuse a zip member before inflating it: encrypted, too large, or compressed like a bomb."""
     if info.flag_bits & 0x1:

@@ -4,24 +4,22 @@ run directories are the state."""
 
 from __future__ import annotations
 
-import csv
-import io
 import os
 import threading
 from pathlib import Path
 
-from ..data.safe_files import UnreadableFile, read_file, read_json
+from ..data.safe_files import read_csv, read_json
 from ..runs import number
 
 SORT_KEYS = ("created", "command", "data", "model", "accuracy", "macro_f1")
 
 
 def read_csv_rows(path: Path, limit: int = 64 << 20) -> list[dict]:
+    """The rows of a run's CSV file, or none when it is missing or unreadable (a page shows what there is)."""
     try:
-        text = read_file(path, limit).decode("utf-8", "replace")
-    except (OSError, ValueError, UnreadableFile):
+        return read_csv(path, limit, errors="replace")
+    except (OSError, ValueError):  # UnreadableFile is a ValueError
         return []
-    return list(csv.DictReader(io.StringIO(text, newline="")))
 
 
 def _model_name(config: dict) -> str:
