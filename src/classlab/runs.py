@@ -9,6 +9,7 @@ import re
 import sys
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -173,7 +174,7 @@ class RunResult:
         return cls(run.path, run.command or "", report if report.is_file() else None, metrics,
                    history=read_history(run.path / "history.csv"))
 
-    @property
+    @cached_property
     def model_dir(self) -> Path | None:
         """The folder of the run's trained model (best.pt): the run itself, or for an evaluation the run it
         evaluated; None without one."""

@@ -76,7 +76,6 @@ def configure_evaluate(p) -> None:
 
 def run_evaluate(args) -> None:
     from ..commands.evaluate import EvaluateConfig, run_evaluate as evaluate
-
     from ..errors import ClasslabError
     from .common import MAX_SEED
 
@@ -132,9 +131,8 @@ COMMANDS = {
                        run_predict, "examples:\n  classlab predict runs/<run> photo1.jpg photo2.png\n"
                        "  classlab predict runs/<run> folder_of_images/ --top-k 5 --output predictions.csv"),
     "evaluate": Command("Score a trained model (or k-NN) on other labelled images (a new test set, another "
-                        "dataset), with "
-                        "the full report: the run's preprocessing and TTA, classes matched by name, images it trained "
-                        "on counted (--drop-seen leaves them out).", configure_evaluate, run_evaluate,
+                        "dataset), with the full report: the run's preprocessing and TTA, classes matched by name, "
+                        "images it trained on counted (--drop-seen leaves them out).", configure_evaluate, run_evaluate,
                         "examples:\n  classlab evaluate runs/<run> new_photos/\n"
                         "  classlab evaluate runs/<mnist run> mnist --data-dir ../shared/data --max-images 2000\n"
                         "  classlab evaluate runs/<run> photos.zip --split all --drop-seen"),

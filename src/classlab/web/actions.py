@@ -165,7 +165,7 @@ def _review_routes(bench, page) -> list[Route]:
         from ..commands.evaluate import SPLITS
 
         run_dir = bench.run(request.path_params["run"])
-        if run_dir.name not in {r["id"] for r in bench.catalog.query() if r["predicts"] and r["command"] != "evaluate"}:
+        if not any(r["predicts"] for r in bench.catalog.query() if r["id"] == run_dir.name):
             raise ClasslabError("only a run with a model (train, transfer, k-NN or the NumPy MLP) can be evaluated "
                                 "on other data")
         form = await request.form()
