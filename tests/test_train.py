@@ -215,7 +215,17 @@ def test_compile_flag_trains(runs_dir, capsys):
     assert json.loads((_latest(runs_dir) / "metrics.json").read_text())["accuracy"] > 0.85
 
 
-def test_augmentations_change_pixels_keep_shapes_and_ranges():
+@pytest.fixture
+def seeded_torch():
+    """torch's global generator seeded for one test and restored after it: MixUp and CutMix draw from it, and
+    CutMix draws an empty box (the batch unchanged, as it should be) for about 1 seed in 60, which made the
+    test below fail now and then depending on which tests ran before it in the same worker."""
+    with torch.random.fork_rng():
+        torch.manual_seed(1)
+        yield
+
+
+def test_augmentations_change_pixels_keep_shapes_and_ranges(seeded_torch):
     from classlab.training.augment import augment, mix
     from classlab.training.config import AUGMENTS
 
