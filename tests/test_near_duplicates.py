@@ -51,6 +51,19 @@ def test_radius_search_equals_brute_force():
     assert found == brute and found[(5, 100)] == 0 and found[(5, 101)] == 7
 
 
+def test_flat_images_match_only_flat_images_of_the_same_brightness(cifar_images):
+    """A constant image's hash is noise (no AC coefficients) and its correlation undefined: solid red, white
+    and black hash alike, but only two near-black images are near-duplicates of each other."""
+    def solid(rgb):
+        return np.broadcast_to(np.array(rgb, np.uint8), (32, 32, 3)).copy()
+
+    black, near_black = solid((0, 0, 0)), solid((3, 2, 4))
+    images = np.stack([solid((255, 0, 0)), solid((255, 255, 255)), black, near_black, cifar_images[0][1]])
+    bits = nd.phash(images)
+    assert (bits[0] != bits[1]).sum() <= nd.SURE_DISTANCE  # the hash alone would call red and white alike
+    assert [(i, j) for i, j, *_ in nd.find(images)] == [(2, 3)]
+
+
 def _folder(root, cifar_images, extra):
     for k, (cls, a) in enumerate(cifar_images):
         split = "test" if k % 10 == 0 else "train"

@@ -19,6 +19,8 @@ ROWS, COLUMNS = 1024, 4096  # the search's tile (int32 products: 16 MB)
 MIN_SIDE = 16  # smaller images (8x8 digits) hold too little detail to hash
 MIN_SIMILARITY = 0.9  # otherwise the 32x32 grayscale thumbnails must correlate this well (hash collisions
 # of different pictures, e.g. two planes on a blue sky, correlate far less)
+FLAT_CONTRAST = 4.0  # thumbnails with less standard deviation (0..255) are near-constant: their hash is noise
+FLAT_BRIGHTNESS = 8.0  # two near-constant images are near-duplicates only this close in mean brightness
 
 
 def _gray(images: np.ndarray) -> np.ndarray:
@@ -125,12 +127,20 @@ def find(images=None, max_distance: int = MAX_DISTANCE, gray32: np.ndarray | Non
     candidates = near_duplicate_pairs(phash(gray32=gray32), max_distance, max_pairs=max(1000, len(gray32)))
     if not candidates:
         return []
-    thumbs = gray32 - gray32.mean((1, 2), keepdims=True)
+    brightness = gray32.mean((1, 2))
+    thumbs = gray32 - brightness[:, None, None]
+    flat = thumbs.reshape(len(thumbs), -1).std(axis=1) < FLAT_CONTRAST
     thumbs /= np.linalg.norm(thumbs.reshape(len(thumbs), -1), axis=1)[:, None, None] + 1e-6
     out = []
     for i, j, d in candidates:
         similarity = float((thumbs[i] * thumbs[j]).sum())
-        if d <= SURE_DISTANCE or similarity >= MIN_SIMILARITY:
+        if flat[i] or flat[j]:
+            # A near-constant image has no AC coefficients worth hashing and no correlation to measure (a solid
+            # red and a solid white image hash alike): only its brightness can say it matches another flat one.
+            alike = bool(flat[i] and flat[j] and abs(brightness[i] - brightness[j]) <= FLAT_BRIGHTNESS)
+        else:
+            alike = d <= SURE_DISTANCE or similarity >= MIN_SIMILARITY
+        if alike:
             out.append((i, j, d, round(similarity, 4)))
     if len(out) > max(100, len(gray32) // 5):
         raise TooAlike(f"{len(out):,} near-duplicate pairs among {len(gray32):,} images")
