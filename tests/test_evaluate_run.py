@@ -201,8 +201,8 @@ def test_the_decks_first_models_are_evaluated_alike(kind, runs_dir, capsys):
     assert ("k-NN on pixels" if kind == "knn" else "NumPy MLP") in result.report.read_text()
     with pytest.raises(classlab.ClasslabError, match="--tta needs a network"):
         classlab.evaluate_run(run, "digits", tta="flip")
-    explained = classlab.explain(result)
-    assert "explain the evaluated run for its model's attribution" in explained.report.read_text()
+    explained = classlab.explain(result)  # the evaluated run's model explains the evaluation's mistakes
+    assert "Occlusion" in explained.report.read_text() and (explained.run_dir / "explain/attribution.png").is_file()
     from starlette.testclient import TestClient
 
     from classlab.web.app import create_app
@@ -211,9 +211,20 @@ def test_the_decks_first_models_are_evaluated_alike(kind, runs_dir, capsys):
         assert 'id="evaluate-form"' in client.get(f"/runs/{run.run_dir.name}").text
         assert result.run_dir.name in client.get(f"/runs/{run.run_dir.name}").text  # listed as its evaluation
         assert 'id="evaluate-form"' not in client.get(f"/runs/{result.run_dir.name}").text
-        first = _predictions(result.run_dir)[0]["id"]
-        card = client.get(f"/runs/{result.run_dir.name}/card", params={"id": first})
-        assert card.status_code == 400 and "open the image cards of that run" in card.text
+        _card_agrees_with_predictions(client, result.run_dir)
+
+
+def _card_agrees_with_predictions(client, run_dir, rows: int = 3):
+    """The image card of an evaluation names the same top class, with the same probability, as its
+    predictions.csv: the model's classes, not the evaluated data's."""
+    import html
+    import re
+
+    for row in _predictions(run_dir)[:rows]:
+        card = client.get(f"/runs/{run_dir.name}/card", params={"id": row["id"]})
+        assert card.status_code == 200, card.text
+        top = re.findall(r'<text x="0" y="\d+" class="label">([^<]*)</text>', card.text)
+        assert top and html.unescape(top[0]) == row["predicted_label"][:18], (top[:3], row)
 
 
 def test_the_manifest_keeps_the_datas_labels_where_the_model_has_no_such_class(digits_run, tmp_path, runs_dir):
@@ -235,3 +246,10 @@ def test_the_manifest_keeps_the_datas_labels_where_the_model_has_no_such_class(d
     assert labels == {"train/3", "train/x", "test/3", "test/7"}
     data, split = load_and_split(saved_options(result.run_dir))
     assert len(split.indices("test")) == 12
+    assert data.class_names == ["3", "7", "x"]  # the data's own classes; the model's are 0-9
+    from starlette.testclient import TestClient
+
+    from classlab.web.app import create_app
+
+    with TestClient(create_app(result.run_dir.parent), base_url="http://127.0.0.1") as client:
+        _card_agrees_with_predictions(client, result.run_dir, rows=12)

@@ -229,6 +229,18 @@ def test_knn_on_embeddings_beside_pixels(torch_home, runs_dir, capsys):
     metrics = __import__("json").loads((run / "metrics.json").read_text())
     assert "1280-dimensional embeddings" in metrics["space"] and metrics["accuracy"] > 0.5
     assert "embeddings" in (run / "report.md").read_text()
+    # nothing here can score raw images with it: explain says so in its report, the image card in one line
+    from starlette.testclient import TestClient
+
+    from classlab.commands.explain import explain
+    from classlab.web.app import create_app
+
+    text = explain(run).details["attribution"]
+    assert text.startswith("Attribution was not computed") and "backbone's embeddings" in text
+    first = (run / "predictions.csv").read_text().splitlines()[1].split(",")[0]
+    with TestClient(create_app(runs_dir), base_url="http://127.0.0.1") as client:
+        card = client.get(f"/runs/{run.name}/card", params={"id": first})
+        assert card.status_code == 400 and "knn DATA --features BACKBONE" in card.text
 
 
 def test_mnist_run_transferred_to_fashion_mnist(runs_dir):

@@ -175,17 +175,20 @@ class RunResult:
                    history=read_history(run.path / "history.csv"))
 
     @cached_property
-    def model_dir(self) -> Path | None:
-        """The folder of the run's trained model (best.pt): the run itself, or for an evaluation the run it
-        evaluated; None without one."""
-        if (self.run_dir / "best.pt").is_file():
-            return self.run_dir
+    def model_run(self) -> Path:
+        """The run whose model made this run's predictions: the run itself, or for an evaluation the run it
+        evaluated (when that is still there)."""
         if self.command == "evaluate":
             config = _read_json(self.run_dir / "config.json")
             source = (config.get("options") or {}).get("run") if isinstance(config, dict) else None
-            if isinstance(source, str) and (Path(source) / "best.pt").is_file():
+            if isinstance(source, str) and (Path(source) / "config.json").is_file():
                 return Path(source)
-        return None
+        return self.run_dir
+
+    @cached_property
+    def model_dir(self) -> Path | None:
+        """The folder of the run's trained network (best.pt): ``model_run`` when it holds one, else None."""
+        return self.model_run if (self.model_run / "best.pt").is_file() else None
 
     def trained(self, device: str | None = "cpu"):
         """The trained model with its preprocessing, as a ``classlab.inference.TrainedRun`` (loaded once)."""

@@ -132,41 +132,23 @@ def network_scorer(run_dir: Path, cfg: EvaluateConfig) -> Scorer:
                   trained.temperature, text)
 
 
-def pixel_scorer(result: RunResult, cfg: EvaluateConfig) -> Scorer:
-    """A k-NN run on pixels (refitted on its own training split, with its chosen k and metric) or the NumPy MLP
-    (scratch.npz): the models of the decks' first steps, scored like the networks."""
-    from ..data.options import load_and_split, saved_options
-    from .explainers import knn_predictor, scratch_predictor
-
-    run_dir = result.run_dir
-    if cfg.tta not in (None, "none"):
-        raise ClasslabError("--tta needs a network; k-NN and the NumPy MLP score each image once")
-    train_ds, split = load_and_split(saved_options(run_dir))
-    if (run_dir / "scratch.npz").is_file():
-        predict, text = scratch_predictor(run_dir), f"`{run_dir}`: the NumPy MLP (scratch.npz)."
-    else:
-        predict = knn_predictor(result, train_ds, split.indices("train"))
-        if predict is None:
-            raise ClasslabError(f"{run_dir} searched a backbone's embeddings; run 'classlab knn DATA --features "
-                                "BACKBONE' on the new data instead")
-        chosen = result.metrics.get("knn") or {}
-        text = (f"`{run_dir}`: k-NN on pixels (k={chosen.get('k', 1)}, {chosen.get('metric', 'l2')}), "
-                f"searching its {len(split.indices('train'))} training images.")
-
-    def batched(images):
-        return np.concatenate([predict(np.asarray(images[i:i + 1024])) for i in range(0, len(images), 1024)])
-    return Scorer(list(train_ds.class_names), train_ds.item_shape[:-1], train_ds.channels, batched, "none", 1.0, text)
-
-
 def model_scorer(run_dir: Path, cfg: EvaluateConfig) -> Scorer:
+    """A network through ``network_scorer``; a pixel k-NN run (refitted on its own training split, with its
+    chosen k and metric) or the NumPy MLP (scratch.npz) through ``run_model``: the decks' first steps, scored
+    like the networks."""
+    from .run_model import run_model
+
     if (run_dir / "best.pt").exists():
         return network_scorer(run_dir, cfg)
     result = RunResult.load(run_dir) if (run_dir / "config.json").is_file() else None
-    if result is not None and ((run_dir / "scratch.npz").is_file() or
-                               (result.command == "knn" and (run_dir / "split.csv").is_file())):
-        return pixel_scorer(result, cfg)
-    raise ClasslabError(f"{run_dir} holds no model to evaluate; give a run of train, transfer, knn or the "
-                        "NumPy MLP")
+    if result is None or result.command == "evaluate":
+        raise ClasslabError(f"{run_dir} holds no model to evaluate; give a run of train, transfer, knn or the "
+                            "NumPy MLP")
+    if cfg.tta not in (None, "none"):
+        raise ClasslabError("--tta needs a network; k-NN and the NumPy MLP score each image once")
+    model = run_model(result, device=cfg.device)
+    return Scorer(model.class_names, model.image_shape, model.channels, model.predict_proba, "none", 1.0,
+                  model.description + ".")
 
 
 def run_evaluate(run_dir: str | Path, data: str, data_dir: str | None = None, cfg: EvaluateConfig = EvaluateConfig(),

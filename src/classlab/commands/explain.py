@@ -201,8 +201,16 @@ def _attribution(out, result, ds, images, chosen, pred, y, names, method, layer,
     if not len(chosen):
         return None
     from .explainers import attribute
+    from .run_model import run_model
 
-    maps, used = attribute(result, ds, images[chosen], pred[chosen], method, layer, train_rows)
+    try:
+        model = run_model(result, ds, train_rows)
+    except ClasslabError as e:  # e.g. k-NN on a backbone's embeddings: nothing here scores raw images
+        if method == "gradcam":
+            raise
+        maps, used = None, f"Attribution was not computed: {e}."
+    else:
+        maps, used = attribute(model, images[chosen], pred[chosen], method, layer)
     if maps is None:
         findings["attribution"] = used
         return ("Attribution", used)
@@ -328,24 +336,28 @@ def explain_predictions(run_dir, images: np.ndarray, labels: list[str], out_dir:
 
     from ..data.options import load_and_split, saved_options
     from .explainers import attribute
+    from .run_model import run_model
 
     result = RunResult.load(run_dir)
     ds, split = load_and_split(saved_options(result.run_dir))
-    proba = result.predict_proba(images)
+    train_rows = split.indices("train")  # none for an evaluation: its model learnt from another run's images
+    model = run_model(result, ds, train_rows)
+    proba = model.predict_proba(images)
     pred = proba.argmax(1)
-    maps, used = attribute(result, ds, images, pred, "auto", None, split.indices("train"))
-    space = TrainSpace(result, ds, split.indices("train"))
-    idx = space.nearest(images, NEIGHBOURS)
+    maps, used = attribute(model, images, pred, "auto", None)
+    space = TrainSpace(result, ds, train_rows) if len(train_rows) else None
+    idx = space.nearest(images, NEIGHBOURS) if space else np.zeros((len(images), 0), np.int64)
     k = idx.shape[1]
-    names = ds.class_names
+    names = model.class_names  # the model's classes name its predictions; ds's name its training images
     out_dir.mkdir(parents=True, exist_ok=True)
     for r, label in enumerate(labels):
         pictures = np.stack([images[r], *[np.asarray(ds.images[space.rows[j]]) for j in idx[r]]])
         captions = [f"{names[pred[r]][:12]} {proba[r, pred[r]]:.2f}"] + \
-            [f"train: {names[ds.labels[space.rows[j]]][:12]}" for j in idx[r]]
+            [f"train: {ds.class_names[ds.labels[space.rows[j]]][:12]}" for j in idx[r]]
         heat = [None if maps is None else maps[r]] + [None] * k
         safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(label).stem)[:60] or "image"
         captioned_grid_png(pictures, captions, out_dir / f"{r:03d}-{safe}.png",
-                           f"{Path(label).name}: {used.split(' (')[0]}; nearest training images ({space.what})",
+                           f"{Path(label).name}: {used.split(' (')[0]}"
+                           + (f"; nearest training images ({space.what})" if space else ""),
                            cols=k + 1, heatmaps=heat)
     return out_dir

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ClasslabError
 from ..runs import RunResult
 from .charts import topk_svg
 from .images import png_bytes
@@ -41,44 +40,39 @@ class RunExplainer:
         self.result = RunResult.load(run_dir)
         self.ds, self.split, self.index = datasets.get(run_dir)
         self.train_rows = self.split.indices("train")
-        self._predict, self._space = None, None
+        self._model, self._space = None, None
         self._lock = threading.Lock()
 
     @property
+    def model(self):
+        """The run's model (``commands.run_model``), built once; for an evaluation, the evaluated run's."""
+        if self._model is None:
+            from ..commands.run_model import run_model
+
+            self._model = run_model(self.result, self.ds, self.train_rows)
+        return self._model
+
+    @property
     def class_names(self) -> list[str]:
-        return list(self.ds.class_names)
+        """The model's classes, in the order of its probabilities (an evaluation's data may hold fewer)."""
+        return list(self.model.class_names)
 
     @property
     def input_shape(self) -> tuple[int, ...]:
         return tuple(self.ds.item_shape)
 
     def predict_proba(self, images: np.ndarray) -> np.ndarray:
-        if self._predict is None:
-            from ..commands.explainers import knn_predictor, scratch_predictor
-
-            if self.result.model_dir is not None:
-                self._predict = self.result.trained().predict_proba
-            elif self.result.command == "evaluate":
-                raise ClasslabError(f"{self.run_dir.name} evaluated a k-NN or NumPy MLP run; open the image "
-                                    "cards of that run")
-            elif (self.run_dir / "scratch.npz").is_file():
-                self._predict = scratch_predictor(self.run_dir)
-            else:
-                self._predict = knn_predictor(self.result, self.ds, self.train_rows)
-            if self._predict is None:
-                raise ClasslabError(f"{self.run_dir.name} has no model to predict with here (a k-NN run on "
-                                    "embeddings); use a train, transfer or pixel k-NN run")
-        return np.asarray(self._predict(images))
+        return np.asarray(self.model.predict_proba(images))
 
     def model_input(self, image: np.ndarray) -> np.ndarray | None:
         """The image after the preprocessing contract's resize and channel steps (None without a torch model)."""
-        if self.result.model_dir is None or image.ndim != 3:
+        if self.model.trained is None or image.ndim != 3:
             return None
         import torch
 
         from ..inference.preprocess import to_float
 
-        pre = self.result.trained().preprocessing
+        pre = self.model.trained.preprocessing
         x = to_float(torch.from_numpy(np.ascontiguousarray(image[None])), pre)[0]
         return (x.permute(1, 2, 0).clamp(0, 1) * 255).round().to(torch.uint8).numpy()
 
@@ -95,7 +89,7 @@ class RunExplainer:
             if seen is not None:
                 card["seen"] = data_uri(png_bytes(seen, 192))
                 card["seen_size"] = "x".join(map(str, seen.shape[:2]))
-            card["steps"] = self.result.trained().preprocessing.describe() if self.result.model_dir is not None else []
+            card["steps"] = self.model.trained.preprocessing.describe() if self.model.trained is not None else []
             card["attribution"], card["method"] = self._attribution(image, int(order[0]))
             card["neighbours"] = self._neighbours(image) if neighbours else []
             return card
@@ -105,7 +99,7 @@ class RunExplainer:
 
         if image.ndim != 3:
             return None, "attribution explains 2D images"
-        maps, used = attribute(self.result, self.ds, image[None], np.array([target]), "auto", None, self.train_rows)
+        maps, used = attribute(self.model, image[None], np.array([target]), "auto", None)
         if maps is None:
             return None, used
         return data_uri(png_bytes(overlay(image, np.asarray(maps[0])), 192)), used.replace("`", "")
