@@ -34,9 +34,18 @@ class Job:
     ended: float | None = None
     returncode: int | None = None
     log: Path | None = None
-    after: str | None = None  # a run to compare the result with when it is done (retrain with corrections)
+    after: str | None = None  # the run this job starts from: the one retrained with corrections, or evaluated
     found_run: Path | None = None  # the run directory, once found
     process: subprocess.Popen | None = field(default=None, repr=False)
+
+    @property
+    def command(self) -> str:
+        return self.args[0]
+
+    @property
+    def retrains(self) -> bool:
+        """A retrain with corrections: its run is compared with the run it started from when it is done."""
+        return self.command == "train" and self.after is not None
 
     @property
     def finished(self) -> bool:
