@@ -1,5 +1,6 @@
 """The training engine on real data: accuracy, run files, checkpoints, resume after SIGKILL, errors."""
 
+import csv
 import json
 import os
 import signal
@@ -118,11 +119,24 @@ def test_resume_with_different_config_names_the_keys(runs_dir, capsys):
     assert len((run / "history.csv").read_text().splitlines()) == 4
 
 
+@pytest.mark.parametrize("model", ["mlp", "scratch-mlp"])
+def test_a_batch_larger_than_the_training_split_takes_the_whole_split(model, runs_dir, capsys):
+    """As PyTorch's DataLoader and Keras: the default batch of 64 on a small folder trains (one step an epoch),
+    with a note, and the run records the batch it used."""
+    args = ["train", "digits", "--model", model, "--epochs", "2", "--batch-size", "100000", "--max-train", "40"]
+    assert main(args) == 0
+    err = capsys.readouterr().err
+    assert "--batch-size 100000 is larger than the training split" in err
+    run = sorted(runs_dir.glob("*-train-digits"))[-1]
+    used = json.loads((run / "config.json").read_text())["options"]["train"]["batch_size"]
+    with open(run / "split.csv", newline="") as f:
+        assert used == sum(r["split"] == "train" for r in csv.DictReader(f)) < 64
+
+
 @pytest.mark.parametrize("args, needle", [
     (["--model", "resnet9000"], "known models"),
     (["--model", "mlp", "--lr", "0"], "--lr must be positive"),
     (["--model", "mlp", "--lr", "-1"], "--lr must be positive"),
-    (["--model", "mlp", "--batch-size", "100000"], "larger than the training split"),
     (["--model", "vgg11"], "pass --image-size 32"),
     (["--model", "mlp", "--optimizer", "adamax"], "unknown --optimizer"),
     (["--model", "mlp", "--epochs", "0"], "--epochs"),

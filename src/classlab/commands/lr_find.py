@@ -32,8 +32,7 @@ def lr_find(opts: DataOptions, cfg: TrainConfig, start: float = 1e-7, end: float
     device = pick_device(cfg.device)
     ds, split = load_and_split(opts)
     train = split.indices("train")
-    if cfg.batch_size > len(train):
-        raise ClasslabError(f"--batch-size {cfg.batch_size} is larger than the training split ({len(train)} images)")
+    cfg = cfg.for_split(len(train))
     run = Run("lr-find", ds.name, runs_dir)
     run.write_config({"data": vars(opts), "train": cfg.to_dict(), "start": start, "end": end, "steps": steps}, cfg.seed)
     record_split(run.path, ds, split)

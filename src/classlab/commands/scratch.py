@@ -60,8 +60,7 @@ def run_scratch(opts: DataOptions, cfg: TrainConfig, runs_dir=None, progress: bo
     ds, split = load_and_split(opts)
     model = build(cfg, create_model(cfg.model, ds.num_classes, ds.channels, ds.item_shape[:-1], **cfg.model_options))
     train, val, test = (split.indices(s) for s in ("train", "val", "test"))
-    if cfg.batch_size > len(train):
-        raise ClasslabError(f"--batch-size {cfg.batch_size} is larger than the training split ({len(train)} images)")
+    cfg = cfg.for_split(len(train))
     mean, std = (np.array(v, np.float32) for v in channel_stats(ds.subset(train).images))
     std = np.maximum(std, 1e-6)
     run = Run("train", ds.name, runs_dir)

@@ -70,6 +70,7 @@ def _train(opts, cfg, runs_dir, ckpt, run_dir, progress, ddp) -> dict:
     train_idx, val_idx, test_idx = (split.indices(s) for s in ("train", "val", "test"))
     if len(train_idx) == 0 or len(test_idx) == 0:
         raise ClasslabError("training needs train and test images; check --val-fraction / --test-fraction")
+    cfg = cfg.for_split(len(train_idx) // ddp.world)  # before config.json and the report record the batch
     model_info = {"name": cfg.model, "num_classes": ds.num_classes, "in_channels": ds.channels,
                   "image_size": list(ds.item_shape[:-1]), "options": cfg.model_options}
     model = create_model(cfg.model, ds.num_classes, ds.channels, ds.item_shape[:-1], **cfg.model_options).to(device)

@@ -134,7 +134,7 @@ def _features_stage(model, ds, idx, pre, plan, tc, run, extra, device, progress,
              for s in idx if len(idx[s])}
     feature_seconds = time.perf_counter() - t0
     out = run.path / "features"
-    cfg = tc.stage_config("head")
+    cfg = tc.stage_config("head").for_split(len(idx["train"]))
     width = split["train"].images.shape[1]
     identity = Preprocessing.for_features(width)
     val = split.get("val", SplitTensors(split["train"].images[:0], split["train"].labels[:0]))
@@ -171,7 +171,7 @@ def _finetune_stage(model, ds, idx, pre, tc, run, extra, device, progress, callb
     if backbone:
         groups.append({"params": backbone, "lr": tc.lr * tc.backbone_lr_ratio})
     out = run.path / "finetune"
-    cfg = tc.stage_config("finetune")
+    cfg = tc.stage_config("finetune").for_split(len(idx["train"]))
     train_t, val_t = tensors_for(ds, idx["train"], device), tensors_for(ds, idx["val"], device)
     t0 = time.perf_counter()
     state = fit(model, train_t, val_t, cfg, pre, out, num_classes=ds.num_classes, extra_state=extra,
@@ -189,7 +189,8 @@ def _stage_result(name, out: Path, ds, idx, outputs, state, cfg, info) -> dict:
     proba, val_proba, embeddings = outputs
     y_true = ds.labels[idx["test"]]
     ev = evaluate(y_true, proba.argmax(1), proba, ds.class_names, seed=cfg.seed)
-    info = {**info, "best_epoch": state.best_epoch, "epochs_run": state.epoch, "best_val_acc": state.best_val_acc,
+    info = {**info, "batch_size": cfg.batch_size, "best_epoch": state.best_epoch, "epochs_run": state.epoch,
+            "best_val_acc": state.best_val_acc,
             "train_seconds": sum(h["seconds"] for h in state.history)}
     ev.save(out, extra={"stage": name, name: info})
     history_files(out, state.history)
@@ -234,7 +235,7 @@ def _finish(run, ds, split, idx, stages, model, tc, plan) -> RunResult:
         notes.append(f"Frozen features ({f['feature_width']} per image; {cached}) took {f['feature_seconds']:.1f} s. "
                      f"Training images' features: {f['feature_precision']}; test features: fp32, as predict computes "
                      f"them. The head ({f['trainable_parameters']:,} parameters) trained in {f['head_seconds']:.1f} s "
-                     f"({head.optimizer} lr {head.lr:g}, {head.schedule} schedule, batch {head.batch_size}, "
+                     f"({head.optimizer} lr {head.lr:g}, {head.schedule} schedule, batch {f['batch_size']}, "
                      f"head augment {tc.head_augment}, test-time augmentation {tc.tta}). "
                      "Curves: `features/curves.png`.")
     if "finetune" in stages:

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
-from ..errors import ClasslabError
+from ..errors import ClasslabError, warn
 from ..inference.tta import TTA_MODES, tta_mode
 
 OPTIMIZERS = ("sgd", "nesterov", "adam", "adamw", "rmsprop")
@@ -125,6 +125,16 @@ class TrainConfig:
         if self.early_stopping is not None and self.early_stopping < 1:
             bad(f"--early-stopping takes a patience of at least 1 epoch, got {self.early_stopping}")
         return self
+
+    def for_split(self, images: int) -> "TrainConfig":
+        """This config with a batch no larger than a training split of ``images`` (per process): as PyTorch's
+        DataLoader and Keras do, a larger batch takes the whole split, one step an epoch, with a note. A small
+        folder (a workshop's 30 webcam photos) trains with the default batch instead of failing."""
+        if self.batch_size <= images:
+            return self
+        warn(f"--batch-size {self.batch_size} is larger than the training split ({images} images); each step "
+             f"takes all {images}")
+        return replace(self, batch_size=images)
 
     def to_dict(self) -> dict:
         return asdict(self)
