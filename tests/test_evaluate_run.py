@@ -201,6 +201,7 @@ def test_the_decks_first_models_are_evaluated_alike(kind, runs_dir, capsys):
     assert ("k-NN on pixels" if kind == "knn" else "NumPy MLP") in result.report.read_text()
     with pytest.raises(classlab.ClasslabError, match="--tta needs a network"):
         classlab.evaluate_run(run, "digits", tta="flip")
+    _predict_agrees_with_the_run(run.run_dir, result.run_dir, runs_dir.parent / "images", capsys)
     explained = classlab.explain(result)  # the evaluated run's model explains the evaluation's mistakes
     assert "Occlusion" in explained.report.read_text() and (explained.run_dir / "explain/attribution.png").is_file()
     from starlette.testclient import TestClient
@@ -212,6 +213,24 @@ def test_the_decks_first_models_are_evaluated_alike(kind, runs_dir, capsys):
         assert result.run_dir.name in client.get(f"/runs/{run.run_dir.name}").text  # listed as its evaluation
         assert 'id="evaluate-form"' not in client.get(f"/runs/{result.run_dir.name}").text
         _card_agrees_with_predictions(client, result.run_dir)
+
+
+def _predict_agrees_with_the_run(run_dir, evaluation_dir, folder, capsys, rows: int = 5):
+    """'classlab predict' on image files, with the run (any kind) and with an evaluation of it, labels them as
+    the run's own test predictions did."""
+    ds = classlab.load_dataset("digits")
+    index = {item: i for i, item in enumerate(ds.ids)}
+    expected = _predictions(run_dir)[:rows]
+    folder.mkdir(exist_ok=True)
+    files = []
+    for row in expected:
+        files.append(folder / (row["id"].replace("/", "_") + ".png"))
+        Image.fromarray(ds.images[index[row["id"]], :, :, 0]).save(files[-1])
+    for source in (run_dir, evaluation_dir):
+        capsys.readouterr()
+        assert main(["predict", str(source), *map(str, files), "--top-k", "2"]) == 0
+        lines = capsys.readouterr().out.strip().splitlines()
+        assert [line.split(": ")[1].split()[0] for line in lines] == [r["predicted_label"] for r in expected]
 
 
 def _card_agrees_with_predictions(client, run_dir, rows: int = 3):

@@ -9,7 +9,8 @@ from .common import Command, positive_int, whole_number
 
 
 def configure_predict(p) -> None:
-    p.add_argument("run", help="a training run directory")
+    p.add_argument("run", help="a run with a model: train, transfer, k-NN on pixels, the NumPy MLP, or an "
+                               "evaluation of one")
     p.add_argument("inputs", nargs="+", help="image files and/or folders of images")
     p.add_argument("--top-k", type=positive_int, default=3, help="how many labels per image (default 3)")
     p.add_argument("--output", help="CSV path (default: RUN/predict-<time>.csv)")
@@ -19,16 +20,17 @@ def configure_predict(p) -> None:
 
 
 def run_predict(args) -> None:
+    from ..commands.run_model import load_run_model
     from ..errors import ClasslabError
-    from ..inference.trained_run import TrainedRun, default_predictions_path, write_predictions_csv
+    from ..inference.trained_run import default_predictions_path, write_predictions_csv
 
     if args.output and Path(args.output).is_dir():
         raise ClasslabError(f"--output {args.output} is a folder; give a CSV file path")
-    run = TrainedRun.load(args.run, args.device)
+    run = load_run_model(args.run, args.device)  # a network, k-NN, the NumPy MLP, or an evaluation's model
     results = run.predict(args.inputs, args.top_k)
     for r in results:
         print(f"{r['input']}: " + ", ".join(f"{label} {p:.3f}" for label, p in r["top"]))
-    path = write_predictions_csv(results, Path(args.output) if args.output else default_predictions_path(run.run_dir))
+    path = write_predictions_csv(results, Path(args.output) if args.output else default_predictions_path(Path(args.run)))
     print(f"predictions: {path}", file=sys.stderr)
     labelled = [i for i in args.inputs if _named_like(Path(i), run.class_names)]
     if labelled:
@@ -39,7 +41,7 @@ def run_predict(args) -> None:
         from ..inference.trained_run import image_files
 
         images, files = run.load_images(image_files(args.inputs))
-        folder = explain_predictions(run.run_dir, images, [str(f) for f in files], path.with_suffix(""))
+        folder = explain_predictions(Path(args.run), images, [str(f) for f in files], path.with_suffix(""))
         print(f"explanations: {folder}", file=sys.stderr)
 
 

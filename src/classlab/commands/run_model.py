@@ -7,6 +7,7 @@ evaluation's own data (whose classes may be a subset, in another order)."""
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -33,6 +34,39 @@ class RunModel:
     trained: object | None  # the TrainedRun of a network (Grad-CAM, the preprocessing contract), else None
     description: str
 
+    def load_images(self, files: list[Path]) -> tuple[np.ndarray, list[Path]]:
+        """The files decoded at the model's size and channels (unreadable ones skipped with a warning)."""
+        if self.trained is not None:
+            return self.trained.load_images(files)
+        from ..inference.trained_run import decode_files
+
+        return decode_files(files, self.image_shape, self.channels)
+
+    def predict(self, inputs, top_k: int = 3) -> list[dict]:
+        """Top-k labels with probabilities for image files / folders (or uint8 images at the model's size)."""
+        from ..inference.trained_run import predict_top_k
+
+        return predict_top_k(self.predict_proba, self.load_images, self.class_names, inputs, top_k)
+
+
+def load_run_model(run_dir: str | Path, device: str | None = "cpu") -> RunModel:
+    """The model of the run at ``run_dir``: a folder with best.pt alone is enough for a network."""
+    from ..inference.trained_run import TrainedRun
+
+    run_dir = Path(run_dir)
+    if os.path.lexists(run_dir / "best.pt"):  # a FIFO or a link there is named by the checkpoint loader
+        return _network(TrainedRun.load(run_dir, device), run_dir, "network")
+    if not (run_dir / "config.json").is_file():
+        raise ClasslabError(f"{run_dir} is not a run with a model (no best.pt, no config.json); give a run "
+                            "directory of train, transfer, knn or the NumPy MLP")
+    return run_model(RunResult.load(run_dir), device=device)
+
+
+def _network(trained, source: Path, what: str) -> RunModel:
+    pre = trained.preprocessing
+    return RunModel(source, "network", list(trained.class_names), tuple(pre.image_size), pre.channels,
+                    trained.predict_proba, trained, f"`{source}`: a {what}")
+
 
 def run_model(result: RunResult, ds=None, train_rows: np.ndarray | None = None, device: str | None = "cpu"
               ) -> RunModel:
@@ -43,10 +77,7 @@ def run_model(result: RunResult, ds=None, train_rows: np.ndarray | None = None, 
     if source != result.run_dir:  # an evaluation: the model, its classes and its data are the evaluated run's
         result, ds, train_rows = RunResult.load(source), None, None
     if result.model_dir is not None:
-        trained = result.trained(device)
-        pre = trained.preprocessing
-        return RunModel(source, "network", list(trained.class_names), tuple(pre.image_size), pre.channels,
-                        trained.predict_proba, trained, f"`{source}`: a network ({result.command})")
+        return _network(result.trained(device), source, f"network ({result.command})")
     if (source / "scratch.npz").is_file():
         ds = ds if ds is not None else _own_data(source)[0]
         return RunModel(source, "numpy-mlp", list(ds.class_names), tuple(ds.item_shape[:-1]), ds.channels,

@@ -101,31 +101,11 @@ class TrainedRun:
 
     def load_images(self, files: list[Path]) -> tuple[np.ndarray, list[Path]]:
         """Decode files with the run's size and channels; unreadable ones are skipped with a warning."""
-        arrays, kept = [], []
-        size = tuple(self.preprocessing.image_size)
-        if len(size) != 2:
-            raise ClasslabError("predicting on image files needs a 2D model; pass volumes as arrays")
-        for f in files:
-            try:
-                arrays.append(decode(read_file(f), self.preprocessing.channels, size))
-                kept.append(f)
-            except (ValueError, OSError) as e:  # safe_files.UnreadableFile is a ValueError
-                warn(f"skipped {f}: {e}")
-        if not arrays:
-            raise ClasslabError("none of the given files could be read as an image")
-        return np.stack(arrays), kept
+        return decode_files(files, tuple(self.preprocessing.image_size), self.preprocessing.channels)
 
     def predict(self, inputs, top_k: int = 3) -> list[dict]:
         """Top-k labels with probabilities for image files / folders (or a uint8 array)."""
-        if isinstance(inputs, np.ndarray):
-            names, proba = [str(i) for i in range(len(inputs))], self.predict_proba(inputs)
-        else:
-            images, files = self.load_images(image_files([inputs] if isinstance(inputs, (str, Path)) else inputs))
-            names, proba = [str(f) for f in files], self.predict_proba(images)
-        k = max(1, min(top_k, len(self.class_names)))
-        order = np.argsort(-proba, axis=1, kind="stable")[:, :k]
-        return [{"input": n, "top": [(self.class_names[c], float(p[c])) for c in o]}
-                for n, p, o in zip(names, proba, order)]
+        return predict_top_k(self.predict_proba, self.load_images, self.class_names, inputs, top_k)
 
     def evaluate(self):
         """Score the run's own test split again (same data, same split manifest)."""
@@ -136,6 +116,35 @@ class TrainedRun:
         test = split.indices("test")
         proba = self.predict_proba(np.asarray(ds.images[test]))
         return evaluate(ds.labels[test], proba.argmax(1), proba, ds.class_names)
+
+
+def decode_files(files: list[Path], size: tuple[int, ...], channels: int) -> tuple[np.ndarray, list[Path]]:
+    """uint8 images of the files at a model's size and channels; unreadable ones are skipped with a warning."""
+    arrays, kept = [], []
+    if len(size) != 2:
+        raise ClasslabError("predicting on image files needs a 2D model; pass volumes as arrays")
+    for f in files:
+        try:
+            arrays.append(decode(read_file(f), channels, tuple(size)))
+            kept.append(f)
+        except (ValueError, OSError) as e:  # safe_files.UnreadableFile is a ValueError
+            warn(f"skipped {f}: {e}")
+    if not arrays:
+        raise ClasslabError("none of the given files could be read as an image")
+    return np.stack(arrays), kept
+
+
+def predict_top_k(predict_proba, load_images, class_names: list[str], inputs, top_k: int = 3) -> list[dict]:
+    """[{"input", "top": [(label, probability), ...]}] for image files / folders (or a uint8 array), of any
+    model given as its ``predict_proba`` and ``load_images``."""
+    if isinstance(inputs, np.ndarray):
+        names, proba = [str(i) for i in range(len(inputs))], predict_proba(inputs)
+    else:
+        images, files = load_images(image_files([inputs] if isinstance(inputs, (str, Path)) else inputs))
+        names, proba = [str(f) for f in files], predict_proba(images)
+    k = max(1, min(top_k, len(class_names)))
+    order = np.argsort(-proba, axis=1, kind="stable")[:, :k]
+    return [{"input": n, "top": [(class_names[c], float(p[c])) for c in o]} for n, p, o in zip(names, proba, order)]
 
 
 def read_temperature(run_dir: Path) -> float:
