@@ -475,3 +475,32 @@ def test_small_images_default_to_the_measured_small_input_size():
     ds = SimpleNamespace(is_volume=False, item_shape=(32, 32, 3), channels=3)
     assert plan.contract(ds, None)[0].model_size == [SMALL_INPUT_SIZE] * 2
     assert plan.contract(ds, 96)[0].model_size == [96, 96]  # --image-size wins
+
+
+def test_the_head_gets_enough_steps_on_a_small_training_split(capsys):
+    """--head-epochs left out: 5 epochs, or as many as 100 steps take on a small split (at most 100 epochs);
+    given, it is kept. The batch never exceeds the split."""
+    from classlab.transfer.config import TransferConfig
+
+    auto = TransferConfig()
+    assert auto.head_config(45_000).epochs == 5 and auto.head_config(1_257).epochs == 5  # 704 and 20 steps an epoch
+    assert auto.head_config(140).epochs == 34 and auto.head_config(200).epochs == 25  # 3 and 4 steps an epoch
+    assert auto.head_config(59).epochs == 100 and auto.head_config(59).batch_size == 59
+    assert "larger than the training split (59 images)" in capsys.readouterr().err
+    assert TransferConfig(head_epochs=3).head_config(59).epochs == 3
+    assert TransferConfig(batch_size=16).head_config(200).epochs == 8  # 13 steps an epoch
+
+
+def test_a_small_folder_trains_its_head_longer_and_the_report_says_so(torch_home, runs_dir, tmp_path):
+    ds = __import__("classlab").load_dataset("digits")
+    for digit in (0, 1, 2):
+        folder = tmp_path / "folder" / str(digit)
+        folder.mkdir(parents=True)
+        for i in np.flatnonzero(ds.labels == digit)[:20]:
+            (folder / f"{i}.png").write_bytes(png_bytes(ds.images[i, :, :, 0].repeat(4, 0).repeat(4, 1)))
+    run = transfer(str(tmp_path / "folder"), "mobilenet_v2", mode="features", progress=False,
+                   data_options={"image_size": 32})
+    stage = __import__("json").loads((run.run_dir / "metrics.json").read_text())["stages"]["features"]
+    assert stage["epochs_run"] == stage["planned_epochs"] > 5 and stage["batch_size"] < 64
+    assert f"The head was given {stage['planned_epochs']} epochs instead of 5" in run.report.read_text()
+    assert run.metrics["accuracy"] > 0.6

@@ -30,7 +30,7 @@ from ..training.batches import SplitTensors, tensors_for
 from ..training.engine import fit, predict_split, split_outputs
 from ..training.optim import set_determinism
 from ..transfer.backbone import plan_backbone
-from ..transfer.config import TransferConfig
+from ..transfer.config import HEAD_EPOCHS, MIN_HEAD_STEPS, TransferConfig
 from ..transfer.features import ImagesDigest, cached_features, cached_precision, feature_precision
 from .results import history_files, save_outputs, score_test, test_section
 
@@ -134,7 +134,7 @@ def _features_stage(model, ds, idx, pre, plan, tc, run, extra, device, progress,
              for s in idx if len(idx[s])}
     feature_seconds = time.perf_counter() - t0
     out = run.path / "features"
-    cfg = tc.stage_config("head").for_split(len(idx["train"]))
+    cfg = tc.head_config(len(idx["train"]))
     width = split["train"].images.shape[1]
     identity = Preprocessing.for_features(width)
     val = split.get("val", SplitTensors(split["train"].images[:0], split["train"].labels[:0]))
@@ -148,6 +148,7 @@ def _features_stage(model, ds, idx, pre, plan, tc, run, extra, device, progress,
     proba, embeddings = split_outputs(model.head, split["test"], identity, cfg.tta)
     val_proba = predict_split(model.head, split["val"], identity, cfg.tta) if "val" in split else None
     return _stage_result("features", out, ds, idx, (proba, val_proba, embeddings), state, cfg, {
+        "planned_epochs": cfg.epochs,
         "feature_seconds": feature_seconds, "head_seconds": head_seconds, "features_from_cache": hits,
         "feature_precision": precision,
         "feature_width": width, "trainable_parameters": count_parameters(model.head)[0]})
@@ -183,6 +184,13 @@ def _finetune_stage(model, ds, idx, pre, tc, run, extra, device, progress, callb
     return _stage_result("finetune", out, ds, idx, (proba, val_proba, embeddings), state, cfg, {
         "seconds": seconds, "unfrozen_blocks": unfrozen, "blocks": len(model.blocks()),
         "trainable_parameters": count_parameters(model)[1], "backbone_lr": tc.lr * tc.backbone_lr_ratio})
+
+
+def _head_epochs_note(tc: TransferConfig, info: dict) -> str:
+    if tc.head_epochs is not None or info["planned_epochs"] == HEAD_EPOCHS:
+        return ""
+    return (f" The head was given {info['planned_epochs']} epochs instead of {HEAD_EPOCHS}: on this small training "
+            f"split that is about {MIN_HEAD_STEPS} steps (--head-epochs sets them).")
 
 
 def _stage_result(name, out: Path, ds, idx, outputs, state, cfg, info) -> dict:
@@ -237,7 +245,7 @@ def _finish(run, ds, split, idx, stages, model, tc, plan) -> RunResult:
                      f"them. The head ({f['trainable_parameters']:,} parameters) trained in {f['head_seconds']:.1f} s "
                      f"({head.optimizer} lr {head.lr:g}, {head.schedule} schedule, batch {f['batch_size']}, "
                      f"head augment {tc.head_augment}, test-time augmentation {tc.tta}). "
-                     "Curves: `features/curves.png`.")
+                     "Curves: `features/curves.png`." + _head_epochs_note(tc, f))
     if "finetune" in stages:
         f = summary["finetune"]
         notes.append(f"Fine-tuning unfroze {f['unfrozen_blocks']} of {f['blocks']} backbone blocks "
