@@ -444,3 +444,17 @@ def test_durations_show_the_digits_they_need():
 
     assert [seconds_text(v) for v in (512.3, 99.94, 3.4, 0.0423, 0.0004, None, True, "x")] == \
         ["512", "99.9", "3.4", "0.0423", "< 0.001", "", "", ""]
+
+
+@pytest.mark.parametrize("epochs, expected", [("", []), ("7", ["--head-epochs", "7"])])
+def test_a_transfer_job_leaves_the_heads_epochs_to_its_default_unless_given(epochs, expected):
+    """An empty Epochs field lets transfer size the head's training (about 100 steps on a small folder)."""
+    from types import SimpleNamespace
+
+    from classlab.web.actions import _job_args
+
+    form = {"command": "transfer", "dataset": "digits", "backbone": "mobilenet_v2", "mode": "features",
+            "epochs": epochs}
+    args, _ = _job_args(SimpleNamespace(data_dir=None), form)
+    assert args[:2] == ["transfer", "digits"] and "--mode" in args
+    assert [a for i, a in enumerate(args) if a == "--head-epochs" or args[i - 1] == "--head-epochs"] == expected

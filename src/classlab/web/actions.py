@@ -243,7 +243,9 @@ def _job_args(bench, form) -> tuple[list[str], str]:
         mode = str(form.get("mode", "features"))
         if mode not in ("features", "finetune", "both"):
             raise ClasslabError("mode is features, finetune or both")
-        args += ["--backbone", backbone, "--mode", mode, "--head-epochs", str(_whole(form, "epochs", 1, 1000, 5))]
+        args += ["--backbone", backbone, "--mode", mode]
+        epochs = _whole(form, "epochs", 1, 1000, None)  # left empty: the head's default (more steps on small data)
+        args += ["--head-epochs", str(epochs)] if epochs else []
         size = _whole(form, "image_size", 16, 512, None)
         if size:
             args += ["--image-size", str(size)]
