@@ -226,6 +226,9 @@ def _predict_agrees_with_the_run(run_dir, evaluation_dir, folder, capsys, rows: 
     for row in expected:
         files.append(folder / (row["id"].replace("/", "_") + ".png"))
         Image.fromarray(ds.images[index[row["id"]], :, :, 0]).save(files[-1])
+    model = classlab.load_model(run_dir)  # the Python API of the same: any run's model
+    assert [r["top"][0][0] for r in model.predict(files)] == [r["predicted_label"] for r in expected]
+    assert model.predict_proba(np.stack([ds.images[index[r["id"]]] for r in expected])).shape == (rows, 10)
     for source in (run_dir, evaluation_dir):
         capsys.readouterr()
         assert main(["predict", str(source), *map(str, files), "--top-k", "2"]) == 0

@@ -24,6 +24,7 @@ _API = {
     "explain": ".api",
     "compare": ".api",
     "evaluate_run": ".api",
+    "load_model": ".api",
     "RunResult": ".runs",
     "TrainedRun": ".inference.trained_run",
     "create_model": ".models",

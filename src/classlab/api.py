@@ -93,3 +93,13 @@ def evaluate_run(run, data, *, data_dir=None, runs_dir=None, **options) -> RunRe
         raise ClasslabError(f"evaluate_run has no option {', '.join(unknown)}; it takes "
                             f"{', '.join(EvaluateConfig.__dataclass_fields__)}")
     return run_evaluate(getattr(run, "run_dir", run), str(data), data_dir, EvaluateConfig(**options), runs_dir)
+
+
+def load_model(run, *, device: str | None = "cpu"):
+    """The model of any run (a RunResult or a run directory): a network (train, transfer), k-NN on pixels
+    (refitted on its training split), the NumPy MLP, or an evaluation's evaluated model. It has
+    ``.predict(files_or_array, top_k)``, ``.predict_proba(uint8 images)``, ``.class_names`` and
+    ``.load_images(files)``; ``.trained`` is the ``TrainedRun`` of a network (None otherwise)."""
+    from .commands.run_model import load_run_model
+
+    return load_run_model(getattr(run, "run_dir", run), device)
