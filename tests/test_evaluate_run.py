@@ -11,7 +11,7 @@ from sklearn.metrics import accuracy_score, f1_score
 
 import classlab
 from classlab.cli import main
-from conftest import DATA, need
+from conftest import DATA, make_class_folder, need
 
 
 @pytest.fixture(scope="module")
@@ -275,3 +275,26 @@ def test_the_manifest_keeps_the_datas_labels_where_the_model_has_no_such_class(d
 
     with TestClient(create_app(result.run_dir.parent), base_url="http://127.0.0.1") as client:
         _card_agrees_with_predictions(client, result.run_dir, rows=12)
+
+
+def test_a_run_made_with_a_relative_data_path_is_found_from_any_working_directory(tmp_path, runs_dir, monkeypatch,
+                                                                                    capsys):
+    """The data options are recorded absolute, so a k-NN run (which searches its training images at predict time)
+    predicts, explains and resumes from another working directory."""
+    from classlab.data.options import saved_options
+
+    make_class_folder(tmp_path / "project" / "pets", per_class=8)
+    monkeypatch.chdir(tmp_path / "project")
+    run = classlab.knn("pets", k=[1], progress=False)
+    assert saved_options(run.run_dir).data == str(tmp_path / "project" / "pets")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    image = tmp_path / "project" / "pets" / "dog" / "000.png"
+    capsys.readouterr()
+    assert main(["predict", str(run.run_dir), str(image)]) == 0
+    assert ": dog" in capsys.readouterr().out  # a training image's nearest neighbour is itself
+    assert "Occlusion" in classlab.explain(run).report.read_text()
+    (tmp_path / "project" / "pets").rename(tmp_path / "project" / "moved")
+    with pytest.raises(classlab.ClasslabError, match="needs the data it trained on"):
+        classlab.load_model(run.run_dir)

@@ -203,8 +203,6 @@ def test_pruned_search_equals_brute_force_and_sklearn(case):
     """algorithm="auto" (lower bounds skip most products) gives the very neighbours of "brute": on real
     CIFAR-10 images; on near-duplicates whose bounds are too loose to prune (the full-product fallback)
     with many exact ties; on flat rows whose groups are consecutive values."""
-    import torch
-
     rng = np.random.default_rng(3)
     if case == "cifar":
         ds = load_dataset(need(CIFAR_ZIP))

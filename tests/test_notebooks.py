@@ -12,7 +12,10 @@ EXAMPLES = sorted((Path(__file__).resolve().parents[1] / "examples").glob("*.ipy
 def test_there_is_a_notebook_per_deck_topic_and_none_keeps_outputs():
     assert [p.name[:2] for p in EXAMPLES] == ["01", "02", "03", "04", "05"]
     for path in EXAMPLES:
-        for cell in json.loads(path.read_text())["cells"]:
+        cells = json.loads(path.read_text())["cells"]
+        ids = [cell.get("id") for cell in cells]  # nbformat 4.5 requires unique cell ids (a hard error soon)
+        assert None not in ids and len(set(ids)) == len(ids), path.name
+        for cell in cells:
             if cell["cell_type"] == "code":
                 assert not cell.get("outputs") and cell.get("execution_count") is None, path.name
 

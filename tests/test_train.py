@@ -581,7 +581,7 @@ def test_volumes_train_in_fp32_on_the_cpu_and_a_fixed_seed_repeats(tmp_path):
     assert use_bf16(TrainConfig(precision="fp32"), torch.device("cpu")) is False
     from conftest import random_volumes_npz
 
-    arrays = random_volumes_npz(tmp_path / "vol.npz")
+    random_volumes_npz(tmp_path / "vol.npz")
     import classlab
 
     runs = [classlab.train(str(tmp_path / "vol.npz"), "cnn3d", epochs=2, batch_size=8, progress=False,

@@ -100,9 +100,14 @@ def run_model(result: RunResult, ds=None, train_rows: np.ndarray | None = None, 
 
 
 def _own_data(run_dir: Path):
+    """The run's data and split, as it trained (k-NN searches its training images; the NumPy MLP's classes)."""
     from ..data.options import load_and_split, saved_options
 
-    return load_and_split(saved_options(run_dir))
+    try:
+        return load_and_split(saved_options(run_dir))
+    except ClasslabError as e:
+        raise ClasslabError(f"the model of {run_dir.name} needs the data it trained on, which cannot be read now "
+                            f"({e})") from None
 
 
 def _batched(predict: Callable[[np.ndarray], np.ndarray], num_classes: int) -> Callable:

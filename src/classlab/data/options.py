@@ -4,6 +4,7 @@ optionally subsample, and record the split and any leakage in the run directory.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -33,6 +34,14 @@ class DataOptions:
     max_memory_mb: int | None = None  # decode image folders lazily above this many MB of pixels
     dedupe: str | None = None  # "test": drop test images that have a near-duplicate in train
     corrections: str | None = None  # a corrections.csv (data.corrections) applied to train and val
+
+    def __post_init__(self):
+        # Paths are recorded absolute (as given, links kept), so a run's data is found again from any working
+        # directory: explain, resume, predict with a k-NN run, the workbench started elsewhere.
+        for name in ("data", "data_dir", "split", "corrections"):
+            value = getattr(self, name)
+            if isinstance(value, str) and value and os.path.exists(os.path.expanduser(value)):
+                setattr(self, name, os.path.abspath(os.path.expanduser(value)))
 
 
 def load_and_split(opts: DataOptions) -> tuple[ImageDataset, Split]:
