@@ -43,6 +43,24 @@ def test_export_cli_and_bad_format(cnn_run, capsys):
     assert main(["export", str(cnn_run.run_dir), "--format", "tflite"]) == 2
 
 
+def test_export_of_a_run_without_a_network_says_which_run_to_give(cnn_run, tmp_path, capsys):
+    """A k-NN run, a training cut off before its first best.pt, a folder that is no run, a missing path:
+    each one line naming what to give instead, exit 2."""
+    import shutil
+
+    knn = classlab.knn("digits", k=[1], runs_dir=tmp_path / "runs", progress=False)
+    cut = tmp_path / "cut"
+    shutil.copytree(cnn_run.run_dir, cut, ignore=shutil.ignore_patterns("*.pt"))
+    (tmp_path / "empty").mkdir()
+    cases = {knn.run_dir: "is a knn run, which holds no network", cut: "'classlab train --resume",
+             tmp_path / "empty": "is not a classlab run directory", tmp_path / "nowhere": "is not a run directory"}
+    for run_dir, message in cases.items():
+        capsys.readouterr()
+        assert main(["export", str(run_dir)]) == 2
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1, err
+
+
 def test_lr_find_suggests_a_rate_that_trains(runs_dir, capsys):
     assert main(["lr-find", "digits", "--model", "mlp"]) == 0
     run = sorted(runs_dir.iterdir())[-1]

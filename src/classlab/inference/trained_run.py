@@ -27,6 +27,25 @@ from .preprocess import Preprocessing
 from .tta import tta_mode
 
 
+def _no_network(run_dir: Path) -> str:
+    """Why a directory has no network checkpoint, and what to give instead."""
+    import json
+
+    if not run_dir.is_dir():
+        return f"{run_dir} is not a run directory (see 'classlab runs' for the runs there are)"
+    try:
+        command = json.loads((run_dir / "config.json").read_text(encoding="utf-8")).get("command")
+    except (OSError, ValueError, AttributeError):
+        command = None
+    if command is None:
+        return f"{run_dir} is not a classlab run directory (no best.pt, no readable config.json)"
+    if command in ("train", "transfer"):
+        return (f"{run_dir} has no best.pt: its training stopped before an epoch ended; "
+                f"'classlab {command} --resume {run_dir}' continues it")
+    return (f"{run_dir} is a {command} run, which holds no network (best.pt); this needs a train or transfer run "
+            "('classlab predict' and 'classlab evaluate' take any run with a model)")
+
+
 def image_files(inputs) -> list[Path]:
     """Image files from a mix of files and folders (folders recursively, hidden entries skipped)."""
     files = []
@@ -68,6 +87,8 @@ class TrainedRun:
 
         run_dir = Path(run_dir)
         path = run_dir / "best.pt"
+        if not os.path.lexists(path):
+            raise ClasslabError(_no_network(run_dir))
         ckpt = load_checkpoint(path)
         try:
             info, class_names = ckpt["model_info"], list(ckpt["class_names"])
