@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from classlab import ClasslabError, TrainedRun
+from classlab.checkpoint import load_checkpoint
 from classlab.cli import main
 from classlab.models import create_model
 from classlab.models.transfer import adapt_first_conv, build_backbone
@@ -504,3 +505,34 @@ def test_a_small_folder_trains_its_head_longer_and_the_report_says_so(torch_home
     assert stage["epochs_run"] == stage["planned_epochs"] > 5 and stage["batch_size"] < 64
     assert f"The head was given {stage['planned_epochs']} epochs instead of 5" in run.report.read_text()
     assert run.metrics["accuracy"] > 0.6
+
+
+def _imbalanced_digits_tree(root, counts: dict[int, int], test_per_class: int = 40):
+    """train/ with ``counts`` images per digit (4x upscaled), test/ with ``test_per_class`` of each."""
+    ds = __import__("classlab").load_dataset("digits")
+    for digit, n in counts.items():
+        rows = np.flatnonzero(ds.labels == digit)
+        for split, chosen in (("train", rows[:n]), ("test", rows[-test_per_class:])):
+            folder = root / split / str(digit)
+            folder.mkdir(parents=True, exist_ok=True)
+            for i in chosen:
+                (folder / f"{i}.png").write_bytes(png_bytes(ds.images[i, :, :, 0].repeat(4, 0).repeat(4, 1)))
+    return root
+
+
+def test_balanced_class_weight_and_sampler_lift_the_rare_classes_in_both_stages(torch_home, runs_dir, tmp_path):
+    """Keras's fit(class_weight=) for transfer: on a 120:8:8 training split the plain head all but ignores the
+    two rare digits; --class-weight balanced or --sampler balanced recovers them, and fine-tuning gets the same."""
+    tree = _imbalanced_digits_tree(tmp_path / "tree", {0: 120, 1: 8, 7: 8})
+    rare_recall = {}
+    for option in (None, "class_weight", "sampler"):
+        run = transfer(str(tree), "mobilenet_v2", mode="features", progress=False, head_epochs=10,
+                       data_options={"image_size": 32}, **({option: "balanced"} if option else {}))
+        recall = dict(zip(run.evaluation.class_names, (row["recall"] for row in run.metrics["per_class"])))
+        rare_recall[option] = (recall["1"] + recall["7"]) / 2
+    assert rare_recall["class_weight"] > rare_recall[None] + 0.1 and rare_recall["sampler"] > rare_recall[None] + 0.1
+    run = transfer(str(tree), "mobilenet_v2", mode="both", progress=False, head_epochs=1, finetune_epochs=1,
+                   class_weight="balanced", data_options={"image_size": 32})
+    for stage in ("features", "finetune"):
+        assert load_checkpoint(run.run_dir / stage / "last.pt")["config"]["class_weight"] == "balanced"
+    assert main(["transfer", str(tree), "--mode", "features", "--class-weight", "often"]) == 2

@@ -48,6 +48,9 @@ class TransferConfig:
     # steps, e.g. digits 74% -> 66% in 5 epochs; on 10k CIFAR-10 cosine gains about 1 point) and cosine for fine-tuning
     schedule: str | None = flag(None, "learning-rate schedule of both stages: constant, step, cosine, onecycle "
                                       "(default: constant for the head, cosine for fine-tuning)")
+    class_weight: str | None = flag(None, "balanced: weight both stages' loss by inverse class frequency (imbalanced "
+                                          "data; as Keras's fit(class_weight=))")
+    sampler: str | None = flag(None, "balanced: both stages draw batches with equal class probability")
     early_stopping: int | None = flag(None, "stop a stage after this many epochs without a better validation "
                                             "accuracy", metavar="PATIENCE")
     tta: str = flag("none", "flip: score and predict each image and its mirror image, averaged (features: "
@@ -91,7 +94,7 @@ class TransferConfig:
             model="transfer", epochs=(self.head_epochs or HEAD_EPOCHS) if head else self.finetune_epochs,
             batch_size=self.batch_size,
             lr=self.lr, optimizer=self.optimizer, weight_decay=self.weight_decay, label_smoothing=self.label_smoothing,
-            augment="none" if head else self.augment,
+            augment="none" if head else self.augment, class_weight=self.class_weight, sampler=self.sampler,
             schedule=self.schedule or ("constant" if head else "cosine"),
             early_stopping=self.early_stopping, seed=self.seed, device=self.device, tta=self.tta,
             precision="fp32" if head else self.precision)
