@@ -67,6 +67,22 @@ def make_class_folder(root: Path, classes=("cat", "dog"), per_class=6, size=(12,
     return root
 
 
+def imbalanced_digits_tree(root: Path, counts: dict[int, int], test_per_class: int = 40, scale: int = 1) -> Path:
+    """Real digits as a folder tree: train/ with ``counts`` images per digit, test/ with ``test_per_class``
+    of each, upscaled ``scale`` times."""
+    from classlab import load_dataset
+
+    ds = load_dataset("digits")
+    for digit, n in counts.items():
+        rows = np.flatnonzero(ds.labels == digit)
+        for split, chosen in (("train", rows[:n]), ("test", rows[-test_per_class:])):
+            folder = root / split / str(digit)
+            folder.mkdir(parents=True, exist_ok=True)
+            for i in chosen:
+                (folder / f"{i}.png").write_bytes(png_bytes(ds.images[i, :, :, 0].repeat(scale, 0).repeat(scale, 1)))
+    return root
+
+
 @pytest.fixture
 def server(tmp_path):
     """A static HTTP server on 127.0.0.1 serving tmp_path/served: (folder, base URL)."""

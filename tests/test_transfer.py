@@ -18,7 +18,7 @@ from classlab.transfer import transfer
 from classlab.transfer.backbone import plan_backbone
 from classlab.transfer.weights import resolve
 
-from conftest import DATA, MOBILENET, need, png_bytes
+from conftest import DATA, MOBILENET, imbalanced_digits_tree, need, png_bytes
 
 
 
@@ -507,23 +507,10 @@ def test_a_small_folder_trains_its_head_longer_and_the_report_says_so(torch_home
     assert run.metrics["accuracy"] > 0.6
 
 
-def _imbalanced_digits_tree(root, counts: dict[int, int], test_per_class: int = 40):
-    """train/ with ``counts`` images per digit (4x upscaled), test/ with ``test_per_class`` of each."""
-    ds = __import__("classlab").load_dataset("digits")
-    for digit, n in counts.items():
-        rows = np.flatnonzero(ds.labels == digit)
-        for split, chosen in (("train", rows[:n]), ("test", rows[-test_per_class:])):
-            folder = root / split / str(digit)
-            folder.mkdir(parents=True, exist_ok=True)
-            for i in chosen:
-                (folder / f"{i}.png").write_bytes(png_bytes(ds.images[i, :, :, 0].repeat(4, 0).repeat(4, 1)))
-    return root
-
-
 def test_balanced_class_weight_and_sampler_lift_the_rare_classes_in_both_stages(torch_home, runs_dir, tmp_path):
     """Keras's fit(class_weight=) for transfer: on a 120:8:8 training split the plain head all but ignores the
     two rare digits; --class-weight balanced or --sampler balanced recovers them, and fine-tuning gets the same."""
-    tree = _imbalanced_digits_tree(tmp_path / "tree", {0: 120, 1: 8, 7: 8})
+    tree = imbalanced_digits_tree(tmp_path / "tree", {0: 120, 1: 8, 7: 8}, scale=4)
     rare_recall = {}
     for option in (None, "class_weight", "sampler"):
         run = transfer(str(tree), "mobilenet_v2", mode="features", progress=False, head_epochs=10,
