@@ -18,7 +18,7 @@ CHROMIUM = Path("/usr/bin/chromium")
 README_SHOTS = {"runs_page": "runs", "run_page_confusion_cell_opens_its_images_and_a_card": "run",
                 "compare_page_shows_verdicts_and_disagreements": "compare",
                 "predict_an_uploaded_image": "predict", "train_from_the_form_and_watch_epochs_arrive": "train",
-                "review_a_label_with_the_keyboard": "review"}
+                "review_a_label_with_the_keyboard": "review", "make_a_dataset_class_by_class": "collect"}
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
@@ -36,12 +36,15 @@ def server(digits_runs, tmp_path_factory):
     shutil.copytree(digits_runs["root"], root)
     doctor = api.check("digits", runs_dir=root)
     compared = api.compare(root / digits_runs["mlp"], root / digits_runs["cnn"], runs_dir=root)
-    process = subprocess.Popen([sys.executable, "-m", "classlab", "serve", "--port", "0", "--runs-dir", str(root)],
+    data = root.parent / "data"  # where datasets made in the browser go
+    data.mkdir()
+    process = subprocess.Popen([sys.executable, "-m", "classlab", "serve", "--port", "0", "--runs-dir", str(root),
+                                "--data-dir", str(data)],
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     line = process.stdout.readline()
     match = re.search(r"(http://127\.0\.0\.1:\d+)/", line)
     assert match, line
-    yield {"url": match.group(1), "root": root, "check": doctor.run_dir.name, "compare": compared.run_dir.name,
+    yield {"url": match.group(1), "root": root, "data": data, "check": doctor.run_dir.name, "compare": compared.run_dir.name,
            **{k: v for k, v in digits_runs.items() if k != "root"}}
     process.terminate()
     process.wait(10)
@@ -193,3 +196,26 @@ def test_doctor_page(page, server):
     page.wait_for_selector("svg.bars")
     assert "Dataset doctor: digits" in page.inner_text("h1")
     assert page.locator("svg.bars rect").count() == 10
+
+
+def test_make_a_dataset_class_by_class(page, server, tmp_path):
+    """Teachable Machine's flow: a dataset named, each class's images chosen and added, then 'Train on it'."""
+    from test_web import digit_png
+
+    page.goto(server["url"] + "/data")
+    page.click('a[href="/data/new"]')
+    for digit, name in ((0, "zero"), (1, "one")):
+        files = []
+        for size in (24, 32, 40):
+            files.append(tmp_path / f"{name}-{size}.png")
+            files[-1].write_bytes(digit_png(digit, size))
+        page.fill('input[name="dataset"]', "my-digits")
+        page.fill('input[name="class_name"]', name)
+        page.set_input_files("#images", [str(f) for f in files])
+        page.wait_for_selector("text=3 file(s) chosen")
+        with page.expect_navigation():
+            page.click("#collect-form button[type=submit]")
+        assert f"3 images added to my-digits / {name}" in page.inner_text("#added")
+    assert sorted(p.name for p in (server["data"] / "my-digits").iterdir()) == [".classlab-dataset.json", "one", "zero"]
+    assert page.locator('#made a[href="/train?dataset=my-digits"]').count() == 1
+    assert "zero (3)" in page.inner_text("#made") and "one (3)" in page.inner_text("#made")

@@ -29,7 +29,40 @@ def routes(bench, tpl) -> list[Route]:
     def page(request: Request, name: str, status_code: int = 200, **context):
         return tpl.TemplateResponse(request, name, {"token": bench.token, **context}, status_code=status_code)
 
-    return _predict_routes(bench, page) + _job_routes(bench, tpl, page) + _review_routes(bench, page)
+    return (_predict_routes(bench, page) + _job_routes(bench, tpl, page) + _review_routes(bench, page)
+            + _collect_routes(bench, page))
+
+
+def _collect_routes(bench, page) -> list[Route]:
+    """Make a dataset in the browser (collect.py): a page, and a POST that adds one class's images."""
+    from .collect import add_images, made_here
+
+    def show(request: Request, dataset: str, status_code: int = 200, **context):
+        return page(request, "data_new.html", status_code=status_code, data_dir=bench.data_dir, dataset=dataset,
+                    made=made_here(bench.data_dir), **context)
+
+    async def collect_page(request: Request):
+        return show(request, request.query_params.get("dataset", "")[:64])
+
+    async def collect(request: Request):
+        form = await request.form(max_files=MAX_FILES, max_part_size=MAX_UPLOAD_BYTES + 1)
+        dataset, class_name = str(form.get("dataset", ""))[:200], str(form.get("class_name", ""))[:200]
+        uploads = [f for f in form.getlist("images") if hasattr(f, "read") and f.filename]
+        if not uploads:
+            return show(request, dataset, 400, error="choose one or more image files for this class")
+        files = [(_upload_name(f.filename), await f.read(MAX_UPLOAD_BYTES + 1)) for f in uploads]
+        try:
+            added = await asyncio.to_thread(add_images, bench.data_dir, dataset, class_name, files)
+        except ClasslabError as e:
+            return show(request, dataset, 400, error=str(e))
+        return show(request, added.dataset, 200 if added.kept or added.duplicates else 400, added=added)
+
+    return [Route("/data/new", collect_page), Route("/data/new", collect, methods=["POST"])]
+
+
+def _upload_name(filename: str | None) -> str:
+    """An upload's base name as the browser sent it (a folder's files carry their path), for messages."""
+    return (filename or "image").replace("\\", "/").rsplit("/", 1)[-1][:200]
 
 
 def _job_context(bench, job) -> dict:
@@ -59,7 +92,7 @@ def _predict_routes(bench, page) -> list[Route]:
         results, errors = [], []
         for f in uploads:
             data = await f.read(MAX_UPLOAD_BYTES + 1)
-            name = (f.filename or "image").replace("\\", "/").rsplit("/", 1)[-1][:200]
+            name = _upload_name(f.filename)
             try:
                 image = decode_upload(data, name, shape[2], shape[:2])
             except ClasslabError as e:
@@ -97,6 +130,7 @@ def _job_routes(bench, tpl, page) -> list[Route]:
 
         models = list_models()
         return page(request, "train.html", datasets=available(bench.data_dir), models=models,
+                    chosen=request.query_params.get("dataset", ""),
                     backbones=TRANSFER_BACKBONES, jobs=[_job_context(bench, j) for j in bench.jobs.listing()[:10]])
 
     async def start_job(request: Request):

@@ -1,0 +1,129 @@
+"""Make a dataset in the browser, as Teachable Machine does: name it, then add images class by class (files,
+a folder's files, webcam snapshots). It becomes an ordinary image folder, DATA/NAME/CLASS/FILE, that every
+command and form reads. Only folders made here (marked by a hidden ``.classlab-dataset.json``) are ever
+written to: the user's own folders are never touched. Each upload is decoded in full with the loaders' rules
+before its original bytes are kept, written atomically; a file identical to one already in the class is
+skipped."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import ClasslabError
+from ..fileio import atomic_write_bytes, write_json
+from .datasets import NAMED_FILES
+from .images import decode_upload
+
+MARKER = ".classlab-dataset.json"
+DATASET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
+# any letters (a class is named by its folder), but nothing a file system or a path would read specially
+CLASS_NAME = re.compile(r"[^\x00-\x1f\x7f/\\:*?\"<>|.][^\x00-\x1f\x7f/\\:*?\"<>|]{0,63}")
+SUFFIXES = {"PNG": ".png", "JPEG": ".jpg", "MPO": ".jpg", "GIF": ".gif", "BMP": ".bmp", "TIFF": ".tif",
+            "WEBP": ".webp"}
+_LOCK = threading.Lock()  # one writer at a time: names and duplicates are decided against what is on disk
+
+
+@dataclass
+class Added:
+    """What one upload to a class did."""
+    dataset: str
+    class_name: str
+    kept: list[str] = field(default_factory=list)
+    duplicates: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+
+def made_here(data_dir: Path | None) -> list[dict]:
+    """The datasets made in the workbench, with their classes and image counts."""
+    if data_dir is None or not data_dir.is_dir():
+        return []
+    out = []
+    for folder in sorted(data_dir.iterdir()):
+        if folder.is_dir() and not folder.is_symlink() and (folder / MARKER).is_file():
+            classes = {c.name: sum(1 for f in c.iterdir() if f.is_file() and not f.name.startswith("."))
+                       for c in sorted(folder.iterdir()) if c.is_dir() and not c.name.startswith(".")}
+            out.append({"id": folder.name, "classes": classes, "images": sum(classes.values()),
+                        "trainable": sum(1 for n in classes.values() if n) >= 2})
+    return out
+
+
+def check_names(data_dir: Path | None, dataset: str, class_name: str) -> Path:
+    """The class folder to write to, or a one-line ClasslabError that says what to change."""
+    if data_dir is None:
+        raise ClasslabError("no data folder is served, so there is nowhere to keep a dataset: start the workbench "
+                            "with 'classlab serve --data-dir FOLDER'")
+    if not DATASET_NAME.fullmatch(dataset) or dataset.lower() in (*NAMED_FILES, "digits"):
+        raise ClasslabError(f"'{dataset[:80]}' cannot name a dataset: use 1-64 letters, digits, '-' or '_' "
+                            "(starting with a letter or digit), and not a built-in dataset's name")
+    if not CLASS_NAME.fullmatch(class_name) or class_name != class_name.strip():
+        raise ClasslabError(f"'{class_name[:80]}' cannot name a class: use 1-64 characters without / \\ : * ? \" < "
+                            "> |, not starting with '.' or a space")
+    folder = data_dir / dataset
+    if folder.is_symlink() or (folder.exists() and not (folder / MARKER).is_file()):
+        raise ClasslabError(f"{dataset} already exists in the data folder and was not made here; the workbench "
+                            "adds images only to datasets it made: choose another name")
+    target = folder / class_name
+    if target.is_symlink() or (target.exists() and not target.is_dir()):
+        raise ClasslabError(f"{dataset}/{class_name} is not a class folder made here; choose another class name")
+    return target
+
+
+def add_images(data_dir: Path | None, dataset: str, class_name: str, uploads: list[tuple[str, bytes]]) -> Added:
+    """Keep each readable upload in DATA/DATASET/CLASS; report the rest by name. Nothing is written when no
+    upload is readable."""
+    dataset, class_name = dataset.strip(), class_name.strip()
+    target = check_names(data_dir, dataset, class_name)
+    added = Added(dataset, class_name)
+    readable = []
+    for name, data in uploads:
+        try:
+            suffix = _suffix(name, data)
+        except ClasslabError as e:
+            added.errors.append(str(e))
+            continue
+        readable.append((name, data, suffix))
+    if not readable:
+        return added
+    with _LOCK:
+        if not (target.parent / MARKER).is_file():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            write_json(target.parent / MARKER, {"made_by": "classlab workbench", "created": time.time()})
+        target.mkdir(exist_ok=True)
+        present = {hashlib.sha256(f.read_bytes()).hexdigest() for f in target.iterdir() if f.is_file()}
+        for name, data, suffix in readable:
+            digest = hashlib.sha256(data).hexdigest()
+            if digest in present:
+                added.duplicates.append(name)
+                continue
+            present.add(digest)
+            path = _free_name(target, name, suffix)
+            atomic_write_bytes(path, data)
+            added.kept.append(path.name)
+    return added
+
+
+def _suffix(name: str, data: bytes) -> str:
+    """The file suffix the upload is kept under, after decoding it in full (the loaders' limits and rules)."""
+    from ..data.images import probe
+
+    decode_upload(data, name, 3, (8, 8))
+    kind = probe(data).format
+    if kind not in SUFFIXES:
+        raise ClasslabError(f"{name}: {kind} images are not kept in datasets (PNG, JPEG, GIF, BMP, TIFF, WebP)")
+    return SUFFIXES[kind]
+
+
+def _free_name(folder: Path, name: str, suffix: str) -> Path:
+    """The upload's own name made safe (letters, digits, '-', '_'), with the suffix of its real format,
+    numbered where that name is taken."""
+    stem = re.sub(r"[^A-Za-z0-9_-]+", "_", Path(name.replace("\\", "/")).stem).strip("_")[:80] or "image"
+    path, n = folder / f"{stem}{suffix}", 1
+    while path.exists():
+        n += 1
+        path = folder / f"{stem}-{n}{suffix}"
+    return path

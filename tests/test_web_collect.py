@@ -1,0 +1,128 @@
+"""Making a dataset in the workbench (Teachable Machine's flow): name it, add images class by class, train on
+it. Through Starlette's TestClient, with real digits, hostile names and files, and the user's own folders,
+which must never be written to."""
+
+import io
+import os
+import re
+
+import numpy as np
+import pytest
+from PIL import Image
+
+pytest.importorskip("starlette")
+from starlette.testclient import TestClient  # noqa: E402
+
+from classlab import load_dataset  # noqa: E402
+from classlab.web.app import create_app  # noqa: E402
+from classlab.web.collect import MARKER, add_images  # noqa: E402
+
+from conftest import png_bytes  # noqa: E402
+from test_web import ORIGIN, wait_for  # noqa: E402
+
+
+def digits_of(value: int, n: int, fmt: str = "PNG") -> list[tuple[str, bytes]]:
+    ds = load_dataset("digits")
+    out = []
+    for i in np.flatnonzero(ds.labels == value)[:n]:
+        buffer = io.BytesIO()
+        Image.fromarray(ds.images[i, :, :, 0]).resize((32, 32)).save(buffer, format=fmt)
+        out.append((f"digit-{i}.{fmt.lower()}", buffer.getvalue()))
+    return out
+
+
+@pytest.fixture
+def bench(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    with TestClient(create_app(tmp_path / "runs", data_dir=data), base_url="http://127.0.0.1") as client:
+        yield client, data
+
+
+def post(client, dataset, class_name, files):
+    return client.post("/data/new", data={"dataset": dataset, "class_name": class_name}, headers=ORIGIN,
+                       files=[("images", (name, data, "image/png")) for name, data in files])
+
+
+def test_a_dataset_made_class_by_class_trains(bench):
+    client, data = bench
+    assert 'id="collect-form"' in client.get("/data/new").text and 'href="/data/new"' in client.get("/data").text
+    zeros = digits_of(0, 12)
+    page = post(client, "my-digits", "zero", zeros + [("notes.txt", b"not an image"), ("empty.png", b"")])
+    assert page.status_code == 200
+    assert "<strong>12</strong> images added to <strong>my-digits / zero</strong>" in page.text
+    assert "notes.txt: not a readable image" in page.text and "empty.png: the file is empty" in page.text
+    assert "add a second class to train" in page.text
+    again = post(client, "my-digits", "zero", zeros[:3])  # the same files once more: kept once
+    assert "<strong>0</strong> images added" in again.text and "3 already there (identical), skipped" in again.text
+    ones = digits_of(1, 10, "JPEG")
+    ones = [(f"a folder/sub/{name}".replace(".jpeg", ".png"), body) for name, body in ones]  # misnamed JPEGs
+    page = post(client, "my-digits", "one", ones)
+    assert "<strong>10</strong> images added to <strong>my-digits / one</strong>" in page.text
+    assert 'href="/train?dataset=my-digits"' in page.text and "zero (12)" in page.text and "one (10)" in page.text
+    kept = sorted((data / "my-digits" / "one").iterdir())
+    assert [p.suffix for p in kept] == [".jpg"] * 10  # named by what they are, bytes as uploaded
+    assert sorted(p.read_bytes() for p in kept) == sorted(body for _, body in ones)
+    ds = load_dataset(data / "my-digits")
+    assert ds.class_names == ["one", "zero"] and np.bincount(ds.labels).tolist() == [10, 12]
+    assert 'value="my-digits" selected' in client.get("/train?dataset=my-digits").text
+    start = client.post("/jobs", data={"command": "train", "dataset": "my-digits", "model": "mlp", "epochs": "3"},
+                        headers=ORIGIN, follow_redirects=False)
+    panel = wait_for(start.headers["location"], client)
+    assert 'id="job-status">done<' in panel, panel[-2000:]
+
+
+@pytest.mark.parametrize("dataset, class_name, message", [
+    ("../up", "a", "cannot name a dataset"), (".hidden", "a", "cannot name a dataset"),
+    ("a/b", "a", "cannot name a dataset"), ("digits", "a", "built-in dataset"), ("MNIST", "a", "built-in"),
+    ("x" * 65, "a", "cannot name a dataset"), ("", "a", "cannot name a dataset"),
+    ("ok", "../x", "cannot name a class"), ("ok", ".x", "cannot name a class"), ("ok", "a/b", "cannot name a class"),
+    ("ok", "", "cannot name a class"), ("ok", "c:d", "cannot name a class"), ("ok", "tab\there", "cannot name a class"),
+])
+def test_bad_names_are_refused_and_write_nothing(bench, dataset, class_name, message):
+    client, data = bench
+    page = post(client, dataset, class_name, digits_of(3, 2))
+    assert page.status_code == 400 and message in page.text
+    assert os.listdir(data) == []
+
+
+def test_the_users_own_folders_are_never_written_to(bench, tmp_path):
+    client, data = bench
+    (data / "photos" / "cats").mkdir(parents=True)
+    (data / "photos" / "cats" / "mine.png").write_bytes(png_bytes(np.zeros((4, 4), np.uint8)))
+    (tmp_path / "elsewhere").mkdir()
+    (data / "linked").symlink_to(tmp_path / "elsewhere")
+    for name in ("photos", "linked"):
+        page = post(client, name, "cats", digits_of(4, 2))
+        assert page.status_code == 400 and "was not made here" in page.text
+    assert os.listdir(data / "photos" / "cats") == ["mine.png"] and os.listdir(tmp_path / "elsewhere") == []
+    post(client, "mine", "a", digits_of(4, 2))
+    (data / "mine" / "notes.txt").write_text("a file where a class would be")
+    page = post(client, "mine", "notes.txt", digits_of(5, 1))
+    assert page.status_code == 400 and "not a class folder made here" in page.text
+
+
+def test_nothing_readable_writes_nothing_and_no_data_folder_says_how(bench, tmp_path):
+    client, data = bench
+    huge = np.zeros((7000, 7000), np.uint8)  # 49 M pixels in a small PNG
+    page = post(client, "fresh", "a", [("huge.png", png_bytes(huge)), ("bad.png", b"\x89PNG\r\n\x1a\nbroken")])
+    assert page.status_code == 400 and "huge.png: 7000x7000 pixels is over" in page.text
+    assert "bad.png: not a readable image" in page.text and os.listdir(data) == []
+    assert "choose one or more image files" in post(client, "fresh", "a", []).text
+    assert client.post("/data/new", data={"dataset": "x", "class_name": "a"},
+                       headers={"origin": "http://evil.example"}).status_code == 403
+    with TestClient(create_app(tmp_path / "runs"), base_url="http://127.0.0.1") as bare:
+        assert "classlab serve --data-dir FOLDER" in bare.get("/data/new").text
+        page = post(bare, "fresh", "a", digits_of(2, 1))
+        assert page.status_code == 400 and "No data folder is served" in page.text
+
+
+def test_upload_names_are_made_safe_and_numbered(tmp_path):
+    image = digits_of(6, 1)[0][1]
+    other = digits_of(6, 2)[1][1]
+    first = add_images(tmp_path, "safe", "six", [("../../etc/passwd.png", image), ("C:\\x\\y z!.png", other)])
+    assert first.kept == ["passwd.png", "y_z.png"] and (tmp_path / "safe" / MARKER).is_file()
+    second = add_images(tmp_path, "safe", "six", [("passwd.png", digits_of(6, 3)[2][1]), ("...png", digits_of(6, 4)[3][1])])
+    assert second.kept == ["passwd-2.png", "image.png"]
+    assert sorted(os.listdir(tmp_path / "safe" / "six")) == ["image.png", "passwd-2.png", "passwd.png", "y_z.png"]
+    assert not any(re.search(r"[^A-Za-z0-9_.-]", name) for name in os.listdir(tmp_path / "safe" / "six"))
