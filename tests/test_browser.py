@@ -217,5 +217,8 @@ def test_make_a_dataset_class_by_class(page, server, tmp_path):
             page.click("#collect-form button[type=submit]")
         assert f"3 images added to my-digits / {name}" in page.inner_text("#added")
     assert sorted(p.name for p in (server["data"] / "my-digits").iterdir()) == [".classlab-dataset.json", "one", "zero"]
-    assert page.locator('#made a[href="/train?dataset=my-digits"]').count() == 1
+    page.click('#made a[href^="/train?dataset=my-digits"]')
+    assert page.input_value('select[name="dataset"]') == "my-digits" and page.input_value("#command") == "transfer"
+    assert page.locator('select[name="backbone"]').is_visible() and not page.locator('select[name="model"]').is_visible()
+    page.go_back()
     assert "zero (3)" in page.inner_text("#made") and "one (3)" in page.inner_text("#made")

@@ -59,13 +59,15 @@ def test_a_dataset_made_class_by_class_trains(bench):
     ones = [(f"a folder/sub/{name}".replace(".jpeg", ".png"), body) for name, body in ones]  # misnamed JPEGs
     page = post(client, "my-digits", "one", ones)
     assert "<strong>10</strong> images added to <strong>my-digits / one</strong>" in page.text
-    assert 'href="/train?dataset=my-digits"' in page.text and "zero (12)" in page.text and "one (10)" in page.text
+    assert 'href="/train?dataset=my-digits&amp;command=transfer"' in page.text  # few photos: transfer learning
+    assert "zero (12)" in page.text and "one (10)" in page.text
     kept = sorted((data / "my-digits" / "one").iterdir())
     assert [p.suffix for p in kept] == [".jpg"] * 10  # named by what they are, bytes as uploaded
     assert sorted(p.read_bytes() for p in kept) == sorted(body for _, body in ones)
     ds = load_dataset(data / "my-digits")
     assert ds.class_names == ["one", "zero"] and np.bincount(ds.labels).tolist() == [10, 12]
-    assert 'value="my-digits" selected' in client.get("/train?dataset=my-digits").text
+    form = client.get("/train?dataset=my-digits&command=transfer").text
+    assert 'value="my-digits" selected' in form and 'value="transfer" selected' in form
     start = client.post("/jobs", data={"command": "train", "dataset": "my-digits", "model": "mlp", "epochs": "3"},
                         headers=ORIGIN, follow_redirects=False)
     panel = wait_for(start.headers["location"], client)
