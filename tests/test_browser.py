@@ -217,8 +217,12 @@ def test_make_a_dataset_class_by_class(page, server, tmp_path):
             page.click("#collect-form button[type=submit]")
         assert f"3 images added to my-digits / {name}" in page.inner_text("#added")
     assert sorted(p.name for p in (server["data"] / "my-digits").iterdir()) == [".classlab-dataset.json", "one", "zero"]
-    page.click('#made a[href^="/train?dataset=my-digits"]')
+    with page.expect_navigation():
+        page.click('#made a[href^="/train?dataset=my-digits"]')
     assert page.input_value('select[name="dataset"]') == "my-digits" and page.input_value("#command") == "transfer"
-    assert page.locator('select[name="backbone"]').is_visible() and not page.locator('select[name="model"]').is_visible()
-    page.go_back()
+    playwright_api.expect(page.locator('select[name="model"]')).to_be_hidden()  # the form's script has run
+    assert page.locator('select[name="backbone"]').is_visible()
+    page.go_back()  # the page the form redirected to: nothing is posted again
+    assert "3 images added to my-digits / one" in page.inner_text("#added")
+    assert len(list((server["data"] / "my-digits" / "one").iterdir())) == 3
     assert "zero (3)" in page.inner_text("#made") and "one (3)" in page.inner_text("#made")

@@ -40,6 +40,7 @@ def bench(tmp_path):
 
 
 def post(client, dataset, class_name, files):
+    """The form posted; a success redirects to the page with its result (followed here, as a browser does)."""
     return client.post("/data/new", data={"dataset": dataset, "class_name": class_name}, headers=ORIGIN,
                        files=[("images", (name, data, "image/png")) for name, data in files])
 
@@ -49,7 +50,7 @@ def test_a_dataset_made_class_by_class_trains(bench):
     assert 'id="collect-form"' in client.get("/data/new").text and 'href="/data/new"' in client.get("/data").text
     zeros = digits_of(0, 12)
     page = post(client, "my-digits", "zero", zeros + [("notes.txt", b"not an image"), ("empty.png", b"")])
-    assert page.status_code == 200
+    assert page.status_code == 200 and [r.status_code for r in page.history] == [303]  # reloads never re-post
     assert "<strong>12</strong> images added to <strong>my-digits / zero</strong>" in page.text
     assert "notes.txt: not a readable image" in page.text and "empty.png: the file is empty" in page.text
     assert "add a second class to train" in page.text
@@ -61,6 +62,11 @@ def test_a_dataset_made_class_by_class_trains(bench):
     assert "<strong>10</strong> images added to <strong>my-digits / one</strong>" in page.text
     assert 'href="/train?dataset=my-digits&amp;command=transfer"' in page.text  # few photos: transfer learning
     assert "zero (12)" in page.text and "one (10)" in page.text
+    strip = client.get("/data/new/sample.png", params={"dataset": "my-digits", "class": "one"})
+    assert strip.status_code == 200 and Image.open(io.BytesIO(strip.content)).size == (8 * 50, 48)  # 8 latest
+    for params in ({"dataset": "my-digits", "class": "two"}, {"dataset": "../x", "class": "one"},
+                   {"dataset": "my-digits", "class": "../one"}, {}):
+        assert client.get("/data/new/sample.png", params=params).status_code == 404
     kept = sorted((data / "my-digits" / "one").iterdir())
     assert [p.suffix for p in kept] == [".jpg"] * 10  # named by what they are, bytes as uploaded
     assert sorted(p.read_bytes() for p in kept) == sorted(body for _, body in ones)
@@ -98,6 +104,7 @@ def test_the_users_own_folders_are_never_written_to(bench, tmp_path):
         page = post(client, name, "cats", digits_of(4, 2))
         assert page.status_code == 400 and "was not made here" in page.text
     assert os.listdir(data / "photos" / "cats") == ["mine.png"] and os.listdir(tmp_path / "elsewhere") == []
+    assert client.get("/data/new/sample.png", params={"dataset": "photos", "class": "cats"}).status_code == 404
     post(client, "mine", "a", digits_of(4, 2))
     (data / "mine" / "notes.txt").write_text("a file where a class would be")
     page = post(client, "mine", "notes.txt", digits_of(5, 1))

@@ -34,15 +34,22 @@ def routes(bench, tpl) -> list[Route]:
 
 
 def _collect_routes(bench, page) -> list[Route]:
-    """Make a dataset in the browser (collect.py): a page, and a POST that adds one class's images."""
-    from .collect import add_images, made_here
+    """Make a dataset in the browser (collect.py): a page, a POST that adds one class's images and redirects
+    to the page with its result (so a reload or Back never posts the images again), and class samples."""
+    from collections import OrderedDict
+    from urllib.parse import quote
+
+    from .collect import add_images, made_here, sample_strip
+
+    results: OrderedDict = OrderedDict()  # the latest POSTs' results, by the key their redirect carries
 
     def show(request: Request, dataset: str, status_code: int = 200, **context):
         return page(request, "data_new.html", status_code=status_code, data_dir=bench.data_dir, dataset=dataset,
                     made=made_here(bench.data_dir), **context)
 
     async def collect_page(request: Request):
-        return show(request, request.query_params.get("dataset", "")[:64])
+        return show(request, request.query_params.get("dataset", "")[:64],
+                    added=results.get(request.query_params.get("added", "")))
 
     async def collect(request: Request):
         form = await request.form(max_files=MAX_FILES, max_part_size=MAX_UPLOAD_BYTES + 1)
@@ -55,9 +62,25 @@ def _collect_routes(bench, page) -> list[Route]:
             added = await asyncio.to_thread(add_images, bench.data_dir, dataset, class_name, files)
         except ClasslabError as e:
             return show(request, dataset, 400, error=str(e))
-        return show(request, added.dataset, 200 if added.kept or added.duplicates else 400, added=added)
+        if not (added.kept or added.duplicates):
+            return show(request, dataset, 400, added=added)
+        key = uuid.uuid4().hex[:12]
+        with bench.lock:
+            results[key] = added
+            while len(results) > 20:
+                results.popitem(last=False)
+        return RedirectResponse(f"/data/new?dataset={quote(added.dataset)}&added={key}", status_code=303)
 
-    return [Route("/data/new", collect_page), Route("/data/new", collect, methods=["POST"])]
+    async def sample(request: Request):
+        dataset, class_name = request.query_params.get("dataset", ""), request.query_params.get("class", "")
+        try:
+            png = await asyncio.to_thread(sample_strip, bench.data_dir, dataset, class_name)
+        except ClasslabError as e:
+            raise HTTPException(404, str(e)) from None
+        return Response(png, media_type="image/png", headers={"cache-control": "no-store"})
+
+    return [Route("/data/new", collect_page), Route("/data/new", collect, methods=["POST"]),
+            Route("/data/new/sample.png", sample)]
 
 
 def _upload_name(filename: str | None) -> str:

@@ -25,6 +25,7 @@ DATASET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 CLASS_NAME = re.compile(r"[^\x00-\x1f\x7f/\\:*?\"<>|.][^\x00-\x1f\x7f/\\:*?\"<>|]{0,63}")
 SUFFIXES = {"PNG": ".png", "JPEG": ".jpg", "MPO": ".jpg", "GIF": ".gif", "BMP": ".bmp", "TIFF": ".tif",
             "WEBP": ".webp"}
+MAX_SAMPLE_BYTES = 20 << 20  # as an upload
 _LOCK = threading.Lock()  # one writer at a time: names and duplicates are decided against what is on disk
 
 
@@ -50,6 +51,39 @@ def made_here(data_dir: Path | None) -> list[dict]:
             out.append({"id": folder.name, "classes": classes, "images": sum(classes.values()),
                         "trainable": sum(1 for n in classes.values() if n) >= 2})
     return out
+
+
+def sample_strip(data_dir: Path | None, dataset: str, class_name: str, count: int = 8, side: int = 48) -> bytes:
+    """A PNG strip of the class's latest images (Teachable Machine shows each class's samples). Only a class of
+    a dataset made here is read, its files through the loaders' checks; one that cannot be read is left out."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from ..data.images import decode
+    from ..data.safe_files import UnreadableFile, read_file
+
+    made = {d["id"]: d["classes"] for d in made_here(data_dir)}
+    if class_name not in made.get(dataset, {}):
+        raise ClasslabError(f"no class '{class_name[:80]}' in a dataset made here")
+    folder = data_dir / dataset / class_name
+    files = sorted((f for f in folder.iterdir() if f.is_file() and not f.name.startswith(".")),
+                   key=lambda f: f.stat().st_mtime_ns, reverse=True)
+    tiles = []
+    for path in files[: count * 2]:
+        try:
+            tiles.append(decode(read_file(path, MAX_SAMPLE_BYTES), 3, (side, side)))
+        except (UnreadableFile, ValueError, OSError):
+            continue
+        if len(tiles) == count:
+            break
+    strip = np.full((side, max(1, len(tiles)) * (side + 2), 3), 255, np.uint8)
+    for i, tile in enumerate(tiles):
+        strip[:, i * (side + 2): i * (side + 2) + side] = tile
+    out = io.BytesIO()
+    Image.fromarray(strip).save(out, format="PNG")
+    return out.getvalue()
 
 
 def check_names(data_dir: Path | None, dataset: str, class_name: str) -> Path:
