@@ -72,6 +72,11 @@ def test_a_dataset_made_class_by_class_trains(bench):
     assert sorted(p.read_bytes() for p in kept) == sorted(body for _, body in ones)
     ds = load_dataset(data / "my-digits")
     assert ds.class_names == ["one", "zero"] and np.bincount(ds.labels).tolist() == [10, 12]
+    from classlab.commands.check import check
+
+    doctor = check(str(data / "my-digits"))  # the marker is classlab's own: no stray hidden file
+    assert doctor["warnings"] == 0 and doctor["errors"] == 0 and not doctor["problems"].get("hidden")
+    assert 'value="my-digits" selected' in client.get("/data?dataset=my-digits").text  # the doctor's form
     form = client.get("/train?dataset=my-digits&command=transfer").text
     assert 'value="my-digits" selected' in form and 'value="transfer" selected' in form
     start = client.post("/jobs", data={"command": "train", "dataset": "my-digits", "model": "mlp", "epochs": "3"},
@@ -131,7 +136,8 @@ def test_upload_names_are_made_safe_and_numbered(tmp_path):
     other = digits_of(6, 2)[1][1]
     first = add_images(tmp_path, "safe", "six", [("../../etc/passwd.png", image), ("C:\\x\\y z!.png", other)])
     assert first.kept == ["passwd.png", "y_z.png"] and (tmp_path / "safe" / MARKER).is_file()
-    second = add_images(tmp_path, "safe", "six", [("passwd.png", digits_of(6, 3)[2][1]), ("...png", digits_of(6, 4)[3][1])])
+    more = [("passwd.png", digits_of(6, 3)[2][1]), ("...png", digits_of(6, 4)[3][1])]
+    second = add_images(tmp_path, "safe", "six", more)
     assert second.kept == ["passwd-2.png", "image.png"]
     assert sorted(os.listdir(tmp_path / "safe" / "six")) == ["image.png", "passwd-2.png", "passwd.png", "y_z.png"]
     assert not any(re.search(r"[^A-Za-z0-9_.-]", name) for name in os.listdir(tmp_path / "safe" / "six"))

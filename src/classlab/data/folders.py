@@ -23,7 +23,7 @@ from . import cache
 from .dataset import ImageDataset, LazyImages
 from .images import IMAGE_EXTENSIONS, ImageInfo, decode, probe
 from .safe_files import UnreadableFile, display
-from .trees import extension, is_hidden, open_tree
+from .trees import DATASET_MARKER, extension, is_hidden, open_tree
 
 SPLIT_ALIASES = {"train": "train", "training": "train", "val": "val", "valid": "val",
                  "validation": "val", "test": "test", "testing": "test"}
@@ -62,7 +62,7 @@ def scan_tree(tree) -> TreeScan:
         r.count("/") >= 2 and r.split("/")[0] in splits for r, _ in files)
     if presplit:
         _refuse_mixed_layout(tree, splits, files)
-    hidden = sorted({r for r, _ in files if is_hidden(r)} | {d for d in dirs if is_hidden(d)})
+    hidden = sorted({r for r, _ in files if is_hidden(r) and r != DATASET_MARKER} | {d for d in dirs if is_hidden(d)})
     entries, non_images, stray = [], [], []
     for rel, size in files:
         if is_hidden(rel):

@@ -13,6 +13,11 @@ from ..errors import ClasslabError
 from .safe_files import MAX_FILE_BYTES, UnreadableFile, check_path, read_file, read_member
 
 
+# The hidden file that marks a dataset made in the workbench (web/collect.py): classlab's own, so the doctor
+# does not list it among the stray hidden files.
+DATASET_MARKER = ".classlab-dataset.json"
+
+
 def is_hidden(rel: str) -> bool:
     # Plain string work: these run once per file, and pathlib costs ~10 us a call on 60,000 files.
     return any(p.startswith(".") or p in ("__MACOSX", "__pycache__") for p in rel.split("/"))

@@ -153,7 +153,8 @@ def _job_routes(bench, tpl, page) -> list[Route]:
 
         models = list_models()
         return page(request, "train.html", datasets=available(bench.data_dir), models=models,
-                    chosen=request.query_params.get("dataset", ""), command=request.query_params.get("command", "train"),
+                    chosen=request.query_params.get("dataset", ""),
+                    command=request.query_params.get("command", "train"),
                     backbones=TRANSFER_BACKBONES, jobs=[_job_context(bench, j) for j in bench.jobs.listing()[:10]])
 
     async def start_job(request: Request):

@@ -14,12 +14,13 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..data.trees import DATASET_MARKER
 from ..errors import ClasslabError
 from ..fileio import atomic_write_bytes, write_json
 from .datasets import NAMED_FILES
 from .images import decode_upload
 
-MARKER = ".classlab-dataset.json"
+MARKER = DATASET_MARKER
 DATASET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 # any letters (a class is named by its folder), but nothing a file system or a path would read specially
 CLASS_NAME = re.compile(r"[^\x00-\x1f\x7f/\\:*?\"<>|.][^\x00-\x1f\x7f/\\:*?\"<>|]{0,63}")

@@ -65,7 +65,8 @@ def routes(bench, tpl) -> list[Route]:
 
     async def data_page(request: Request):
         checks = [r for r in bench.catalog.query(command="check")]
-        return page(request, "data.html", checks=checks, datasets=available(bench.data_dir))
+        return page(request, "data.html", checks=checks, datasets=available(bench.data_dir),
+                    chosen=request.query_params.get("dataset", ""))
 
     return [Route("/", runs_page), Route("/runs", runs_page), Route("/runs-table", runs_table),
             Route("/runs/{run}", run_page), Route("/runs/{run}/files/{rel:path}", run_file),
