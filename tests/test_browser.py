@@ -204,6 +204,13 @@ def test_make_a_dataset_class_by_class(page, server, tmp_path):
 
     page.goto(server["url"] + "/data")
     page.click('a[href="/data/new"]')
+    many = []
+    for i in range(201):  # one more than an upload takes: said before anything is sent
+        many.append(tmp_path / f"many-{i}.png")
+        many[-1].write_bytes(digit_png(i % 10, 8))
+    page.set_input_files("#images", [str(f) for f in many])
+    page.wait_for_selector("#chosen.error")
+    assert "201 file(s) chosen: at most 200 go in one upload" in page.inner_text("#chosen")
     for digit, name in ((0, "zero"), (1, "one")):
         files = []
         for size in (24, 32, 40):

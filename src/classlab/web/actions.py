@@ -45,7 +45,7 @@ def _collect_routes(bench, page) -> list[Route]:
 
     def show(request: Request, dataset: str, status_code: int = 200, **context):
         return page(request, "data_new.html", status_code=status_code, data_dir=bench.data_dir, dataset=dataset,
-                    made=made_here(bench.data_dir), **context)
+                    max_files=MAX_FILES, made=made_here(bench.data_dir), **context)
 
     async def collect_page(request: Request):
         return show(request, request.query_params.get("dataset", "")[:64],
@@ -99,7 +99,8 @@ def _job_context(bench, job) -> dict:
 def _predict_routes(bench, page) -> list[Route]:
     async def predict_page(request: Request):
         rows = [r for r in bench.catalog.query(sort="created") if r["predicts"]]
-        return page(request, "predict.html", models=rows, chosen=request.query_params.get("run", ""))
+        return page(request, "predict.html", models=rows, chosen=request.query_params.get("run", ""),
+                    max_files=MAX_FILES)
 
     async def predict(request: Request):
         form = await request.form(max_files=MAX_FILES, max_part_size=MAX_UPLOAD_BYTES + 1)

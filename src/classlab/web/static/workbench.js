@@ -11,7 +11,13 @@ function watchJob(panel) {
 
 function setupDrop(zone, input) {
   const chosen = document.getElementById("chosen");
-  const show = () => { chosen.textContent = input.files.length ? input.files.length + " file(s) chosen" : ""; };
+  const most = Number(input.dataset.max || 0);  // the server's limit on files in one upload
+  const show = () => {
+    const n = input.files.length;
+    chosen.textContent = n ? n + " file(s) chosen" : "";
+    chosen.classList.toggle("error", most > 0 && n > most);
+    if (most > 0 && n > most) chosen.textContent += ": at most " + most + " go in one upload; choose fewer and add the rest after";
+  };
   input.addEventListener("change", show);
   const folder = document.getElementById("folder");
   if (folder) folder.addEventListener("change", () => {  // a folder's image files join the chosen ones
