@@ -141,3 +141,35 @@ def test_upload_names_are_made_safe_and_numbered(tmp_path):
     assert second.kept == ["passwd-2.png", "image.png"]
     assert sorted(os.listdir(tmp_path / "safe" / "six")) == ["image.png", "passwd-2.png", "passwd.png", "y_z.png"]
     assert not any(re.search(r"[^A-Za-z0-9_.-]", name) for name in os.listdir(tmp_path / "safe" / "six"))
+
+
+def test_a_full_disk_keeps_what_was_written_and_names_the_rest(tmp_path, monkeypatch):
+    """Writes stop at the first failure with a line per file not added; a data folder that cannot be written
+    to is one line; a FIFO or a link planted in a class folder is neither read (no hang) nor a duplicate."""
+    import errno
+
+    from classlab.errors import ClasslabError
+    from classlab.web import collect
+
+    real, calls = collect.atomic_write_bytes, []
+
+    def fills_up(path, data):
+        calls.append(path)
+        if len(calls) > 1:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(path, data)
+
+    monkeypatch.setattr(collect, "atomic_write_bytes", fills_up)
+    added = add_images(tmp_path, "disk", "eight", digits_of(8, 3))
+    assert len(added.kept) == 1 and len(added.errors) == 2
+    assert all(e.endswith(": not written (No space left on device)") for e in added.errors)
+    assert len(os.listdir(tmp_path / "disk" / "eight")) == 1  # no partial file
+    monkeypatch.setattr(collect, "atomic_write_bytes", real)
+    os.mkfifo(tmp_path / "disk" / "eight" / "pipe.png")
+    (tmp_path / "disk" / "eight" / "link.png").symlink_to("/dev/zero")
+    again = add_images(tmp_path, "disk", "eight", digits_of(8, 3))
+    assert len(again.kept) == 2 and len(again.duplicates) == 1
+    monkeypatch.setattr(collect, "write_json", lambda *a: (_ for _ in ()).throw(PermissionError(13, "Permission denied")))
+    with pytest.raises(ClasslabError, match=r"cannot write to the data folder \(Permission denied\); nothing was added"):
+        add_images(tmp_path, "other", "a", digits_of(8, 1))
+    assert not (tmp_path / "other").exists()  # nothing half-made that would block the name

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import re
+import shutil
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..data.safe_files import UnreadableFile, read_file
 from ..data.trees import DATASET_MARKER
 from ..errors import ClasslabError
 from ..fileio import atomic_write_bytes, write_json
@@ -63,8 +65,6 @@ def sample_strip(data_dir: Path | None, dataset: str, class_name: str, count: in
     from PIL import Image
 
     from ..data.images import decode
-    from ..data.safe_files import UnreadableFile, read_file
-
     made = {d["id"]: d["classes"] for d in made_here(data_dir)}
     if class_name not in made.get(dataset, {}):
         raise ClasslabError(f"no class '{class_name[:80]}' in a dataset made here")
@@ -125,21 +125,43 @@ def add_images(data_dir: Path | None, dataset: str, class_name: str, uploads: li
     if not readable:
         return added
     with _LOCK:
-        if not (target.parent / MARKER).is_file():
-            target.parent.mkdir(parents=True, exist_ok=True)
-            write_json(target.parent / MARKER, {"made_by": "classlab workbench", "created": time.time()})
-        target.mkdir(exist_ok=True)
-        present = {hashlib.sha256(f.read_bytes()).hexdigest() for f in target.iterdir() if f.is_file()}
-        for name, data, suffix in readable:
-            digest = hashlib.sha256(data).hexdigest()
-            if digest in present:
-                added.duplicates.append(name)
-                continue
-            present.add(digest)
-            path = _free_name(target, name, suffix)
-            atomic_write_bytes(path, data)
-            added.kept.append(path.name)
+        check_names(data_dir, dataset, class_name)  # again, now that no other upload can be writing
+        new = not target.parent.exists()
+        try:
+            if new:
+                target.parent.mkdir(parents=True)
+                write_json(target.parent / MARKER, {"made_by": "classlab workbench", "created": time.time()})
+            target.mkdir(exist_ok=True)
+        except OSError as e:
+            if new:  # an unmarked folder left behind would read as the user's own, and block the name
+                shutil.rmtree(target.parent, ignore_errors=True)
+            raise ClasslabError(f"cannot write to the data folder ({e.strerror or e}); nothing was added") from None
+        _write(target, readable, added)
     return added
+
+
+def _write(target: Path, readable: list[tuple[str, bytes, str]], added: Added) -> None:
+    """Each upload written atomically under a free name, unless the class holds the same bytes already. A
+    failed write (a full disk) stops there: what was written stays, the rest is named as not added."""
+    present = set()
+    for f in target.iterdir():
+        try:
+            present.add(hashlib.sha256(read_file(f, MAX_SAMPLE_BYTES)).hexdigest())
+        except UnreadableFile:  # not a regular file, or one too big to be an upload: not a duplicate of one
+            continue
+    for i, (name, data, suffix) in enumerate(readable):
+        digest = hashlib.sha256(data).hexdigest()
+        if digest in present:
+            added.duplicates.append(name)
+            continue
+        path = _free_name(target, name, suffix)
+        try:
+            atomic_write_bytes(path, data)
+        except OSError as e:
+            added.errors += [f"{n}: not written ({e.strerror or e})" for n, _, _ in readable[i:]]
+            return
+        present.add(digest)
+        added.kept.append(path.name)
 
 
 def _suffix(name: str, data: bytes) -> str:
