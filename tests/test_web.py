@@ -310,15 +310,19 @@ def test_static_html_report(runs, tmp_path):
 def test_serve_starts_without_torch_and_prints_its_url(runs, tmp_path):
     code = "import sys, classlab.web.app, classlab.cli.web; print('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"
+    env = {k: v for k, v in os.environ.items() if k != "CLASSLAB_DATA"}
     process = subprocess.Popen([sys.executable, "-m", "classlab", "serve", "--port", "0", "--runs-dir", str(runs["root"])],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path, env=env)
     try:
         line = process.stdout.readline()
         url = re.search(r"(http://127\.0\.0\.1:\d+/)", line).group(1)
+        assert f"datasets from {tmp_path / 'data'};" in process.stdout.readline()  # ./data unless told
         import urllib.request
 
         with urllib.request.urlopen(url, timeout=10) as response:
             assert response.status == 200 and runs["cnn"] in response.read().decode()
+        with urllib.request.urlopen(url + "data/new", timeout=10) as response:
+            assert 'id="collect-form"' in response.read().decode()  # somewhere to keep a dataset made here
     finally:
         process.terminate()
         process.wait(10)

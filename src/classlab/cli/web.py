@@ -9,7 +9,8 @@ from .common import Command
 def configure_serve(p) -> None:
     p.add_argument("--runs-dir", help="the runs to serve (default: $CLASSLAB_RUNS or ./runs)")
     p.add_argument("--data-dir", help="a folder of datasets to offer (image folders, .zip files, mnist/, "
-                                      "fashion-mnist/; default: $CLASSLAB_DATA when set)")
+                                      "fashion-mnist/), where datasets made in the workbench go too (default: "
+                                      "$CLASSLAB_DATA, else ./data)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only); "
                                                       "any other address requires the printed token")
     p.add_argument("--port", type=int, default=8765, help="port (default 8765; 0 picks a free one)")
@@ -33,7 +34,7 @@ def serve(args) -> None:
     if not 0 <= args.port <= 65535:
         raise ClasslabError(f"--port must be from 0 to 65535, got {args.port}")
     token = args.token or (None if is_loopback(args.host) else new_token())
-    data_dir = args.data_dir or os.environ.get("CLASSLAB_DATA")
+    data_dir = os.path.abspath(args.data_dir or os.environ.get("CLASSLAB_DATA") or "data")
     runs_dir = args.runs_dir or default_runs_dir()
     sock = socket.socket(socket.AF_INET6 if ":" in args.host else socket.AF_INET)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -47,8 +48,7 @@ def serve(args) -> None:
     app = create_app(runs_dir, data_dir=data_dir, token=token)
     shown = f"[{args.host}]" if ":" in args.host else args.host
     print(f"classlab workbench on http://{shown}:{port}/" + (f"?token={token}" if token else ""), flush=True)
-    print(f"serving runs from {os.path.abspath(runs_dir)}" + (f", datasets from {data_dir}" if data_dir else "")
-          + "; Ctrl+C stops it", flush=True)
+    print(f"serving runs from {os.path.abspath(runs_dir)}, datasets from {data_dir}; Ctrl+C stops it", flush=True)
     config = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=3)
     uvicorn.Server(config).run(sockets=[sock])
 
