@@ -3,6 +3,7 @@ it. Through Starlette's TestClient, with real digits, hostile names and files, a
 which must never be written to."""
 
 import io
+import json
 import os
 import re
 
@@ -47,6 +48,7 @@ def post(client, dataset, class_name, files):
 
 def test_a_dataset_made_class_by_class_trains(bench):
     client, data = bench
+    runs = data.parent / "runs"
     assert 'id="collect-form"' in client.get("/data/new").text and 'href="/data/new"' in client.get("/data").text
     zeros = digits_of(0, 12)
     page = post(client, "my-digits", "zero", zeros + [("notes.txt", b"not an image"), ("empty.png", b"")])
@@ -79,10 +81,13 @@ def test_a_dataset_made_class_by_class_trains(bench):
     assert 'value="my-digits" selected' in client.get("/data?dataset=my-digits").text  # the doctor's form
     form = client.get("/train?dataset=my-digits&command=transfer").text
     assert 'value="my-digits" selected' in form and 'value="transfer" selected' in form
-    start = client.post("/jobs", data={"command": "train", "dataset": "my-digits", "model": "mlp", "epochs": "3"},
-                        headers=ORIGIN, follow_redirects=False)
+    form = {"command": "train", "dataset": "my-digits", "model": "mlp", "epochs": "3", "balance": "1"}
+    start = client.post("/jobs", data=form, headers=ORIGIN, follow_redirects=False)
     panel = wait_for(start.headers["location"], client)
     assert 'id="job-status">done<' in panel, panel[-2000:]
+    run_id = re.search(r'run <a href="/runs/([^"]+)"', panel).group(1)
+    config = json.loads((runs / run_id / "config.json").read_text())  # "Balance the classes" ticked
+    assert config["options"]["train"]["class_weight"] == "balanced" and "balanced" in config["argv"]
 
 
 @pytest.mark.parametrize("dataset, class_name, message", [

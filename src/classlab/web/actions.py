@@ -310,5 +310,7 @@ def _job_args(bench, form) -> tuple[list[str], str]:
             args += ["--image-size", str(size)]
     if max_train:
         args += ["--max-train", str(max_train)]
+    if command in ("train", "transfer") and form.get("balance"):  # imbalanced classes: inverse-frequency loss
+        args += ["--class-weight", "balanced"]
     return args, title
 
