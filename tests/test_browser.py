@@ -233,3 +233,18 @@ def test_make_a_dataset_class_by_class(page, server, tmp_path):
     assert "3 images added to my-digits / one" in page.inner_text("#added")
     assert len(list((server["data"] / "my-digits" / "one").iterdir())) == 3
     assert "zero (3)" in page.inner_text("#made") and "one (3)" in page.inner_text("#made")
+
+
+def test_export_a_model_and_download_it(page, server, tmp_path):
+    """Teachable Machine's last step: the run page's export button downloads the bundle as a .zip."""
+    import zipfile
+
+    page.goto(f"{server['url']}/runs/{server['cnn']}")
+    page.select_option('#export-form select[name="format"]', "onnx")
+    with page.expect_download(timeout=120_000) as download:
+        page.click("#export-form button[type=submit]")
+    saved = tmp_path / download.value.suggested_filename
+    download.value.save_as(saved)
+    assert saved.name == f"{server['cnn']}-onnx.zip"
+    names = zipfile.ZipFile(saved).namelist()
+    assert f"{server['cnn']}-onnx/model.onnx" in names and f"{server['cnn']}-onnx/preprocessing.json" in names

@@ -124,7 +124,7 @@ def create_app(runs_dir: str | Path = "runs", *, data_dir: str | Path | None = N
                allowed_hosts: tuple[str, ...] = LOOPBACK_NAMES) -> Starlette:
     """The workbench over ``runs_dir``. ``token``: required on every request (set it when binding an address
     other than the loopback); without one only loopback Host names are answered."""
-    from . import actions, pages
+    from . import actions, bundle, pages
 
     bench = Workbench(Path(runs_dir), Path(data_dir) if data_dir else None, token)
     tpl = templates()
@@ -141,7 +141,7 @@ def create_app(runs_dir: str | Path = "runs", *, data_dir: str | Path | None = N
         return HTMLResponse("<h1>Internal error</h1><p>the workbench could not answer; see the terminal that runs "
                             "classlab serve</p>", status_code=500)
 
-    routes = pages.routes(bench, tpl) + actions.routes(bench, tpl) + [
+    routes = pages.routes(bench, tpl) + actions.routes(bench, tpl) + bundle.routes(bench) + [
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static")]
     app = Starlette(routes=routes, middleware=[Middleware(Guard, token=token, allowed_hosts=allowed_hosts)],
                     exception_handlers={HTTPException: not_found, ClasslabError: refused, Exception: broken},

@@ -86,7 +86,8 @@ async def _run_view(bench, run_dir) -> tuple[str, dict]:
     evaluable = any(r["predicts"] for r in bench.catalog.query() if r["id"] == run_dir.name)
     evaluations = [r for r in bench.catalog.query() if r["evaluates"] == run_dir.name] if evaluable else []
     return "run.html", {"run": details, "jobs": [j for j in bench.jobs.listing() if j.after == run_dir.name][:3],
-                        "datasets": available(bench.data_dir) if evaluable else [], "evaluations": evaluations}
+                        "datasets": available(bench.data_dir) if evaluable else [], "evaluations": evaluations,
+                        "exportable": (run_dir / "best.pt").is_file()}
 
 
 def _int(text) -> int:
