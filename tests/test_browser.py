@@ -232,6 +232,15 @@ def test_make_a_dataset_class_by_class(page, server, tmp_path):
     page.go_back()  # the page the form redirected to: nothing is posted again
     assert "3 images added to my-digits / one" in page.inner_text("#added")
     assert len(list((server["data"] / "my-digits" / "one").iterdir())) == 3
+    from test_web_collect import digits_zip
+
+    archive = tmp_path / "pets.zip"
+    archive.write_bytes(digits_zip({"zero": 0, "one": 1}))
+    page.fill('#zip-form input[name="dataset"]', "zipped")
+    page.set_input_files('#zip-form input[name="archive"]', str(archive))
+    with page.expect_navigation():
+        page.click("#zip-form button[type=submit]")
+    assert "zipped.zip kept: 20 images in 2 classes" in page.inner_text("#uploaded")
     assert "zero (3)" in page.inner_text("#made") and "one (3)" in page.inner_text("#made")
 
 

@@ -178,3 +178,54 @@ def test_a_full_disk_keeps_what_was_written_and_names_the_rest(tmp_path, monkeyp
     with pytest.raises(ClasslabError, match=r"cannot write to the data folder \(Permission denied\); nothing was added"):
         add_images(tmp_path, "other", "a", digits_of(8, 1))
     assert not (tmp_path / "other").exists()  # nothing half-made that would block the name
+
+
+def digits_zip(classes: dict[str, int], wrap: str = "") -> bytes:
+    buffer = io.BytesIO()
+    with __import__("zipfile").ZipFile(buffer, "w") as archive:
+        for name, digit in classes.items():
+            for i, (file, body) in enumerate(digits_of(digit, 10)):
+                archive.writestr(f"{wrap}{name}/{file}", body)
+    return buffer.getvalue()
+
+
+def post_zip(client, dataset, body, filename="pets.zip"):
+    return client.post("/data/new/zip", data={"dataset": dataset}, headers=ORIGIN,
+                       files=[("archive", (filename, body, "application/zip"))] if body is not None else [])
+
+
+def test_a_zip_of_class_folders_is_kept_whole_and_trains(bench):
+    client, data = bench
+    body = digits_zip({"zero": 0, "one": 1, "two": 2}, wrap="mine/")
+    page = post_zip(client, "zipped", body)
+    assert page.status_code == 200 and [r.status_code for r in page.history] == [303]
+    assert "<strong>zipped.zip</strong> kept: 30 images in 3 classes (one 10, two 10, zero 10)" in page.text
+    assert (data / "zipped.zip").read_bytes() == body and os.listdir(data) == ["zipped.zip"]  # no .part left
+    assert load_dataset(data / "zipped.zip").class_names == ["one", "two", "zero"]
+    assert 'value="zipped.zip" selected' in client.get("/train?dataset=zipped.zip").text
+    again = post_zip(client, "zipped", body)
+    assert again.status_code == 400 and "an upload never replaces a dataset" in again.text
+    assert (data / "zipped.zip").read_bytes() == body
+
+
+@pytest.mark.parametrize("body, message", [
+    (b"PK\x03\x04 not really a zip", "cannot open the upload as a zip"),
+    (b"", "cannot open the upload as a zip"),
+    (None, "choose a .zip of class folders"),
+])
+def test_a_bad_zip_upload_is_refused_and_leaves_nothing(bench, body, message):
+    client, data = bench
+    page = post_zip(client, "broken", body)
+    assert page.status_code == 400 and message in page.text, page.text[-800:]
+    assert os.listdir(data) == []
+
+
+def test_a_zip_needs_two_classes_and_a_free_name(bench):
+    client, data = bench
+    page = post_zip(client, "single", digits_zip({"zero": 0}))
+    assert page.status_code == 400 and "images of 1 class folder(s); a dataset needs two or more" in page.text
+    post(client, "taken", "zero", digits_of(0, 2))  # a dataset made here is a folder: its name is taken too
+    page = post_zip(client, "taken", digits_zip({"zero": 0, "one": 1}))
+    assert page.status_code == 400 and "already exists" in page.text
+    assert sorted(os.listdir(data)) == ["taken"]
+    assert post_zip(client, "../up", digits_zip({"a": 0, "b": 1})).status_code == 400

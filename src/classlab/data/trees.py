@@ -110,6 +110,9 @@ class ZipTree:
             self._zip, self._pid = zipfile.ZipFile(self.path), os.getpid()
         return read_member(self._zip, self._infos[self._prefix + rel], MAX_FILE_BYTES)
 
+    def close(self) -> None:
+        self._zip.close()
+
     def fingerprint(self, rel: str) -> str:
         """The member's CRC-32 and size from the central directory: content-based, and free to read."""
         info = self._infos[self._prefix + rel]

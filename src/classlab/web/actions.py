@@ -39,7 +39,7 @@ def _collect_routes(bench, page) -> list[Route]:
     from collections import OrderedDict
     from urllib.parse import quote
 
-    from .collect import add_images, made_here, sample_strip
+    from .collect import add_images, add_zip, made_here, sample_strip
 
     results: OrderedDict = OrderedDict()  # the latest POSTs' results, by the key their redirect carries
 
@@ -49,7 +49,16 @@ def _collect_routes(bench, page) -> list[Route]:
 
     async def collect_page(request: Request):
         return show(request, request.query_params.get("dataset", "")[:64],
-                    added=results.get(request.query_params.get("added", "")))
+                    added=results.get(request.query_params.get("added", "")),
+                    uploaded=results.get(request.query_params.get("zip", "")))
+
+    def remembered(result) -> str:
+        key = uuid.uuid4().hex[:12]
+        with bench.lock:
+            results[key] = result
+            while len(results) > 20:
+                results.popitem(last=False)
+        return key
 
     async def collect(request: Request):
         form = await request.form(max_files=MAX_FILES, max_part_size=MAX_UPLOAD_BYTES + 1)
@@ -64,12 +73,19 @@ def _collect_routes(bench, page) -> list[Route]:
             return show(request, dataset, 400, error=str(e))
         if not (added.kept or added.duplicates):
             return show(request, dataset, 400, added=added)
-        key = uuid.uuid4().hex[:12]
-        with bench.lock:
-            results[key] = added
-            while len(results) > 20:
-                results.popitem(last=False)
+        key = remembered(added)
         return RedirectResponse(f"/data/new?dataset={quote(added.dataset)}&added={key}", status_code=303)
+
+    async def collect_zip(request: Request):
+        form = await request.form(max_files=1)
+        dataset, archive = str(form.get("dataset", ""))[:200], form.get("archive")
+        if not (hasattr(archive, "read") and archive.filename):
+            return show(request, "", 400, error="choose a .zip of class folders")
+        try:
+            uploaded = await asyncio.to_thread(add_zip, bench.data_dir, dataset, archive.file)
+        except ClasslabError as e:
+            return show(request, "", 400, error=str(e))
+        return RedirectResponse(f"/data/new?zip={remembered(uploaded)}", status_code=303)
 
     async def sample(request: Request):
         dataset, class_name = request.query_params.get("dataset", ""), request.query_params.get("class", "")
@@ -80,6 +96,7 @@ def _collect_routes(bench, page) -> list[Route]:
         return Response(png, media_type="image/png", headers={"cache-control": "no-store"})
 
     return [Route("/data/new", collect_page), Route("/data/new", collect, methods=["POST"]),
+            Route("/data/new/zip", collect_zip, methods=["POST"]),
             Route("/data/new/sample.png", sample)]
 
 

@@ -87,14 +87,20 @@ def sample_strip(data_dir: Path | None, dataset: str, class_name: str, count: in
     return out.getvalue()
 
 
-def check_names(data_dir: Path | None, dataset: str, class_name: str) -> Path:
-    """The class folder to write to, or a one-line ClasslabError that says what to change."""
+def check_dataset_name(data_dir: Path | None, dataset: str) -> Path:
+    """The data folder, once the dataset's name is one it may hold; else a one-line ClasslabError."""
     if data_dir is None:
         raise ClasslabError("no data folder is served, so there is nowhere to keep a dataset: start the workbench "
                             "with 'classlab serve --data-dir FOLDER'")
     if not DATASET_NAME.fullmatch(dataset) or dataset.lower() in (*NAMED_FILES, "digits"):
         raise ClasslabError(f"'{dataset[:80]}' cannot name a dataset: use 1-64 letters, digits, '-' or '_' "
                             "(starting with a letter or digit), and not a built-in dataset's name")
+    return data_dir
+
+
+def check_names(data_dir: Path | None, dataset: str, class_name: str) -> Path:
+    """The class folder to write to, or a one-line ClasslabError that says what to change."""
+    check_dataset_name(data_dir, dataset)
     if not CLASS_NAME.fullmatch(class_name) or class_name != class_name.strip():
         raise ClasslabError(f"'{class_name[:80]}' cannot name a class: use 1-64 characters without / \\ : * ? \" < "
                             "> |, not starting with '.' or a space")
@@ -184,3 +190,43 @@ def _free_name(folder: Path, name: str, suffix: str) -> Path:
         n += 1
         path = folder / f"{stem}-{n}{suffix}"
     return path
+
+
+def add_zip(data_dir: Path | None, dataset: str, stream) -> dict:
+    """Keep an uploaded .zip of class folders (CLASS/IMAGE, or train/ and test/ of them) as DATA/DATASET.zip,
+    which every command reads in place. It is checked first (a zip, at least two classes with images) and never
+    replaces anything; a refused or failed upload leaves nothing behind."""
+    from collections import Counter
+
+    from ..data.folders import scan_tree
+    from ..data.trees import ZipTree
+
+    check_dataset_name(data_dir, dataset)
+    target = data_dir / f"{dataset}.zip"
+    with _LOCK:
+        if any(p.exists() or p.is_symlink() for p in (target, data_dir / dataset)):
+            raise ClasslabError(f"{dataset} already exists in the data folder; an upload never replaces a dataset: "
+                                "choose another name")
+        part = data_dir / f".{dataset}.zip.part"  # hidden: no form lists it while it is written
+        try:
+            data_dir.mkdir(parents=True, exist_ok=True)
+            with open(part, "wb") as out:
+                shutil.copyfileobj(stream, out, 1 << 20)
+            tree = ZipTree(part)
+            try:
+                scan = scan_tree(tree)
+            finally:
+                tree.close()
+            counts = Counter(e.class_name for e in scan.entries)
+            if len(counts) < 2:
+                raise ClasslabError(f"the .zip holds images of {len(counts)} class folder(s); a dataset needs two or "
+                                    "more: CLASS/IMAGE, or train/CLASS/IMAGE and test/CLASS/IMAGE")
+            part.replace(target)
+        except OSError as e:
+            raise ClasslabError(f"cannot write to the data folder ({e.strerror or e}); nothing was added") from None
+        except ClasslabError as e:
+            raise ClasslabError(str(e).replace(str(part), "the upload")) from None
+        finally:
+            part.unlink(missing_ok=True)
+    return {"dataset": target.name, "classes": dict(sorted(counts.items())), "images": sum(counts.values()),
+            "layout": scan.layout}
