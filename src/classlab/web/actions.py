@@ -29,78 +29,10 @@ def routes(bench, tpl) -> list[Route]:
     def page(request: Request, name: str, status_code: int = 200, **context):
         return tpl.TemplateResponse(request, name, {"token": bench.token, **context}, status_code=status_code)
 
-    return (_predict_routes(bench, page) + _job_routes(bench, tpl, page) + _review_routes(bench, page)
-            + _collect_routes(bench, page))
+    return _predict_routes(bench, page) + _job_routes(bench, tpl, page) + _review_routes(bench, page)
 
 
-def _collect_routes(bench, page) -> list[Route]:
-    """Make a dataset in the browser (collect.py): a page, a POST that adds one class's images and redirects
-    to the page with its result (so a reload or Back never posts the images again), and class samples."""
-    from collections import OrderedDict
-    from urllib.parse import quote
-
-    from .collect import add_images, add_zip, made_here, sample_strip
-
-    results: OrderedDict = OrderedDict()  # the latest POSTs' results, by the key their redirect carries
-
-    def show(request: Request, dataset: str, status_code: int = 200, **context):
-        return page(request, "data_new.html", status_code=status_code, data_dir=bench.data_dir, dataset=dataset,
-                    max_files=MAX_FILES, made=made_here(bench.data_dir), **context)
-
-    async def collect_page(request: Request):
-        return show(request, request.query_params.get("dataset", "")[:64],
-                    added=results.get(request.query_params.get("added", "")),
-                    uploaded=results.get(request.query_params.get("zip", "")))
-
-    def remembered(result) -> str:
-        key = uuid.uuid4().hex[:12]
-        with bench.lock:
-            results[key] = result
-            while len(results) > 20:
-                results.popitem(last=False)
-        return key
-
-    async def collect(request: Request):
-        form = await request.form(max_files=MAX_FILES, max_part_size=MAX_UPLOAD_BYTES + 1)
-        dataset, class_name = str(form.get("dataset", ""))[:200], str(form.get("class_name", ""))[:200]
-        uploads = [f for f in form.getlist("images") if hasattr(f, "read") and f.filename]
-        if not uploads:
-            return show(request, dataset, 400, error="choose one or more image files for this class")
-        files = [(_upload_name(f.filename), await f.read(MAX_UPLOAD_BYTES + 1)) for f in uploads]
-        try:
-            added = await asyncio.to_thread(add_images, bench.data_dir, dataset, class_name, files)
-        except ClasslabError as e:
-            return show(request, dataset, 400, error=str(e))
-        if not (added.kept or added.duplicates):
-            return show(request, dataset, 400, added=added)
-        key = remembered(added)
-        return RedirectResponse(f"/data/new?dataset={quote(added.dataset)}&added={key}", status_code=303)
-
-    async def collect_zip(request: Request):
-        form = await request.form(max_files=1)
-        dataset, archive = str(form.get("dataset", ""))[:200], form.get("archive")
-        if not (hasattr(archive, "read") and archive.filename):
-            return show(request, "", 400, error="choose a .zip of class folders")
-        try:
-            uploaded = await asyncio.to_thread(add_zip, bench.data_dir, dataset, archive.file)
-        except ClasslabError as e:
-            return show(request, "", 400, error=str(e))
-        return RedirectResponse(f"/data/new?zip={remembered(uploaded)}", status_code=303)
-
-    async def sample(request: Request):
-        dataset, class_name = request.query_params.get("dataset", ""), request.query_params.get("class", "")
-        try:
-            png = await asyncio.to_thread(sample_strip, bench.data_dir, dataset, class_name)
-        except ClasslabError as e:
-            raise HTTPException(404, str(e)) from None
-        return Response(png, media_type="image/png", headers={"cache-control": "no-store"})
-
-    return [Route("/data/new", collect_page), Route("/data/new", collect, methods=["POST"]),
-            Route("/data/new/zip", collect_zip, methods=["POST"]),
-            Route("/data/new/sample.png", sample)]
-
-
-def _upload_name(filename: str | None) -> str:
+def upload_name(filename: str | None) -> str:
     """An upload's base name as the browser sent it (a folder's files carry their path), for messages."""
     return (filename or "image").replace("\\", "/").rsplit("/", 1)[-1][:200]
 
@@ -133,7 +65,7 @@ def _predict_routes(bench, page) -> list[Route]:
         results, errors = [], []
         for f in uploads:
             data = await f.read(MAX_UPLOAD_BYTES + 1)
-            name = _upload_name(f.filename)
+            name = upload_name(f.filename)
             try:
                 image = decode_upload(data, name, shape[2], shape[:2])
             except ClasslabError as e:

@@ -124,7 +124,7 @@ def create_app(runs_dir: str | Path = "runs", *, data_dir: str | Path | None = N
                allowed_hosts: tuple[str, ...] = LOOPBACK_NAMES) -> Starlette:
     """The workbench over ``runs_dir``. ``token``: required on every request (set it when binding an address
     other than the loopback); without one only loopback Host names are answered."""
-    from . import actions, bundle, pages
+    from . import actions, bundle, collect_pages, pages
 
     bench = Workbench(Path(runs_dir), Path(data_dir) if data_dir else None, token)
     tpl = templates()
@@ -141,8 +141,8 @@ def create_app(runs_dir: str | Path = "runs", *, data_dir: str | Path | None = N
         return HTMLResponse("<h1>Internal error</h1><p>the workbench could not answer; see the terminal that runs "
                             "classlab serve</p>", status_code=500)
 
-    routes = pages.routes(bench, tpl) + actions.routes(bench, tpl) + bundle.routes(bench) + [
-        Mount("/static", StaticFiles(directory=HERE / "static"), name="static")]
+    routes = (pages.routes(bench, tpl) + actions.routes(bench, tpl) + collect_pages.routes(bench, tpl)
+              + bundle.routes(bench) + [Mount("/static", StaticFiles(directory=HERE / "static"), name="static")])
     app = Starlette(routes=routes, middleware=[Middleware(Guard, token=token, allowed_hosts=allowed_hosts)],
                     exception_handlers={HTTPException: not_found, ClasslabError: refused, Exception: broken},
                     lifespan=lifespan(bench), max_body_size=MAX_BODY)
