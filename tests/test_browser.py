@@ -257,3 +257,23 @@ def test_export_a_model_and_download_it(page, server, tmp_path):
     assert saved.name == f"{server['cnn']}-onnx.zip"
     names = zipfile.ZipFile(saved).namelist()
     assert f"{server['cnn']}-onnx/model.onnx" in names and f"{server['cnn']}-onnx/preprocessing.json" in names
+
+
+def test_remove_an_image_from_a_class(page, server):
+    """A class's page shows its images; Remove moves one aside (kept, never deleted) and the page says where."""
+    from test_web_collect import digits_of
+
+    from classlab.web.collect import add_images
+
+    add_images(server["data"], "to-prune", "seven", digits_of(7, 4))
+    page.goto(server["url"] + "/data/new?dataset=to-prune")
+    with page.expect_navigation():
+        page.click('#made a[href^="/data/new/class?dataset=to-prune"]')
+    page.wait_for_load_state("networkidle")
+    assert page.locator("#class-images figure").count() == 4
+    assert page.evaluate("[...document.querySelectorAll('#class-images img')].every(i => i.complete && i.naturalWidth > 0)")
+    first = page.inner_text("#class-images figure figcaption >> nth=0")
+    with page.expect_navigation():
+        page.click("#class-images figure button >> nth=0")
+    assert f"Removed {first}" in page.inner_text("#removed") and page.locator("#class-images figure").count() == 3
+    assert (server["data"] / "to-prune" / ".classlab-removed" / "seven" / first).is_file()

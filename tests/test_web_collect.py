@@ -229,3 +229,35 @@ def test_a_zip_needs_two_classes_and_a_free_name(bench):
     assert page.status_code == 400 and "already exists" in page.text
     assert sorted(os.listdir(data)) == ["taken"]
     assert post_zip(client, "../up", digits_zip({"a": 0, "b": 1})).status_code == 400
+
+
+def test_an_image_removed_from_a_class_is_moved_aside_never_deleted(bench):
+    client, data = bench
+    post(client, "pets", "zero", digits_of(0, 3))
+    post(client, "pets", "one", digits_of(1, 3))
+    assert 'href="/data/new/class?dataset=pets&amp;class=zero"' in client.get("/data/new").text
+    page = client.get("/data/new/class", params={"dataset": "pets", "class": "zero"})
+    files = re.findall(r'name="file" value="([^"]+)"', page.text)
+    assert page.status_code == 200 and len(files) == 3
+    thumb = client.get("/data/new/image", params={"dataset": "pets", "class": "zero", "file": files[0]})
+    assert thumb.status_code == 200 and Image.open(io.BytesIO(thumb.content)).size == (32, 32)  # never enlarged
+    body = (data / "pets" / "zero" / files[0]).read_bytes()
+    done = client.post("/data/new/remove", data={"dataset": "pets", "class": "zero", "file": files[0]}, headers=ORIGIN)
+    assert done.status_code == 200 and [r.status_code for r in done.history] == [303]
+    assert f"Removed <strong>{files[0]}</strong>" in done.text and files[0] not in re.findall(
+        r'name="file" value="([^"]+)"', done.text)
+    assert (data / "pets" / ".classlab-removed" / "zero" / files[0]).read_bytes() == body  # kept, not deleted
+    ds = load_dataset(data / "pets")
+    assert dict(zip(ds.class_names, np.bincount(ds.labels).tolist())) == {"one": 3, "zero": 2}
+    from classlab.commands.check import check
+
+    assert check(str(data / "pets"))["warnings"] == 0  # the removed folder is the workbench's own
+    for form in ({"dataset": "pets", "class": "zero", "file": "../one/" + files[1]},
+                 {"dataset": "pets", "class": "zero", "file": "../.classlab-dataset.json"},
+                 {"dataset": "pets", "class": "..", "file": "zero"}, {"dataset": "..", "class": "pets", "file": "x"}):
+        assert client.post("/data/new/remove", data=form, headers=ORIGIN).status_code == 400
+        assert client.get("/data/new/image", params=form).status_code == 404
+    assert client.get("/data/new/class", params={"dataset": "pets", "class": "../x"}).status_code == 404
+    assert sorted(os.listdir(data / "pets" / "zero")) == sorted(files[1:])
+    assert client.post("/data/new/remove", data={"dataset": "pets", "class": "zero", "file": files[1]},
+                       headers={"origin": "http://evil.example"}).status_code == 403

@@ -23,7 +23,7 @@ from . import cache
 from .dataset import ImageDataset, LazyImages
 from .images import IMAGE_EXTENSIONS, ImageInfo, decode, probe
 from .safe_files import UnreadableFile, display
-from .trees import DATASET_MARKER, extension, is_hidden, open_tree
+from .trees import DATASET_MARKER, REMOVED_FOLDER, extension, is_hidden, open_tree
 
 SPLIT_ALIASES = {"train": "train", "training": "train", "val": "val", "valid": "val",
                  "validation": "val", "test": "test", "testing": "test"}
@@ -54,6 +54,11 @@ class TreeScan:
     infos: list[ImageInfo] = field(default_factory=list)
 
 
+def _workbench_own(rel: str) -> bool:
+    """A hidden entry the workbench keeps in a dataset it made (not one of the user's stray hidden files)."""
+    return rel == DATASET_MARKER or rel.split("/")[0] == REMOVED_FOLDER
+
+
 def scan_tree(tree) -> TreeScan:
     files, dirs = tree.listing()
     top_dirs = {d for d in dirs if "/" not in d and not is_hidden(d)}
@@ -62,7 +67,8 @@ def scan_tree(tree) -> TreeScan:
         r.count("/") >= 2 and r.split("/")[0] in splits for r, _ in files)
     if presplit:
         _refuse_mixed_layout(tree, splits, files)
-    hidden = sorted({r for r, _ in files if is_hidden(r) and r != DATASET_MARKER} | {d for d in dirs if is_hidden(d)})
+    hidden = sorted({r for r, _ in files if is_hidden(r) and not _workbench_own(r)}
+                    | {d for d in dirs if is_hidden(d) and not _workbench_own(d)})
     entries, non_images, stray = [], [], []
     for rel, size in files:
         if is_hidden(rel):

@@ -16,6 +16,8 @@ from .safe_files import MAX_FILE_BYTES, UnreadableFile, check_path, read_file, r
 # The hidden file that marks a dataset made in the workbench (web/collect.py): classlab's own, so the doctor
 # does not list it among the stray hidden files.
 DATASET_MARKER = ".classlab-dataset.json"
+# ...and the hidden folder where images removed in the workbench are kept (DATASET/.classlab-removed/CLASS/FILE)
+REMOVED_FOLDER = ".classlab-removed"
 
 
 def is_hidden(rel: str) -> bool:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..data.safe_files import UnreadableFile, read_file
-from ..data.trees import DATASET_MARKER
+from ..data.trees import DATASET_MARKER, REMOVED_FOLDER
 from ..errors import ClasslabError
 from ..fileio import atomic_write_bytes, write_json
 from .datasets import NAMED_FILES
@@ -56,6 +56,54 @@ def made_here(data_dir: Path | None) -> list[dict]:
     return out
 
 
+def class_files(data_dir: Path | None, dataset: str, class_name: str) -> list[str]:
+    """The image files of a class of a dataset made here, newest first; a one-line ClasslabError for any
+    other dataset or class (names are matched against the listing, never joined into a path unchecked)."""
+    made = {d["id"]: d["classes"] for d in made_here(data_dir)}
+    if class_name not in made.get(dataset, {}):
+        raise ClasslabError(f"no class '{class_name[:80]}' in a dataset made here")
+    folder = data_dir / dataset / class_name
+    files = [f for f in folder.iterdir() if f.is_file() and not f.name.startswith(".")]
+    return [f.name for f in sorted(files, key=lambda f: f.stat().st_mtime_ns, reverse=True)]
+
+
+def thumbnail(data_dir: Path | None, dataset: str, class_name: str, file: str, side: int = 96) -> bytes:
+    """One image of a class as a small PNG (decoded by the loaders' rules)."""
+    import io
+
+    from PIL import Image
+
+    from ..data.images import decode
+
+    if file not in class_files(data_dir, dataset, class_name):
+        raise ClasslabError(f"no image '{file[:80]}' in {dataset}/{class_name}")
+    try:
+        image = decode(read_file(data_dir / dataset / class_name / file, MAX_SAMPLE_BYTES), 3, None)
+    except (UnreadableFile, ValueError, OSError) as e:
+        raise ClasslabError(f"{file} cannot be shown ({e})") from None
+    picture = Image.fromarray(image)
+    picture.thumbnail((side, side), Image.Resampling.LANCZOS)
+    out = io.BytesIO()
+    picture.save(out, format="PNG")
+    return out.getvalue()
+
+
+def remove_image(data_dir: Path | None, dataset: str, class_name: str, file: str) -> str:
+    """Take an image out of a class by moving it to DATASET/.classlab-removed/CLASS/ (which every loader
+    skips): nothing is deleted, and moving it back restores it. Returns where it went, relative to the dataset."""
+    with _LOCK:
+        if file not in class_files(data_dir, dataset, class_name):
+            raise ClasslabError(f"no image '{file[:80]}' in {dataset}/{class_name}")
+        aside = data_dir / dataset / REMOVED_FOLDER / class_name
+        try:
+            aside.mkdir(parents=True, exist_ok=True)
+            target = _free_name(aside, file, Path(file).suffix)
+            (data_dir / dataset / class_name / file).replace(target)
+        except OSError as e:
+            raise ClasslabError(f"cannot move {file} aside ({e.strerror or e}); it is still in the class") from None
+    return target.relative_to(data_dir / dataset).as_posix()
+
+
 def sample_strip(data_dir: Path | None, dataset: str, class_name: str, count: int = 8, side: int = 48) -> bytes:
     """A PNG strip of the class's latest images (Teachable Machine shows each class's samples). Only a class of
     a dataset made here is read, its files through the loaders' checks; one that cannot be read is left out."""
@@ -65,14 +113,9 @@ def sample_strip(data_dir: Path | None, dataset: str, class_name: str, count: in
     from PIL import Image
 
     from ..data.images import decode
-    made = {d["id"]: d["classes"] for d in made_here(data_dir)}
-    if class_name not in made.get(dataset, {}):
-        raise ClasslabError(f"no class '{class_name[:80]}' in a dataset made here")
     folder = data_dir / dataset / class_name
-    files = sorted((f for f in folder.iterdir() if f.is_file() and not f.name.startswith(".")),
-                   key=lambda f: f.stat().st_mtime_ns, reverse=True)
     tiles = []
-    for path in files[: count * 2]:
+    for path in [folder / name for name in class_files(data_dir, dataset, class_name)[: count * 2]]:
         try:
             tiles.append(decode(read_file(path, MAX_SAMPLE_BYTES), 3, (side, side)))
         except (UnreadableFile, ValueError, OSError):

@@ -16,7 +16,7 @@ from starlette.routing import Route
 
 from ..errors import ClasslabError
 from .actions import MAX_FILES, upload_name
-from .collect import add_images, add_zip, made_here, sample_strip
+from .collect import add_images, add_zip, class_files, made_here, remove_image, sample_strip, thumbnail
 from .images import MAX_UPLOAD_BYTES
 
 
@@ -78,6 +78,34 @@ def routes(bench, tpl) -> list[Route]:
             raise HTTPException(404, str(e)) from None
         return Response(png, media_type="image/png", headers={"cache-control": "no-store"})
 
+    async def class_page(request: Request):
+        dataset, class_name = request.query_params.get("dataset", ""), request.query_params.get("class", "")
+        try:
+            files = await asyncio.to_thread(class_files, bench.data_dir, dataset, class_name)
+        except ClasslabError as e:
+            raise HTTPException(404, str(e)) from None
+        return page(request, "data_class.html", dataset=dataset, class_name=class_name, files=files,
+                    removed=results.get(request.query_params.get("removed", "")))
+
+    async def image(request: Request):
+        q = request.query_params
+        try:
+            png = await asyncio.to_thread(thumbnail, bench.data_dir, q.get("dataset", ""), q.get("class", ""),
+                                          q.get("file", ""))
+        except ClasslabError as e:
+            raise HTTPException(404, str(e)) from None
+        return Response(png, media_type="image/png", headers={"cache-control": "no-store"})
+
+    async def remove(request: Request):
+        form = await request.form()
+        dataset, class_name, file = (str(form.get(k, ""))[:300] for k in ("dataset", "class", "file"))
+        moved = await asyncio.to_thread(remove_image, bench.data_dir, dataset, class_name, file)
+        key = remembered({"file": file, "to": moved})
+        return RedirectResponse(f"/data/new/class?dataset={quote(dataset)}&class={quote(class_name)}&removed={key}",
+                                status_code=303)
+
     return [Route("/data/new", collect_page), Route("/data/new", collect, methods=["POST"]),
+            Route("/data/new/class", class_page), Route("/data/new/image", image),
+            Route("/data/new/remove", remove, methods=["POST"]),
             Route("/data/new/zip", collect_zip, methods=["POST"]),
             Route("/data/new/sample.png", sample)]
