@@ -71,30 +71,19 @@ def routes(bench, tpl) -> list[Route]:
         return RedirectResponse(f"/data/new?zip={remembered(uploaded)}", status_code=303)
 
     async def sample(request: Request):
-        dataset, class_name = request.query_params.get("dataset", ""), request.query_params.get("class", "")
-        try:
-            png = await asyncio.to_thread(sample_strip, bench.data_dir, dataset, class_name)
-        except ClasslabError as e:
-            raise HTTPException(404, str(e)) from None
-        return Response(png, media_type="image/png", headers={"cache-control": "no-store"})
+        q = request.query_params
+        return _png(await _found(sample_strip, bench.data_dir, q.get("dataset", ""), q.get("class", "")))
 
     async def class_page(request: Request):
         dataset, class_name = request.query_params.get("dataset", ""), request.query_params.get("class", "")
-        try:
-            files = await asyncio.to_thread(class_files, bench.data_dir, dataset, class_name)
-        except ClasslabError as e:
-            raise HTTPException(404, str(e)) from None
+        files = await _found(class_files, bench.data_dir, dataset, class_name)
         return page(request, "data_class.html", dataset=dataset, class_name=class_name, files=files,
                     removed=results.get(request.query_params.get("removed", "")))
 
     async def image(request: Request):
         q = request.query_params
-        try:
-            png = await asyncio.to_thread(thumbnail, bench.data_dir, q.get("dataset", ""), q.get("class", ""),
-                                          q.get("file", ""))
-        except ClasslabError as e:
-            raise HTTPException(404, str(e)) from None
-        return Response(png, media_type="image/png", headers={"cache-control": "no-store"})
+        return _png(await _found(thumbnail, bench.data_dir, q.get("dataset", ""), q.get("class", ""),
+                                 q.get("file", "")))
 
     async def remove(request: Request):
         form = await request.form()
@@ -109,3 +98,15 @@ def routes(bench, tpl) -> list[Route]:
             Route("/data/new/remove", remove, methods=["POST"]),
             Route("/data/new/zip", collect_zip, methods=["POST"]),
             Route("/data/new/sample.png", sample)]
+
+
+async def _found(read, *args):
+    """``read(*args)`` off the event loop; what it cannot find (a ClasslabError) is a 404 with its words."""
+    try:
+        return await asyncio.to_thread(read, *args)
+    except ClasslabError as e:
+        raise HTTPException(404, str(e)) from None
+
+
+def _png(data: bytes) -> Response:
+    return Response(data, media_type="image/png", headers={"cache-control": "no-store"})
