@@ -259,8 +259,8 @@ def test_export_a_model_and_download_it(page, server, tmp_path):
     assert f"{server['cnn']}-onnx/model.onnx" in names and f"{server['cnn']}-onnx/preprocessing.json" in names
 
 
-def test_remove_an_image_from_a_class(page, server):
-    """A class's page shows its images; Remove moves one aside (kept, never deleted) and the page says where."""
+def test_remove_and_restore_an_image_of_a_class(page, server):
+    """A class's page shows its images; Remove moves one aside (kept, never deleted), Restore puts it back."""
     from test_web_collect import digits_of
 
     from classlab.web.collect import add_images
@@ -277,3 +277,6 @@ def test_remove_an_image_from_a_class(page, server):
         page.click("#class-images figure button >> nth=0")
     assert f"Removed {first}" in page.inner_text("#removed") and page.locator("#class-images figure").count() == 3
     assert (server["data"] / "to-prune" / ".classlab-removed" / "seven" / first).is_file()
+    with page.expect_navigation():
+        page.click("#removed-images figure button >> nth=0")
+    assert f"Restored {first}" in page.inner_text("#restored") and page.locator("#class-images figure").count() == 4

@@ -231,21 +231,21 @@ def test_a_zip_needs_two_classes_and_a_free_name(bench):
     assert post_zip(client, "../up", digits_zip({"a": 0, "b": 1})).status_code == 400
 
 
-def test_an_image_removed_from_a_class_is_moved_aside_never_deleted(bench):
+def test_an_image_removed_from_a_class_is_moved_aside_and_restored(bench):
     client, data = bench
     post(client, "pets", "zero", digits_of(0, 3))
     post(client, "pets", "one", digits_of(1, 3))
     assert 'href="/data/new/class?dataset=pets&amp;class=zero"' in client.get("/data/new").text
     page = client.get("/data/new/class", params={"dataset": "pets", "class": "zero"})
     files = re.findall(r'name="file" value="([^"]+)"', page.text)
-    assert page.status_code == 200 and len(files) == 3
+    assert page.status_code == 200 and len(files) == 3 and "<title>pets / zero · classlab</title>" in page.text
     thumb = client.get("/data/new/image", params={"dataset": "pets", "class": "zero", "file": files[0]})
     assert thumb.status_code == 200 and Image.open(io.BytesIO(thumb.content)).size == (32, 32)  # never enlarged
     body = (data / "pets" / "zero" / files[0]).read_bytes()
     done = client.post("/data/new/remove", data={"dataset": "pets", "class": "zero", "file": files[0]}, headers=ORIGIN)
     assert done.status_code == 200 and [r.status_code for r in done.history] == [303]
-    assert f"Removed <strong>{files[0]}</strong>" in done.text and files[0] not in re.findall(
-        r'name="file" value="([^"]+)"', done.text)
+    in_class = re.findall(r'name="file" value="([^"]+)"', done.text.split('id="removed-images"')[0])
+    assert f"Removed <strong>{files[0]}</strong>" in done.text and in_class == files[1:]
     assert (data / "pets" / ".classlab-removed" / "zero" / files[0]).read_bytes() == body  # kept, not deleted
     ds = load_dataset(data / "pets")
     assert dict(zip(ds.class_names, np.bincount(ds.labels).tolist())) == {"one": 3, "zero": 2}
@@ -261,3 +261,14 @@ def test_an_image_removed_from_a_class_is_moved_aside_never_deleted(bench):
     assert sorted(os.listdir(data / "pets" / "zero")) == sorted(files[1:])
     assert client.post("/data/new/remove", data={"dataset": "pets", "class": "zero", "file": files[1]},
                        headers={"origin": "http://evil.example"}).status_code == 403
+    removed = client.get("/data/new/class", params={"dataset": "pets", "class": "zero"}).text
+    assert 'action="/data/new/restore"' in removed and f"file={files[0]}&amp;removed=1" in removed
+    assert client.get("/data/new/image", params={"dataset": "pets", "class": "zero", "file": files[0],
+                                                  "removed": "1"}).status_code == 200
+    back = client.post("/data/new/restore", data={"dataset": "pets", "class": "zero", "file": files[0]},
+                       headers=ORIGIN)
+    assert back.status_code == 200 and f"Restored <strong>{files[0]}</strong>" in back.text
+    assert (data / "pets" / "zero" / files[0]).read_bytes() == body and not os.listdir(
+        data / "pets" / ".classlab-removed" / "zero")
+    assert client.post("/data/new/restore", data={"dataset": "pets", "class": "zero", "file": files[0]},
+                       headers=ORIGIN).status_code == 400  # nothing of that name is aside any more

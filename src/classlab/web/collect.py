@@ -56,29 +56,36 @@ def made_here(data_dir: Path | None) -> list[dict]:
     return out
 
 
-def class_files(data_dir: Path | None, dataset: str, class_name: str) -> list[str]:
-    """The image files of a class of a dataset made here, newest first; a one-line ClasslabError for any
-    other dataset or class (names are matched against the listing, never joined into a path unchecked)."""
-    made = {d["id"]: d["classes"] for d in made_here(data_dir)}
-    if class_name not in made.get(dataset, {}):
-        raise ClasslabError(f"no class '{class_name[:80]}' in a dataset made here")
-    folder = data_dir / dataset / class_name
-    files = [f for f in folder.iterdir() if f.is_file() and not f.name.startswith(".")]
+def class_files(data_dir: Path | None, dataset: str, class_name: str, removed: bool = False) -> list[str]:
+    """The image files of a class of a dataset made here (``removed``: those moved aside), newest first; a
+    one-line ClasslabError for any other dataset or class (names are matched against listings, never joined
+    into a path unchecked)."""
+    folder = _class_folder(data_dir, dataset, class_name, removed)
+    files = [f for f in folder.iterdir() if f.is_file() and not f.name.startswith(".")] if folder.is_dir() else []
     return [f.name for f in sorted(files, key=lambda f: f.stat().st_mtime_ns, reverse=True)]
 
 
-def thumbnail(data_dir: Path | None, dataset: str, class_name: str, file: str, side: int = 96) -> bytes:
-    """One image of a class as a small PNG (decoded by the loaders' rules)."""
+def _class_folder(data_dir: Path | None, dataset: str, class_name: str, removed: bool) -> Path:
+    made = {d["id"]: d["classes"] for d in made_here(data_dir)}
+    if class_name not in made.get(dataset, {}):
+        raise ClasslabError(f"no class '{class_name[:80]}' in a dataset made here")
+    return data_dir / dataset / REMOVED_FOLDER / class_name if removed else data_dir / dataset / class_name
+
+
+def thumbnail(data_dir: Path | None, dataset: str, class_name: str, file: str, removed: bool = False,
+              side: int = 96) -> bytes:
+    """One image of a class (or one moved aside) as a small PNG, decoded by the loaders' rules."""
     import io
 
     from PIL import Image
 
     from ..data.images import decode
 
-    if file not in class_files(data_dir, dataset, class_name):
+    if file not in class_files(data_dir, dataset, class_name, removed):
         raise ClasslabError(f"no image '{file[:80]}' in {dataset}/{class_name}")
     try:
-        image = decode(read_file(data_dir / dataset / class_name / file, MAX_SAMPLE_BYTES), 3, None)
+        image = decode(read_file(_class_folder(data_dir, dataset, class_name, removed) / file, MAX_SAMPLE_BYTES),
+                       3, None)
     except (UnreadableFile, ValueError, OSError) as e:
         raise ClasslabError(f"{file} cannot be shown ({e})") from None
     picture = Image.fromarray(image)
@@ -90,17 +97,28 @@ def thumbnail(data_dir: Path | None, dataset: str, class_name: str, file: str, s
 
 def remove_image(data_dir: Path | None, dataset: str, class_name: str, file: str) -> str:
     """Take an image out of a class by moving it to DATASET/.classlab-removed/CLASS/ (which every loader
-    skips): nothing is deleted, and moving it back restores it. Returns where it went, relative to the dataset."""
+    skips): nothing is deleted, and ``restore_image`` puts it back. Returns where it went, relative to the
+    dataset."""
+    return _move(data_dir, dataset, class_name, file, removed=False)
+
+
+def restore_image(data_dir: Path | None, dataset: str, class_name: str, file: str) -> str:
+    """Put an image moved aside back into its class (under a free name)."""
+    return _move(data_dir, dataset, class_name, file, removed=True)
+
+
+def _move(data_dir: Path | None, dataset: str, class_name: str, file: str, removed: bool) -> str:
     with _LOCK:
-        if file not in class_files(data_dir, dataset, class_name):
+        if file not in class_files(data_dir, dataset, class_name, removed):
             raise ClasslabError(f"no image '{file[:80]}' in {dataset}/{class_name}")
-        aside = data_dir / dataset / REMOVED_FOLDER / class_name
+        source = _class_folder(data_dir, dataset, class_name, removed)
+        target_folder = _class_folder(data_dir, dataset, class_name, not removed)
         try:
-            aside.mkdir(parents=True, exist_ok=True)
-            target = _free_name(aside, file, Path(file).suffix)
-            (data_dir / dataset / class_name / file).replace(target)
+            target_folder.mkdir(parents=True, exist_ok=True)
+            target = _free_name(target_folder, file, Path(file).suffix)
+            (source / file).replace(target)
         except OSError as e:
-            raise ClasslabError(f"cannot move {file} aside ({e.strerror or e}); it is still in the class") from None
+            raise ClasslabError(f"cannot move {file} ({e.strerror or e}); it is where it was") from None
     return target.relative_to(data_dir / dataset).as_posix()
 
 

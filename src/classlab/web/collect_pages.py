@@ -16,7 +16,8 @@ from starlette.routing import Route
 
 from ..errors import ClasslabError
 from .actions import MAX_FILES, upload_name
-from .collect import add_images, add_zip, class_files, made_here, remove_image, sample_strip, thumbnail
+from .collect import (add_images, add_zip, class_files, made_here, remove_image, restore_image, sample_strip,
+                      thumbnail)
 from .images import MAX_UPLOAD_BYTES
 
 
@@ -77,25 +78,28 @@ def routes(bench, tpl) -> list[Route]:
     async def class_page(request: Request):
         dataset, class_name = request.query_params.get("dataset", ""), request.query_params.get("class", "")
         files = await _found(class_files, bench.data_dir, dataset, class_name)
-        return page(request, "data_class.html", dataset=dataset, class_name=class_name, files=files,
-                    removed=results.get(request.query_params.get("removed", "")))
+        aside = await _found(class_files, bench.data_dir, dataset, class_name, True)
+        return page(request, "data_class.html", dataset=dataset, class_name=class_name, files=files, aside=aside,
+                    moved=results.get(request.query_params.get("moved", "")))
 
     async def image(request: Request):
         q = request.query_params
         return _png(await _found(thumbnail, bench.data_dir, q.get("dataset", ""), q.get("class", ""),
-                                 q.get("file", "")))
+                                 q.get("file", ""), q.get("removed") == "1"))
 
-    async def remove(request: Request):
+    async def move(request: Request):
         form = await request.form()
         dataset, class_name, file = (str(form.get(k, ""))[:300] for k in ("dataset", "class", "file"))
-        moved = await asyncio.to_thread(remove_image, bench.data_dir, dataset, class_name, file)
-        key = remembered({"file": file, "to": moved})
-        return RedirectResponse(f"/data/new/class?dataset={quote(dataset)}&class={quote(class_name)}&removed={key}",
+        restore = request.url.path.endswith("/restore")
+        to = await asyncio.to_thread(restore_image if restore else remove_image, bench.data_dir, dataset,
+                                     class_name, file)
+        key = remembered({"file": file, "to": to, "restored": restore})
+        return RedirectResponse(f"/data/new/class?dataset={quote(dataset)}&class={quote(class_name)}&moved={key}",
                                 status_code=303)
 
     return [Route("/data/new", collect_page), Route("/data/new", collect, methods=["POST"]),
             Route("/data/new/class", class_page), Route("/data/new/image", image),
-            Route("/data/new/remove", remove, methods=["POST"]),
+            Route("/data/new/remove", move, methods=["POST"]), Route("/data/new/restore", move, methods=["POST"]),
             Route("/data/new/zip", collect_zip, methods=["POST"]),
             Route("/data/new/sample.png", sample)]
 
