@@ -1,6 +1,7 @@
 """Export bundles match PyTorch (ONNX through onnxruntime); the learning-rate finder suggests a usable rate."""
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -52,8 +53,11 @@ def test_export_of_a_run_without_a_network_says_which_run_to_give(cnn_run, tmp_p
     cut = tmp_path / "cut"
     shutil.copytree(cnn_run.run_dir, cut, ignore=shutil.ignore_patterns("*.pt"))
     (tmp_path / "empty").mkdir()
+    (tmp_path / "piped").mkdir()
+    os.mkfifo(tmp_path / "piped" / "config.json")  # read as a file it would block forever
     cases = {knn.run_dir: "is a knn run, which holds no network", cut: "'classlab train --resume",
-             tmp_path / "empty": "is not a classlab run directory", tmp_path / "nowhere": "is not a run directory"}
+             tmp_path / "empty": "is not a classlab run directory",
+             tmp_path / "piped": "is not a classlab run directory", tmp_path / "nowhere": "is not a run directory"}
     for run_dir, message in cases.items():
         capsys.readouterr()
         assert main(["export", str(run_dir)]) == 2

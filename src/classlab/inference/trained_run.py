@@ -29,14 +29,12 @@ from .tta import tta_mode
 
 def _no_network(run_dir: Path) -> str:
     """Why a directory has no network checkpoint, and what to give instead."""
-    import json
+    from ..data.safe_files import read_json
 
     if not run_dir.is_dir():
         return f"{run_dir} is not a run directory (see 'classlab runs' for the runs there are)"
-    try:
-        command = json.loads((run_dir / "config.json").read_text(encoding="utf-8")).get("command")
-    except (OSError, ValueError, AttributeError):
-        command = None
+    config = read_json(run_dir / "config.json")  # a FIFO, a huge or a damaged file: None, never a hang
+    command = config.get("command") if isinstance(config, dict) else None
     if command is None:
         return f"{run_dir} is not a classlab run directory (no best.pt, no readable config.json)"
     if command in ("train", "transfer"):
