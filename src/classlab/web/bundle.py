@@ -16,7 +16,6 @@ from starlette.routing import Route
 
 from ..errors import ClasslabError
 
-FORMATS = ("onnx", "torchscript")  # inference.export's, named here so that pages never import torch
 _LOCK = threading.Lock()  # two exports of one run would write the same bundle folder
 
 
@@ -37,6 +36,8 @@ def bundle_zip(run_dir: Path, fmt: str) -> bytes:
 
 def routes(bench) -> list[Route]:
     async def export(request: Request):
+        from ..inference.export import FORMATS  # torch: only once a model is to be exported
+
         run_dir = bench.run(request.path_params["run"])
         fmt = str((await request.form()).get("format", "onnx"))
         if fmt not in FORMATS:

@@ -83,11 +83,12 @@ async def _run_view(bench, run_dir) -> tuple[str, dict]:
         return "check.html", {"run": details, "check": _check_view(details["check"] or {}), "samples": samples}
     if command == "compare":
         return "compare.html", {"run": details, "comparison": _compare_view(bench, details)}
-    evaluable = any(r["predicts"] for r in bench.catalog.query() if r["id"] == run_dir.name)
-    evaluations = [r for r in bench.catalog.query() if r["evaluates"] == run_dir.name] if evaluable else []
+    rows = bench.catalog.query()
+    predicts = any(r["predicts"] for r in rows if r["id"] == run_dir.name)  # the catalog's one rule
+    evaluations = [r for r in rows if r["evaluates"] == run_dir.name] if predicts else []
     return "run.html", {"run": details, "jobs": [j for j in bench.jobs.listing() if j.after == run_dir.name][:3],
-                        "datasets": available(bench.data_dir) if evaluable else [], "evaluations": evaluations,
-                        "exportable": (run_dir / "best.pt").is_file()}
+                        "predicts": predicts, "datasets": available(bench.data_dir) if predicts else [],
+                        "evaluations": evaluations}
 
 
 def _int(text) -> int:
