@@ -262,6 +262,7 @@ def add_zip(data_dir: Path | None, dataset: str, stream) -> dict:
     from ..data.folders import scan_tree
     from ..data.trees import ZipTree
 
+    dataset = dataset.strip()  # as add_images: a stray space typed around the name is not part of it
     check_dataset_name(data_dir, dataset)
     target = data_dir / f"{dataset}.zip"
     with _LOCK:
