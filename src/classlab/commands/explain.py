@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ClasslabError
-from ..evaluation.calibration import apply_temperature, fit_temperature, nll, reliability, reliability_png
+from ..evaluation.calibration import apply_temperature, choose_temperature, nll, reliability, reliability_png
 from ..fileio import atomic_write_text, write_json
 from ..plots import captioned_grid_png
 from ..runs import RunResult
@@ -69,6 +69,8 @@ def explain(run_dir, top: int = 64, method: str = "auto", layer: str | None = No
         write_json(result.run_dir / "calibration.json", {
             "temperature": calibration["temperature"], "fitted_on": "validation",
             "test_ece_before": calibration["ece"], "test_ece_after": calibration["ece_after"]})
+    else:  # an earlier explain's temperature no longer stands
+        (result.run_dir / "calibration.json").unlink(missing_ok=True)
     _link_from_run_report(result, findings)
     return RunResult(result.run_dir, result.command, final / "report.md", result.metrics, details=findings)
 
@@ -148,12 +150,16 @@ def _cells(out: Path, names, y, pred, images, loss, findings) -> tuple[str, str]
 def _calibration(out: Path, outputs: dict, y, proba, findings) -> tuple[str, str]:
     before = reliability(proba, y)
     calibration = {"ece": before["ece"], "nll": nll(proba, y), "reliability": before}
-    after = None
-    if "val_probs" in outputs and len(outputs["val_labels"]):
-        t = fit_temperature(outputs["val_probs"].astype(np.float64), outputs["val_labels"].astype(np.int64))
-        scaled = apply_temperature(proba, t)
-        after = reliability(scaled, y)
-        calibration.update(temperature=t, fitted_on="validation", ece_after=after["ece"], nll_after=nll(scaled, y))
+    after, why = None, "The run has no validation split, so no temperature was fitted (T = 1)."
+    if "val_probs" in outputs:
+        t, why = choose_temperature(outputs["val_probs"].astype(np.float64), outputs["val_labels"].astype(np.int64),
+                                    proba.astype(np.float64), y)
+        if t is not None:
+            scaled = apply_temperature(proba, t)
+            after = reliability(scaled, y)
+            calibration.update(temperature=t, fitted_on="validation", ece_after=after["ece"],
+                               nll_after=nll(scaled, y))
+    calibration["temperature_note"] = why
     reliability_png(before, after, out / "reliability.png", "Reliability on the test split")
     findings["calibration"] = calibration
     text = f"Expected calibration error {before['ece']:.4f}, negative log-likelihood {calibration['nll']:.4f}."
@@ -161,6 +167,8 @@ def _calibration(out: Path, outputs: dict, y, proba, findings) -> tuple[str, str
         text += (f" A temperature of {calibration['temperature']:.3f} fitted on the validation split gives ECE "
                  f"{after['ece']:.4f} and NLL {calibration['nll_after']:.4f} on test (predictions unchanged); "
                  "it is saved in the run (`calibration.json`) and `predict` and `export` use it.")
+    else:
+        text += " " + why
     return "Calibration", text + "\n\n![reliability diagram](reliability.png)"
 
 

@@ -10,9 +10,11 @@ import torch
 from ..checkpoint import load_checkpoint
 from ..data.options import DataOptions, load_and_split, record_split, saved_options
 from ..device import pick_device
-from ..errors import ClasslabError
+from ..data.arrays import conform
+from ..errors import ClasslabError, warn
 from ..inference.preprocess import Preprocessing
 from ..models import count_parameters, create_model, get_entry
+from ..models.sizing import fit_model_to_data
 from ..runs import Run, RunResult
 from ..training import distributed
 from ..training.batches import tensors_for
@@ -43,6 +45,8 @@ def run_train(opts: DataOptions, cfg: TrainConfig, runs_dir=None, resume: str | 
     if entry.hidden:
         raise ClasslabError(f"'{cfg.model}' is built by another command (classlab {cfg.model}); "
                             "choose a model from 'classlab models'")
+    if not resume and opts.image_size is None and not entry.volume:  # photos decoded at the model's size
+        opts = replace(opts, max_size=entry.photo_size)
     if entry.kind == "numpy":  # a NumPy model (scratch-mlp): same run format, its own loop
         if resume:
             raise ClasslabError(f"{cfg.model} runs are short and cannot be resumed; start a new run")
@@ -71,6 +75,7 @@ def _train(opts, cfg, runs_dir, ckpt, run_dir, progress, ddp) -> dict:
     if len(train_idx) == 0 or len(test_idx) == 0:
         raise ClasslabError("training needs train and test images; check --val-fraction / --test-fraction")
     cfg = cfg.for_split(len(train_idx) // ddp.world)  # before config.json and the report record the batch
+    ds = _sized_for_model(ds, cfg, len(train_idx), size_chosen=opts.image_size is None)
     model_info = {"name": cfg.model, "num_classes": ds.num_classes, "in_channels": ds.channels,
                   "image_size": list(ds.item_shape[:-1]), "options": cfg.model_options}
     model = create_model(cfg.model, ds.num_classes, ds.channels, ds.item_shape[:-1], **cfg.model_options).to(device)
@@ -98,6 +103,19 @@ def _train(opts, cfg, runs_dir, ckpt, run_dir, progress, ddp) -> dict:
     if tracker:
         tracker.finish(run.path, result.metrics)
     return result
+
+
+def _sized_for_model(ds, cfg: TrainConfig, train_images: int, size_chosen: bool):
+    """The data at an input size the model is sane for (models/sizing.py): reduced, with a note, when
+    classlab chose the size; a model absurdly large for its training set is refused."""
+    size, note = fit_model_to_data(get_entry(cfg.model), ds.num_classes, ds.channels, ds.item_shape[:-1],
+                                   cfg.model_options, train_images, size_chosen, cfg.allow_large_model)
+    if note is None:
+        return ds
+    if ds.is_lazy:
+        raise ClasslabError(note.split(";")[0] + "; pass a smaller --image-size")
+    warn(note)
+    return replace(ds, images=conform(ds.images, size, None), notes=[*ds.notes, note])
 
 
 def _run_and_contract(opts, cfg, ds, split, model_info, runs_dir, ckpt, run_dir, ddp):

@@ -57,6 +57,8 @@ def run_transfer(opts: DataOptions | None, tc: TransferConfig | None, runs_dir=N
     plan = plan_backbone(tc.backbone, tc.weights, progress)  # before the data: it may fix the channels
     if plan.channels is not None:  # a run's backbone wants the channels it was trained on
         opts = replace(opts, channels=plan.channels)
+    if run is None and opts.image_size is None:  # photos are decoded once, at the backbone's input size
+        opts = replace(opts, max_size=plan.decode_side(tc.image_size))
     ds, split = load_and_split(opts)
     pre, in_channels = plan.contract(ds, tc.image_size, tc.gray)
     idx = {s: split.indices(s) for s in ("train", "val", "test")}
@@ -172,7 +174,7 @@ def _finetune_stage(model, ds, idx, pre, tc, run, extra, device, progress, callb
     if backbone:
         groups.append({"params": backbone, "lr": tc.lr * tc.backbone_lr_ratio})
     out = run.path / "finetune"
-    cfg = tc.stage_config("finetune").for_split(len(idx["train"]))
+    cfg = tc.finetune_config(len(idx["train"]), pre.model_size)
     train_t, val_t = tensors_for(ds, idx["train"], device), tensors_for(ds, idx["val"], device)
     t0 = time.perf_counter()
     state = fit(model, train_t, val_t, cfg, pre, out, num_classes=ds.num_classes, extra_state=extra,
@@ -183,7 +185,8 @@ def _finetune_stage(model, ds, idx, pre, tc, run, extra, device, progress, callb
     val_proba = predict_split(model, val_t, pre, cfg.tta) if len(idx["val"]) else None
     return _stage_result("finetune", out, ds, idx, (proba, val_proba, embeddings), state, cfg, {
         "seconds": seconds, "unfrozen_blocks": unfrozen, "blocks": len(model.blocks()),
-        "trainable_parameters": count_parameters(model)[1], "backbone_lr": tc.lr * tc.backbone_lr_ratio})
+        "trainable_parameters": count_parameters(model)[1], "backbone_lr": tc.lr * tc.backbone_lr_ratio,
+        "micro_batch": cfg.micro_batch})
 
 
 def _head_epochs_note(tc: TransferConfig, info: dict) -> str:
@@ -248,9 +251,11 @@ def _finish(run, ds, split, idx, stages, model, tc, plan) -> RunResult:
                      "Curves: `features/curves.png`." + _head_epochs_note(tc, f))
     if "finetune" in stages:
         f = summary["finetune"]
+        chunks = f" in chunks of {f['micro_batch']} images (gradients added up)" if f.get("micro_batch") else ""
         notes.append(f"Fine-tuning unfroze {f['unfrozen_blocks']} of {f['blocks']} backbone blocks "
                      f"({f['trainable_parameters']:,} trainable parameters), backbone lr {f['backbone_lr']:g}, head lr "
-                     f"{tc.lr:g}, BatchNorm statistics {tc.bn}, augment {tc.augment}. Curves: `finetune/curves.png`.")
+                     f"{tc.lr:g}, BatchNorm statistics {tc.bn}, augment {tc.augment}, batch {f['batch_size']}"
+                     f"{chunks}. Curves: `finetune/curves.png`.")
     notes.append("Each stage's full report: " + ", ".join(f"`{name}/`" for name in stages) + ".")
     report = run.write_report(f"Transfer learning: {tc.backbone} on {ds.name}", [
         ("Data", split_summary(ds, split)),

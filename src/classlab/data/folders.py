@@ -210,6 +210,12 @@ def decode_chunk(jobs: list[tuple[str, int, tuple[int, int] | None]]) -> list:
     return out
 
 
+def _sizes_text(sizes: Counter) -> str:
+    """'512x384 (2,400), 384x512 (127)': the commonest (height x width) sizes with their counts."""
+    shown = ", ".join(f"{h}x{w} ({n:,})" for (h, w), n in sizes.most_common(5))
+    return shown + (f" and {len(sizes) - 5} more sizes" if len(sizes) > 5 else "")
+
+
 def _most_common(counter: Counter, prefer):
     return max(counter.items(), key=lambda kv: (kv[1], prefer(kv[0])))[0]
 
@@ -221,7 +227,11 @@ def _warn_skipped(skipped: list[tuple[str, str]], where: str) -> None:
         warn(f"... and {len(skipped) - 20} more skipped files; 'classlab check {where}' lists them all")
 
 
-def load_folder(path: Path, image_size=None, channels=None, max_memory=DEFAULT_MAX_MEMORY) -> ImageDataset:
+def load_folder(path: Path, image_size=None, channels=None, max_memory=DEFAULT_MAX_MEMORY,
+                max_size: int | None = None) -> ImageDataset:
+    """``max_size``: when ``image_size`` is not given, the side beyond which images are decoded at
+    ``max_size`` x ``max_size`` instead of the folder's most common size (the model's input: decoding a
+    512 x 384 photo for a 224 px backbone would hold 4 x the pixels it ever uses)."""
     tree = open_tree(path)
     scan = scan_tree(tree)
     if not scan.entries:
@@ -229,7 +239,8 @@ def load_folder(path: Path, image_size=None, channels=None, max_memory=DEFAULT_M
                             f"or {path}/train/<class>/<image>.jpg (see 'classlab check {path}')")
     for rel, reason in tree.unreadable:
         warn(f"{path}/{rel}: {reason}; its images are left out")
-    key = cache.tree_key(tree, [e.rel for e in scan.entries], {"image_size": image_size, "channels": channels}) \
+    key = cache.tree_key(tree, [e.rel for e in scan.entries], {"image_size": image_size, "channels": channels,
+                                                                "max_size": max_size}) \
         if cache.cache_dir() is not None else None
     ds = cache.load(key) if key else None
     if ds is not None and ds.images.nbytes <= max_memory:  # a smaller budget asks for lazy decoding
@@ -237,13 +248,13 @@ def load_folder(path: Path, image_size=None, channels=None, max_memory=DEFAULT_M
             warn(note)
         _warn_skipped(ds.skipped, str(path))
         return ds
-    ds = _decode_tree(path, scan, image_size, channels, max_memory)
+    ds = _decode_tree(path, scan, image_size, channels, max_memory, max_size)
     if key:
         cache.save(key, ds)
     return ds
 
 
-def _decode_tree(path: Path, scan: TreeScan, image_size, channels, max_memory) -> ImageDataset:
+def _decode_tree(path: Path, scan: TreeScan, image_size, channels, max_memory, max_size=None) -> ImageDataset:
     tree = scan.tree
     infos = probe_entries(scan)
     skipped = [(e.rel, i.error) for e, i in zip(scan.entries, infos) if i.error]
@@ -255,9 +266,12 @@ def _decode_tree(path: Path, scan: TreeScan, image_size, channels, max_memory) -
     modes = Counter(i.mode for _, i in good)
     if image_size is None and good:
         image_size = _most_common(sizes, prefer=lambda s: s[0] * s[1])
-        if len(sizes) > 1:
-            seen = ", ".join(f"{h}x{w} ({n})" for (h, w), n in sizes.most_common(5))
-            notes.append(f"images have {len(sizes)} sizes ({seen}); all resized to the most common, "
+        if max_size is not None and max(image_size) > max_size:
+            notes.append(f"images are {_sizes_text(sizes)}: decoded once at {max_size}x{max_size}, the model's input "
+                         "size, instead of the most common size (set --image-size to choose)")
+            image_size = (max_size, max_size)
+        elif len(sizes) > 1:
+            notes.append(f"images have {len(sizes)} sizes ({_sizes_text(sizes)}); all resized to the most common, "
                          f"{image_size[0]}x{image_size[1]} (set --image-size to choose)")
     if channels is None and good:
         channels = _most_common(Counter(i.channels for _, i in good), prefer=lambda c: c)

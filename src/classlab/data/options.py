@@ -34,6 +34,9 @@ class DataOptions:
     max_memory_mb: int | None = None  # decode image folders lazily above this many MB of pixels
     dedupe: str | None = None  # "test": drop test images that have a near-duplicate in train
     corrections: str | None = None  # a corrections.csv (data.corrections) applied to train and val
+    # set by the command, not a flag: without --image-size, images larger than this are decoded at
+    # max_size x max_size, the model's input (transfer: the backbone's; train: the model's photo size)
+    max_size: int | None = None
 
     def __post_init__(self):
         # Paths are recorded absolute (as given, links kept), so a run's data is found again from any working
@@ -49,7 +52,8 @@ def load_and_split(opts: DataOptions) -> tuple[ImageDataset, Split]:
 
     memory = DEFAULT_MAX_MEMORY if opts.max_memory_mb is None else opts.max_memory_mb << 20
     ds = load_dataset(opts.data, data_dir=opts.data_dir, image_size=opts.image_size,
-                      channels=opts.channels, coarse_labels=opts.coarse_labels, max_memory=memory)
+                      channels=opts.channels, coarse_labels=opts.coarse_labels, max_memory=memory,
+                      max_size=opts.max_size)
     corrections = read_corrections(opts.corrections) if opts.corrections else []
     if opts.split:  # a manifest records the corrected labels and what was dropped
         ds = relabelled(ds, corrections)

@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import ClasslabError
+from ..errors import ClasslabError, warn
 from . import arrays
 from .dataset import ImageDataset
 from .download import download_file
@@ -89,12 +89,15 @@ def download(name: str, data_dir: str | Path | None = None, mirror: str | None =
 
 def load_dataset(spec: str | os.PathLike = "digits", *, data_dir: str | Path | None = None,
                  image_size: int | tuple[int, int] | None = None, channels: int | None = None,
-                 coarse_labels: bool = False, max_memory: int = DEFAULT_MAX_MEMORY) -> ImageDataset:
+                 coarse_labels: bool = False, max_memory: int = DEFAULT_MAX_MEMORY,
+                 max_size: int | None = None) -> ImageDataset:
     """Load a dataset by name (digits, mnist, fashion-mnist, cifar10, cifar100) or by path
     (image folder, .zip of one, IDX folder, CIFAR pickle folder or .tar.gz, MedMNIST .npz, .csv).
 
     ``image_size`` (int or (H, W)) and ``channels`` (1 or 3) make every image the same shape;
-    by default folders use their most common size and colour mode, arrays keep theirs.
+    by default folders use their most common size and colour mode, arrays keep theirs. ``max_size`` (the
+    model's input side, set by the commands) caps that default: larger images are decoded, once, at
+    ``max_size`` x ``max_size``, so a folder of phone photos costs what its thumbnails cost.
     """
     if isinstance(image_size, int):
         image_size = (image_size, image_size)
@@ -113,13 +116,19 @@ def load_dataset(spec: str | os.PathLike = "digits", *, data_dir: str | Path | N
             found = _named_dir(name, data_dir)
             if found is None:
                 raise ClasslabError(_missing_message(name, data_dir))
-            ds = _load_path(found, coarse_labels, image_size, channels, max_memory)
+            ds = _load_path(found, coarse_labels, image_size, channels, max_memory, max_size)
             ds.name = name + ("-coarse" if coarse_labels else "")
     elif path.exists():
-        ds = _load_path(path, coarse_labels, image_size, channels, max_memory)
+        ds = _load_path(path, coarse_labels, image_size, channels, max_memory, max_size)
     else:
         known = ", ".join(NAMED)
         raise ClasslabError(f"'{text}' is neither a known dataset ({known}) nor an existing path")
+    if image_size is None and max_size is not None and not ds.is_lazy and ds.images.ndim == 4 \
+            and max(ds.images.shape[1:3]) > max_size:  # arrays (npz, Parquet) above the model's input size
+        image_size = (max_size, max_size)
+        ds.notes.append(f"images are {ds.images.shape[1]}x{ds.images.shape[2]}: resized to {max_size}x{max_size}, "
+                        "the size the model takes (set --image-size to choose)")
+        warn(ds.notes[-1])
     if not ds.is_lazy and (image_size is not None or channels is not None):
         if image_size is not None and ds.images.ndim == 4:
             need = len(ds) * image_size[0] * image_size[1] * (channels or ds.images.shape[-1])
@@ -133,7 +142,7 @@ def load_dataset(spec: str | os.PathLike = "digits", *, data_dir: str | Path | N
     return ds
 
 
-def _load_path(path: Path, coarse: bool, image_size, channels, max_memory) -> ImageDataset:
+def _load_path(path: Path, coarse: bool, image_size, channels, max_memory, max_size=None) -> ImageDataset:
     from . import huggingface
 
     suffix = "".join(path.suffixes[-2:]).lower() if path.is_file() else ""
@@ -147,7 +156,7 @@ def _load_path(path: Path, coarse: bool, image_size, channels, max_memory) -> Im
     if kind:
         return arrays.load_cifar(path, kind, coarse)
     if path.is_dir() or suffix.endswith(".zip"):
-        return load_folder(path, image_size, channels, max_memory)
+        return load_folder(path, image_size, channels, max_memory, max_size)
     if suffix.endswith(".npz"):
         return arrays.load_npz(path)
     if suffix.endswith(".csv"):

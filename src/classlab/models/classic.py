@@ -40,17 +40,17 @@ def _resnet(builder, num_classes, in_channels, image_size, stem):
     return model
 
 
-@register("resnet18", "ResNet-18 (torchvision); 3x3 stem without max-pool for small images")
+@register("resnet18", "ResNet-18 (torchvision); 3x3 stem without max-pool for small images", photo_size=128)
 def resnet18(num_classes, in_channels, image_size, stem: str = "auto"):
     return _resnet(tvm.resnet18, num_classes, in_channels, image_size, stem)
 
 
-@register("resnet34", "ResNet-34 (torchvision); 3x3 stem without max-pool for small images")
+@register("resnet34", "ResNet-34 (torchvision); 3x3 stem without max-pool for small images", photo_size=128)
 def resnet34(num_classes, in_channels, image_size, stem: str = "auto"):
     return _resnet(tvm.resnet34, num_classes, in_channels, image_size, stem)
 
 
-@register("resnet50", "ResNet-50 (torchvision); 3x3 stem without max-pool for small images")
+@register("resnet50", "ResNet-50 (torchvision); 3x3 stem without max-pool for small images", photo_size=128)
 def resnet50(num_classes, in_channels, image_size, stem: str = "auto"):
     return _resnet(tvm.resnet50, num_classes, in_channels, image_size, stem)
 
@@ -65,17 +65,17 @@ def _vgg(builder, num_classes, in_channels, image_size, stem, dropout):
     return model
 
 
-@register("vgg11", "VGG-11 (torchvision); global pool + one linear layer for small images")
+@register("vgg11", "VGG-11 (torchvision); global pool + one linear layer for small images", photo_size=128)
 def vgg11(num_classes, in_channels, image_size, stem: str = "auto", batch_norm: bool = True, dropout: float = 0.5):
     return _vgg(tvm.vgg11_bn if batch_norm else tvm.vgg11, num_classes, in_channels, image_size, stem, dropout)
 
 
-@register("vgg16", "VGG-16 (torchvision); global pool + one linear layer for small images")
+@register("vgg16", "VGG-16 (torchvision); global pool + one linear layer for small images", photo_size=128)
 def vgg16(num_classes, in_channels, image_size, stem: str = "auto", batch_norm: bool = True, dropout: float = 0.5):
     return _vgg(tvm.vgg16_bn if batch_norm else tvm.vgg16, num_classes, in_channels, image_size, stem, dropout)
 
 
-@register("mobilenet_v2", "MobileNetV2 (torchvision); first conv at stride 1 for small images")
+@register("mobilenet_v2", "MobileNetV2 (torchvision); first conv at stride 1 for small images", photo_size=128)
 def mobilenet_v2(num_classes, in_channels, image_size, stem: str = "auto", dropout: float = 0.2):
     model = tvm.mobilenet_v2(num_classes=num_classes, dropout=check_dropout(dropout))
     first = model.features[0][0]
@@ -86,7 +86,7 @@ def mobilenet_v2(num_classes, in_channels, image_size, stem: str = "auto", dropo
     return model
 
 
-@register("alexnet", "AlexNet (torchvision) for >= 64 px; the usual 5-conv small-input variant below")
+@register("alexnet", "AlexNet (torchvision) for >= 64 px; the usual 5-conv small-input variant below", photo_size=128)
 def alexnet(num_classes, in_channels, image_size, stem: str = "auto", dropout: float = 0.5):
     dropout = check_dropout(dropout)
     if not _small(stem, image_size):

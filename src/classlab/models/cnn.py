@@ -69,13 +69,13 @@ def _materialise(model: nn.Module, in_channels: int, image_size) -> nn.Module:
     return model.train()
 
 
-@register("workshop-cnn", "the CIFAR-10 deck's network: conv32, pool, conv64, pool, dense128")
+@register("workshop-cnn", "the CIFAR-10 deck's network: conv32, pool, conv64, pool, dense128", photo_size=32)
 def workshop_cnn(num_classes, in_channels, image_size, dropout: float = 0.0):
     return cnn(num_classes, in_channels, image_size, filters=(32, 64), kernel=3, padding="valid", pool=2,
                dense=(128,), dropout=dropout)
 
 
-@register("lenet5", "LeNet-5: conv6 5x5, avg-pool, conv16 5x5, avg-pool, dense 120, 84 (tanh)")
+@register("lenet5", "LeNet-5: conv6 5x5, avg-pool, conv16 5x5, avg-pool, dense 120, 84 (tanh)", photo_size=32)
 def lenet5(num_classes, in_channels, image_size, activation: str = "tanh"):
     # LeCun et al. 1998 took 32x32 inputs; 28x28 MNIST gets the customary padding of 2 on the first conv.
     first_padding = 2 if min(image_size) < 32 else 0

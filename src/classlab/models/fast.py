@@ -94,7 +94,7 @@ class FastNet(nn.Module):
         conv.weight.requires_grad_(False)
 
 
-@register("fastnet", "fast CIFAR-sized network (speed-run design: 3 wide stages, global max-pool)")
+@register("fastnet", "fast CIFAR-sized network (speed-run design: 3 wide stages, global max-pool)", photo_size=32)
 def fastnet(num_classes, in_channels, image_size, width: float = 1.0, whiten_bias_epochs: int | None = 3,
             bn_eps: float = 1e-5):
     """``whiten_bias_epochs``: epochs the whitening layer's bias trains before it is frozen (None: always);

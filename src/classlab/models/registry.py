@@ -31,6 +31,10 @@ class ModelEntry:
     volume: bool = False  # takes (C, D, H, W) volumes instead of (C, H, W) images
     kind: str = "torch"  # "torch": an nn.Module; "numpy": a classlab.scratch model with its own training loop
     hidden: bool = False  # built by another command (transfer), not offered by `classlab train` / `classlab models`
+    # the side a photo folder is decoded at for this model trained from scratch (without --image-size): what
+    # it was designed for (32: the decks' and LeCun's nets, the CIFAR speed-run net), else 64, or 128 for the
+    # ImageNet architectures (their ImageNet stem takes over from 64 px); benchmark-sized data is smaller
+    photo_size: int = 64
 
     @property
     def options(self) -> list[str]:
@@ -41,7 +45,8 @@ class ModelEntry:
 KINDS = ("torch", "numpy")
 
 
-def register(name: str, description: str, volume: bool = False, kind: str = "torch", hidden: bool = False):
+def register(name: str, description: str, volume: bool = False, kind: str = "torch", hidden: bool = False,
+             photo_size: int = 64):
     if kind not in KINDS:
         raise ValueError(f"model kind must be one of {KINDS}, got {kind!r}")
 
@@ -49,7 +54,7 @@ def register(name: str, description: str, volume: bool = False, kind: str = "tor
         if name in _REGISTRY:
             raise ValueError(f"a model named '{name}' is already registered ({_REGISTRY[name].builder.__module__}); "
                              "choose another name")
-        _REGISTRY[name] = ModelEntry(name, builder, description, volume, kind, hidden)
+        _REGISTRY[name] = ModelEntry(name, builder, description, volume, kind, hidden, photo_size)
         return builder
     return wrap
 

@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 
 from ..checkpoint import load_checkpoint, save_checkpoint
 from ..errors import ClasslabError
-from ..inference.predict import predict_batches, predict_with_embeddings
+from ..inference.predict import inference_batch, predict_batches, predict_with_embeddings
 from ..inference.preprocess import Preprocessing, normalize, to_float
 from .augment import AlternatingFlip, augment, mix
 from .batches import SplitTensors, StreamedSplit
@@ -285,23 +285,32 @@ class Trainer:
                 "lr": self.optimizer.param_groups[0]["lr"], "seconds": seconds, "images_per_s": seen / seconds}
 
     def train_step(self, x: torch.Tensor, target: torch.Tensor, epoch: int, step: int) -> tuple[torch.Tensor, float]:
+        """One optimizer step on the batch, in chunks of --micro-batch images whose gradients add up (each
+        chunk's mean loss weighted by its share of the batch), so only one chunk's activations are held."""
         cfg = self.cfg
+        chunk = cfg.micro_batch or len(x)
+        logits, total = [], 0.0
         try:
-            with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self.bf16):
-                logits = self.forward(x)
-            loss = self.criterion(logits, target)
-            if not torch.isfinite(loss):
-                raise ClasslabError(self._not_finite(loss.item(), epoch, step))
             self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            for part, part_target in zip(x.split(chunk), target.split(chunk)):
+                with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+                    out = self.forward(part)
+                loss = self.criterion(out, part_target)
+                if not torch.isfinite(loss):
+                    raise ClasslabError(self._not_finite(loss.item(), epoch, step))
+                (loss * (len(part) / len(x))).backward()
+                logits.append(out.detach())
+                total += loss.item() * len(part) / len(x)
         except torch.OutOfMemoryError:
+            smaller = max(1, min(chunk, cfg.batch_size) // 2)
             raise ClasslabError(f"out of {x.device.type} memory at --batch-size {cfg.batch_size}; try "
-                                f"--batch-size {max(1, cfg.batch_size // 2)} (or a smaller --image-size)") from None
+                                f"--batch-size {max(1, cfg.batch_size // 2)}, --micro-batch {smaller} (the same "
+                                "steps in less memory) or a smaller --image-size") from None
         if cfg.grad_clip:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
         self.optimizer.step()
         self.schedule.step()
-        return logits, loss.item()
+        return torch.cat(logits), total
 
     def _not_finite(self, value: float, epoch: int, step: int) -> str:
         last = self.run_dir / "last.pt"
@@ -314,7 +323,8 @@ class Trainer:
         val = self.val_split
         if not len(val.labels):
             return
-        logits = predict_batches(self.model, val.eval_batches(max(self.cfg.batch_size, 256)), self.pre,
+        batch = inference_batch(self.pre, val.device, max(self.cfg.batch_size, 256))
+        logits = predict_batches(self.model, val.eval_batches(batch), self.pre,
                                  tta=self.cfg.tta, bf16=self.bf16, channels_last=self.channels_last)
         row["val_loss"] = F.cross_entropy(logits, val.labels).item()
         row["val_acc"] = (logits.argmax(1) == val.labels).float().mean().item()
@@ -382,6 +392,7 @@ def predict_split(model, split: SplitTensors | StreamedSplit, pre: Preprocessing
     """Class probabilities of a whole split, in fp32 whatever the training precision (so predict, export
     and re-evaluation agree with the scores a run reports)."""
     model.to(memory_format=torch.contiguous_format)
+    batch_size = inference_batch(pre, split.device, batch_size)
     return predict_batches(model, split.eval_batches(batch_size), pre, tta=tta).softmax(1).cpu().numpy()
 
 
@@ -390,6 +401,7 @@ def split_outputs(model, split: SplitTensors | StreamedSplit, pre: Preprocessing
     """(class probabilities, penultimate embeddings) of a whole split in fp32: one pass without TTA, and a
     second, plain one for the embeddings when the probabilities average TTA views."""
     model.to(memory_format=torch.contiguous_format)
+    batch_size = inference_batch(pre, split.device, batch_size)
     logits, embeddings = predict_with_embeddings(model, split.eval_batches(batch_size), pre)
     if tta != "none":
         logits = predict_batches(model, split.eval_batches(batch_size), pre, tta=tta)

@@ -64,6 +64,12 @@ class BackbonePlan:
                             input_channels=replicate, source=self.weights)
         return pre, in_channels
 
+    def decode_side(self, image_size: int | None) -> int:
+        """The side above which images are decoded at the model's input size instead of their own: the
+        backbone's input (``--image-size``, else the weights' size). Fine-tuning's crop augmentation
+        translates with reflect padding, so it needs no margin beyond that."""
+        return image_size or max(self.default_size)
+
     def default_input_size(self, stored) -> list[int]:
         """The weights' size, except for small images (at most SMALL_INPUT px a side, CIFAR and MNIST sized):
         those go to SMALL_INPUT_SIZE, which on CIFAR-10 scored as well as 224 px at half the compute (frozen

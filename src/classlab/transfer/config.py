@@ -11,6 +11,10 @@ from ..training.config import TrainConfig, check_numbers, flag
 MODES = ("features", "finetune", "both")
 HEAD_EPOCHS = 5  # the head's epochs unless --head-epochs is given...
 MIN_HEAD_STEPS = 100  # ...or more, so a small training split still gives the head this many steps
+# fine-tuning's steps run in chunks of about this many pixels (8 images at 224 px): MobileNetV2's activations
+# take about 110 MB an image there, and a 64-image step held 6.5 GB; chunks of 8-16 also ran 2x faster on
+# 2 CPU cores than 64 at once (benchmarks/README.md)
+MICRO_BATCH_PIXELS = 8 * 224 * 224
 MAX_HEAD_EPOCHS = 100  # (at most these epochs: 100 of a 64-image split take about a second on cached features)
 
 
@@ -35,6 +39,9 @@ class TransferConfig:
     unfreeze: str = flag("all", "all or last:N backbone blocks while fine-tuning")
     bn: str = flag("frozen", "BatchNorm statistics while fine-tuning: frozen or train")
     batch_size: int = flag(64, "images per step")
+    micro_batch: int | None = flag(None, "fine-tuning: run each step in chunks of this many images, gradients "
+                                         "added up (default: about 8 at 224 px, more on smaller inputs, while "
+                                         "BatchNorm statistics are frozen; the whole batch with --bn train)")
     optimizer: str = flag("adam", "sgd, nesterov, adam, adamw, rmsprop")
     weight_decay: float = flag(0.0, "L2 weight decay")
     label_smoothing: float = flag(0.0, "label smoothing of the cross-entropy targets")
@@ -75,6 +82,8 @@ class TransferConfig:
         parse_unfreeze(self.unfreeze)
         if not 0 < self.backbone_lr_ratio <= 10:
             raise ClasslabError(f"--backbone-lr-ratio must be in (0, 10], got {self.backbone_lr_ratio}")
+        if self.micro_batch is not None and self.micro_batch < 1:
+            raise ClasslabError(f"--micro-batch must be a positive whole number of images, got {self.micro_batch}")
         if self.head_augment not in ("none", "flip"):
             raise ClasslabError(f"--head-augment takes none or flip, got '{self.head_augment}' (cached features "
                                 "are of whole images: crops and the rest apply to fine-tuning, --augment)")
@@ -98,6 +107,17 @@ class TransferConfig:
             schedule=self.schedule or ("constant" if head else "cosine"),
             early_stopping=self.early_stopping, seed=self.seed, device=self.device, tta=self.tta,
             precision="fp32" if head else self.precision)
+
+    def finetune_config(self, train_images: int, input_size) -> TrainConfig:
+        """The fine-tuning stage's TrainConfig for ``train_images`` at ``input_size`` (H, W): its batch no
+        larger than the split, run in micro-batches of about MICRO_BATCH_PIXELS. With frozen BatchNorm
+        statistics a chunked step is the whole batch's step; with --bn train the chunks would see other
+        batch statistics, so the batch stays whole unless --micro-batch says otherwise."""
+        cfg = self.stage_config("finetune").for_split(train_images)
+        micro = self.micro_batch
+        if micro is None and self.bn == "frozen":
+            micro = max(1, MICRO_BATCH_PIXELS // (int(input_size[0]) * int(input_size[1])))
+        return replace(cfg, micro_batch=micro if micro is not None and micro < cfg.batch_size else None)
 
     def head_config(self, train_images: int) -> TrainConfig:
         """The features stage's TrainConfig for a training split of ``train_images``: its batch no larger
