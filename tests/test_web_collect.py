@@ -272,3 +272,53 @@ def test_an_image_removed_from_a_class_is_moved_aside_and_restored(bench):
         data / "pets" / ".classlab-removed" / "zero")
     assert client.post("/data/new/restore", data={"dataset": "pets", "class": "zero", "file": files[0]},
                        headers=ORIGIN).status_code == 400  # nothing of that name is aside any more
+
+
+def test_train_on_it_without_pretrained_weights_says_so_and_takes_a_file_or_trains_from_scratch(
+        bench, tmp_path, monkeypatch):
+    """Make a dataset of real photos -> Train on it, on a machine without MobileNetV2's weights: the page says
+    so before anything starts and offers a CNN from scratch; starting transfer is refused in words; a weights
+    file given by path trains; an upload is installed in the torch hub cache once its digits check out."""
+    import zipfile
+
+    from conftest import DATA, MOBILENET, need
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty-torch-home"))
+    monkeypatch.setenv("CLASSLAB_OFFLINE", "1")
+    client, data = bench
+    with zipfile.ZipFile(need(DATA / "hymenoptera" / "hymenoptera_data.zip")) as z:
+        for cls in ("ants", "bees"):
+            names = sorted(n for n in z.namelist() if n.startswith(f"hymenoptera_data/train/{cls}/")
+                           and n.endswith(".jpg"))[:8]
+            page = post(client, "bugs", cls, [(n.rsplit("/", 1)[-1], z.read(n)) for n in names])
+            assert "<strong>8</strong> images added" in page.text
+    form_page = client.get("/train?dataset=bugs&command=transfer").text
+    assert "Pretrained weights not on this machine" in form_page and "mobilenet_v2-7ebf99e0.pth" in form_page
+    assert 'href="/train?command=train&amp;dataset=bugs"' in form_page  # the way on without weights
+    transfer = {"command": "transfer", "dataset": "bugs", "backbone": "mobilenet_v2", "mode": "features"}
+    refused = client.post("/jobs", data=transfer, headers=ORIGIN)
+    assert refused.status_code == 400 and "not on this machine" in refused.text and "train a model" in refused.text
+    bad_path = client.post("/jobs", data={**transfer, "weights_path": str(tmp_path)}, headers=ORIGIN)
+    assert bad_path.status_code == 400 and "is not a .pth or .pt weights file" in bad_path.text
+    start = client.post("/jobs", data={**transfer, "weights_path": str(need(MOBILENET))}, headers=ORIGIN,
+                        follow_redirects=False)
+    panel = wait_for(start.headers["location"], client, timeout=300)
+    assert 'id="job-status">done<' in panel, panel[-2000:]
+    scratch = client.post("/jobs", data={"command": "train", "dataset": "bugs", "model": "cnn", "epochs": "2"},
+                          headers=ORIGIN, follow_redirects=False)
+    panel = wait_for(scratch.headers["location"], client, timeout=300)
+    assert 'id="job-status">done<' in panel, panel[-2000:]
+    run_id = re.search(r'run <a href="/runs/([^"]+)"', panel).group(1)
+    runs = data.parent / "runs"
+    assert json.loads((runs / run_id / "config.json").read_text())["options"]["model"]["image_size"][0] <= 64
+    wrong = client.post("/jobs", data=transfer, files={"weights_file": ("mobilenet_v2-b0353104.pth", b"junk")},
+                        headers=ORIGIN)
+    assert wrong.status_code == 400 and "does not match its name" in wrong.text
+    with open(MOBILENET, "rb") as f:
+        started = client.post("/jobs", data=transfer, files={"weights_file": (MOBILENET.name, f.read())},
+                              headers=ORIGIN, follow_redirects=False)
+    assert started.status_code == 303
+    assert (tmp_path / "empty-torch-home" / "hub" / "checkpoints" / MOBILENET.name).read_bytes() == MOBILENET.read_bytes()
+    assert "Pretrained weights not on this machine" not in client.get("/train?dataset=bugs&command=transfer").text
+    panel = wait_for(started.headers["location"], client, timeout=300)
+    assert 'id="job-status">done<' in panel, panel[-2000:]

@@ -118,7 +118,7 @@ def test_workshop_on_mnist_within_a_budget_without_pretrained_weights(runs_dir, 
     from conftest import DATA, need
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "no-weights"))
-    _check_budget_run(DataOptions(data="mnist", data_dir=str(need(DATA))), 40, 0.8,
+    _check_budget_run(DataOptions(data="mnist", data_dir=str(need(DATA))), 20, 0.8,
                       ["explore", "knn", "scratch-mlp", "mlp", "cnn"])
 
 
@@ -128,17 +128,28 @@ def test_workshop_on_the_cifar10_zip_with_every_stop_within_a_budget(runs_dir, t
     (its plan once divided by zero)."""
     from conftest import CIFAR_ZIP, need
 
-    _check_budget_run(DataOptions(data=str(need(CIFAR_ZIP))), 75, 0.2,
+    _check_budget_run(DataOptions(data=str(need(CIFAR_ZIP))), 40, 0.2,
                       ["explore", "knn", "scratch-mlp", "mlp", "cnn", "transfer"])
 
 
 def _check_budget_run(opts, budget, floor, stops):
-    result = run_workshop(opts, budget=budget)
+    """The plan under a clock on which every stop takes exactly its share of the budget: the stops, scaling and
+    scores then do not depend on how busy the machine is (a loaded machine once bought the CNN fewer epochs and
+    a score under the floor); real time is only guarded against a hang (real timings belong in benchmarks/)."""
+    import itertools
+    import time
+
+    from classlab.commands.workshop import STOPS
+
+    weights = [s.weight for s in STOPS if s.name in stops]
+    shares = [budget * w / sum(weights) for w in weights]
+    readings = iter([0.0, *itertools.accumulate([0.0, *shares])])  # the start, before each stop, the end
+    started = time.perf_counter()
+    result = run_workshop(opts, budget=budget, clock=lambda: next(readings))
+    assert time.perf_counter() - started < 15 * budget
     assert [r["stop"] for r in result.details["results"]] == stops
     assert any("trained on" in s for s in result.details["scaled"]) and any("capped at 2,000" in s for s in result.details["scaled"])
     scores = {r["stop"]: r["accuracy"] for r in result.details["results"] if "accuracy" in r}
     assert min(scores.values()) > floor  # well above chance (0.1) at these budgets
     report = (result.run_dir / "report.md").read_text()
     assert "Scaled down" in report and f"Budget: {budget} s" in report
-    total = __import__("json").loads((result.run_dir / "comparison.json").read_text())["total_seconds"]
-    assert total < 2 * budget  # the plan is rough (rates measured on 2 cores), not open-ended

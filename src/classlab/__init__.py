@@ -8,6 +8,10 @@ back.
 
 __version__ = "0.1.0"
 
+from .threads import share_cores_politely  # noqa: E402
+
+share_cores_politely()  # before the API's lazy imports bring torch in
+
 _API = {
     "ClasslabError": ".errors",
     "KNNClassifier": ".knn",

@@ -13,6 +13,7 @@ import importlib
 import sys
 
 from ..errors import ClasslabError
+from ..threads import share_cores_politely
 
 COMMANDS = {  # name -> (module under classlab.cli that defines it, its line in the top-level --help), in the
     # order --help lists them; the line is here so that --help imports no command module
@@ -82,6 +83,7 @@ def _chosen(argv: list[str]) -> str | None:
 
 
 def main(argv=None) -> int:
+    share_cores_politely()  # before any command imports torch
     argv = sys.argv[1:] if argv is None else list(argv)
     try:
         try:

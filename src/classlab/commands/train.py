@@ -5,12 +5,12 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from ..checkpoint import load_checkpoint
-from ..data.options import DataOptions, load_and_split, record_split, saved_options
+from ..data.options import DataOptions, load_and_split, load_data, record_split, saved_options
 from ..device import pick_device
-from ..data.arrays import conform
 from ..errors import ClasslabError, warn
 from ..inference.preprocess import Preprocessing
 from ..models import count_parameters, create_model, get_entry
@@ -21,6 +21,7 @@ from ..training.batches import tensors_for
 from ..training.config import TrainConfig
 from ..training.engine import FitState, fit, predict_split, split_outputs
 from ..training.optim import set_determinism
+from .cross_validation import cross_validate, everything_trains, small_data_reason
 from .results import write_results
 
 RESUMABLE_CHANGES = {"epochs", "device", "mlflow"}  # what may differ when a run is continued
@@ -45,7 +46,7 @@ def run_train(opts: DataOptions, cfg: TrainConfig, runs_dir=None, resume: str | 
     if entry.hidden:
         raise ClasslabError(f"'{cfg.model}' is built by another command (classlab {cfg.model}); "
                             "choose a model from 'classlab models'")
-    if not resume and opts.image_size is None and not entry.volume:  # photos decoded at the model's size
+    if not resume and opts.image_size is None and opts.max_size is None and not entry.volume:  # model's size
         opts = replace(opts, max_size=entry.photo_size)
     if entry.kind == "numpy":  # a NumPy model (scratch-mlp): same run format, its own loop
         if resume:
@@ -71,15 +72,23 @@ def _train(opts, cfg, runs_dir, ckpt, run_dir, progress, ddp) -> dict:
     if ddp.active and device.type == "cuda":
         device = torch.device("cuda", ddp.local_rank)
     ds, split = load_and_split(opts)
+    small = small_data_reason(opts, ds, split) if ckpt is None and not ddp.active else None
+    if small:  # a few images per class: scored by cross-validation, the model trains on all of them
+        split = everything_trains(ds, split)
     train_idx, val_idx, test_idx = (split.indices(s) for s in ("train", "val", "test"))
-    if len(train_idx) == 0 or len(test_idx) == 0:
-        raise ClasslabError("training needs train and test images; check --val-fraction / --test-fraction")
+    if len(train_idx) == 0 or (len(test_idx) == 0 and not small):
+        raise ClasslabError("training needs train and test images; check --val-fraction / --test-fraction"
+                            + (" (a run scored by cross-validation is not resumed: start it again)"
+                               if ckpt is not None and "cross-validation" in split.method + str(opts.split) else ""))
     cfg = cfg.for_split(len(train_idx) // ddp.world)  # before config.json and the report record the batch
-    ds = _sized_for_model(ds, cfg, len(train_idx), size_chosen=opts.image_size is None)
+    ds, opts = _sized_for_model(ds, opts, cfg, len(train_idx))
     model_info = {"name": cfg.model, "num_classes": ds.num_classes, "in_channels": ds.channels,
                   "image_size": list(ds.item_shape[:-1]), "options": cfg.model_options}
     model = create_model(cfg.model, ds.num_classes, ds.channels, ds.item_shape[:-1], **cfg.model_options).to(device)
     run, pre = _run_and_contract(opts, cfg, ds, split, model_info, runs_dir, ckpt, run_dir, ddp)
+    folds = cross_validate(ds, opts, cfg.seed, run.path / "folds", small,
+                           lambda fold_opts, folder: run_train(fold_opts, cfg, folder, progress=False),
+                           progress) if small else None
     extra = {"model_info": model_info, "class_names": ds.class_names}
     train_t, val_t = tensors_for(ds, train_idx, device), tensors_for(ds, val_idx, device)
     tracker = None
@@ -99,23 +108,27 @@ def _train(opts, cfg, runs_dir, ckpt, run_dir, progress, ddp) -> dict:
     if not ddp.main:  # rank 0 reports
         return RunResult(run.path, "train", details={"rank": ddp.rank})
 
-    result = _score_best(run, model, ds, split, cfg, pre, state, model_info, device)
+    result = _score_best(run, model, ds, split, cfg, pre, state, model_info, device, folds)
     if tracker:
         tracker.finish(run.path, result.metrics)
     return result
 
 
-def _sized_for_model(ds, cfg: TrainConfig, train_images: int, size_chosen: bool):
-    """The data at an input size the model is sane for (models/sizing.py): reduced, with a note, when
-    classlab chose the size; a model absurdly large for its training set is refused."""
+def _sized_for_model(ds, opts: DataOptions, cfg: TrainConfig, train_images: int):
+    """(the data, its options) at an input size the model is sane for (models/sizing.py). When classlab chose
+    the size, a smaller one is decoded afresh from the files, as predict will decode them, and recorded in
+    the options; a model absurdly large for its training set is refused."""
     size, note = fit_model_to_data(get_entry(cfg.model), ds.num_classes, ds.channels, ds.item_shape[:-1],
-                                   cfg.model_options, train_images, size_chosen, cfg.allow_large_model)
+                                   cfg.model_options, train_images, opts.image_size is None, cfg.allow_large_model)
     if note is None:
-        return ds
-    if ds.is_lazy:
-        raise ClasslabError(note.split(";")[0] + "; pass a smaller --image-size")
+        return ds, opts
     warn(note)
-    return replace(ds, images=conform(ds.images, size, None), notes=[*ds.notes, note])
+    opts = replace(opts, max_size=min(size))  # square, at most the size checked
+    smaller = load_data(opts)
+    if smaller.ids != ds.ids:  # the files changed between the two reads
+        raise ClasslabError(f"{opts.data} changed while it was read; run the command again")
+    # labels, corrections and notes as loaded; only the pixels (and so their hashes) are new
+    return replace(ds, images=smaller.images, notes=[*ds.notes, note], _hashes=None), opts
 
 
 def _run_and_contract(opts, cfg, ds, split, model_info, runs_dir, ckpt, run_dir, ddp):
@@ -135,24 +148,33 @@ def _run_and_contract(opts, cfg, ds, split, model_info, runs_dir, ckpt, run_dir,
     return run, Preprocessing.from_images(ds.subset(split.indices("train")).images)  # lazy stays lazy: streamed
 
 
-def _score_best(run, model, ds, split, cfg, pre, state, model_info, device) -> RunResult:
-    """The best validation epoch's weights scored once on the test split; the run's report and files."""
+def _score_best(run, model, ds, split, cfg, pre, state, model_info, device, folds=None) -> RunResult:
+    """The best validation epoch's weights scored once on the test split; the run's report and files. With
+    ``folds`` (small data) the score is the cross-validation's out-of-fold predictions of every image."""
     test_idx, val_idx = split.indices("test"), split.indices("val")
     best = load_checkpoint(run.path / "best.pt", map_location=device)
     model.load_state_dict(best["model"])
     bf16 = state.precision == "bf16"
+    if folds is not None:
+        test_idx = np.arange(len(ds))
     proba, embeddings = split_outputs(model, tensors_for(ds, test_idx, device), pre, cfg.tta)
+    if folds is not None:
+        proba = folds.proba
     val_proba = predict_split(model, tensors_for(ds, val_idx, device), pre, cfg.tta) if len(val_idx) else None
     total, trainable = count_parameters(model)
     summary = {"model": model_info, "parameters": total, "trainable_parameters": trainable,
                "best_epoch": state.best_epoch, "epochs_run": state.epoch, "stopped_early": state.stopped_early,
-               "train_seconds": sum(h["seconds"] for h in state.history), "bf16": bf16, "device": str(device)}
+               "train_seconds": sum(h["seconds"] for h in state.history), "bf16": bf16, "device": str(device),
+               **({"cross_validation": folds.to_dict()} if folds is not None else {})}
     model_text = (f"`{cfg.model}` ({total:,} parameters), {state.epoch} epochs "
                   f"({'stopped early' if state.stopped_early else 'as configured'}), best validation "
                   f"epoch {state.best_epoch}; {cfg.optimizer}, lr {cfg.lr}, batch {cfg.batch_size}, "
                   f"{cfg.schedule} schedule, augment {cfg.augment}, "
                   f"{'bf16' if bf16 else 'fp32'} on {device}. Configuration: `config.json`.")
+    if folds is not None:
+        model_text = folds.text() + "\n\n" + model_text
     return write_results(run, ds, split, test_idx, proba, cfg.seed, state.history, summary,
                          f"{cfg.model} on {ds.name}", model_text,
-                         "Test results (best validation epoch, test scored once)",
+                         "Cross-validated results (out-of-fold predictions of every image)" if folds is not None
+                         else "Test results (best validation epoch, test scored once)",
                          val=(val_idx, val_proba) if val_proba is not None else None, embeddings=embeddings)

@@ -15,6 +15,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from ..checkpoint import load_checkpoint, save_checkpoint
@@ -32,6 +33,7 @@ from ..training.optim import set_determinism
 from ..transfer.backbone import plan_backbone
 from ..transfer.config import HEAD_EPOCHS, MIN_HEAD_STEPS, TransferConfig
 from ..transfer.features import ImagesDigest, cached_features, cached_precision, feature_precision
+from .cross_validation import cross_validate, everything_trains, small_data_reason
 from .results import history_files, save_outputs, score_test, test_section
 
 def resume_options(run_dir: str | Path) -> tuple[Run, DataOptions, TransferConfig]:
@@ -59,11 +61,11 @@ def run_transfer(opts: DataOptions | None, tc: TransferConfig | None, runs_dir=N
         opts = replace(opts, channels=plan.channels)
     if run is None and opts.image_size is None:  # photos are decoded once, at the backbone's input size
         opts = replace(opts, max_size=plan.decode_side(tc.image_size))
-    ds, split = load_and_split(opts)
+    ds, split, small = _load(opts, progress, resumed=run is not None)
     pre, in_channels = plan.contract(ds, tc.image_size, tc.gray)
     idx = {s: split.indices(s) for s in ("train", "val", "test")}
-    if len(idx["train"]) == 0 or len(idx["test"]) == 0:
-        raise ClasslabError("transfer learning needs train and test images; check --val-fraction / --test-fraction")
+    if small:  # the stages score the images they trained on; the run's score is the folds'
+        idx["test"] = np.arange(len(ds))
     device = pick_device(tc.device)
     options = plan.build_options(tc.dense, tc.dropout, tc.bn)
     model = create_model("transfer", ds.num_classes, in_channels, pre.model_size, **options)
@@ -77,6 +79,9 @@ def run_transfer(opts: DataOptions | None, tc: TransferConfig | None, runs_dir=N
         run.write_config({"data": vars(opts), "transfer": tc.to_dict(), "model": model_info, "weights": plan.weights,
                           "preprocessing": pre.to_dict()}, tc.seed)
         record_split(run.path, ds, split)
+    folds = cross_validate(ds, opts, tc.seed, run.path / "folds", small,
+                           lambda fold_opts, folder: run_transfer(fold_opts, tc, folder, progress=False),
+                           progress) if small else None
     extra = {"model_info": model_info, "class_names": ds.class_names}
     tracker = None
     if tc.mlflow:  # one MLflow run for both stages (fine-tuning's epochs continue the step count)
@@ -90,7 +95,7 @@ def run_transfer(opts: DataOptions | None, tc: TransferConfig | None, runs_dir=N
             stages["features"] = _features_stage(model, ds, idx, pre, plan, tc, run, extra, device, progress, callbacks)
         if tc.mode in ("finetune", "both"):
             stages["finetune"] = _finetune_stage(model, ds, idx, pre, tc, run, extra, device, progress, callbacks)
-        result = _finish(run, ds, split, idx, stages, model, tc, plan)
+        result = _finish(run, ds, split, idx, stages, model, tc, plan, folds)
     except BaseException:
         if tracker:
             tracker.mlflow.end_run(status="KILLED")
@@ -98,6 +103,31 @@ def run_transfer(opts: DataOptions | None, tc: TransferConfig | None, runs_dir=N
     if tracker:
         tracker.finish(run.path, result.metrics)
     return result
+
+
+def _load(opts: DataOptions, progress: bool, resumed: bool):
+    """(dataset, split, why the data is too small for a test split or None): with a few images per class
+    every image trains the model and the score comes from cross-validation (cross_validation.py)."""
+    started = time.perf_counter()
+    _phase(progress, f"loading {opts.data}")
+    ds, split = load_and_split(opts)
+    _phase(progress, f"loaded {len(ds):,} images of {'x'.join(map(str, ds.item_shape))} in "
+                     f"{time.perf_counter() - started:.1f} s")
+    small = None if resumed else small_data_reason(opts, ds, split)
+    if small:
+        split = everything_trains(ds, split)
+    if len(split.indices("train")) == 0 or (len(split.indices("test")) == 0 and not small):
+        raise ClasslabError("transfer learning needs train and test images; check --val-fraction / --test-fraction"
+                            + (" (a run scored by cross-validation is not resumed: start it again)" if resumed
+                               and "cross-validation" in split.method + str(opts.split) else ""))
+    return ds, split, small
+
+
+def _phase(progress: bool, text: str) -> None:
+    """A line per phase, flushed: a log file (or the workbench's job page) sees where a long run is, where
+    the terminal's progress bars (off when output is not a terminal) say nothing."""
+    if progress:
+        print(f"[{time.strftime('%H:%M:%S')}] {text}", flush=True)
 
 
 def _last(out: Path, device) -> dict | None:
@@ -121,11 +151,15 @@ def _features_stage(model, ds, idx, pre, plan, tc, run, extra, device, progress,
         print(f"feature precision ({tc.precision}): {precision}", flush=True)
 
     def features(s, mirror=False):
+        what = f"features ({s}{', mirrored' if mirror else ''})"
+        _phase(progress, f"{what}: {len(idx[s]):,} images through {tc.backbone} at {'x'.join(map(str, pre.model_size))}")
+        began = time.perf_counter()
         out, hit = cached_features(model.backbone, ds.subset(idx[s]).images, ds.labels[idx[s]], pre, device, plan.spec,
                                    bf16=bf16 and s != "test", progress=progress,
                                    desc=f"features ({s}{', mirrored' if mirror else ''})", mirror=mirror,
                                    digest=digests[s])
         hits[s + (" mirrored" if mirror else "")] = hit
+        _phase(progress, f"{what}: {'read from the cache' if hit else 'computed'} in {time.perf_counter() - began:.1f} s")
         return out.to(device)
 
     # Mirror images' features: training draws one of the pair per image per epoch (--head-augment flip),
@@ -137,6 +171,7 @@ def _features_stage(model, ds, idx, pre, plan, tc, run, extra, device, progress,
     feature_seconds = time.perf_counter() - t0
     out = run.path / "features"
     cfg = tc.head_config(len(idx["train"]))
+    _phase(progress, f"training the head on cached features: {cfg.epochs} epochs")
     width = split["train"].images.shape[1]
     identity = Preprocessing.for_features(width)
     val = split.get("val", SplitTensors(split["train"].images[:0], split["train"].labels[:0]))
@@ -176,6 +211,8 @@ def _finetune_stage(model, ds, idx, pre, tc, run, extra, device, progress, callb
     out = run.path / "finetune"
     cfg = tc.finetune_config(len(idx["train"]), pre.model_size)
     train_t, val_t = tensors_for(ds, idx["train"], device), tensors_for(ds, idx["val"], device)
+    _phase(progress, f"fine-tuning {unfrozen} of {len(model.blocks())} backbone blocks: {cfg.epochs} epochs of "
+                     f"{len(idx['train']):,} images at {'x'.join(map(str, pre.model_size))}")
     t0 = time.perf_counter()
     state = fit(model, train_t, val_t, cfg, pre, out, num_classes=ds.num_classes, extra_state=extra,
                 resume=_last(out, device), progress=progress, param_groups=groups, callbacks=callbacks)
@@ -215,7 +252,7 @@ def _validation_text(value: float | None) -> str:
     return "-" if value is None else f"{value:.4f}"
 
 
-def _finish(run, ds, split, idx, stages, model, tc, plan) -> RunResult:
+def _finish(run, ds, split, idx, stages, model, tc, plan, folds=None) -> RunResult:
     # Model selection on validation only: the stage whose best epoch scored higher there (without a
     # validation split there is nothing to choose on: the later stage).
     def score(s):
@@ -226,9 +263,11 @@ def _finish(run, ds, split, idx, stages, model, tc, plan) -> RunResult:
     atomic_write_bytes(run.path / "best.pt", src.read_bytes())
     summary = {name: {"accuracy": st["evaluation"].accuracy, "macro_f1": st["evaluation"].metrics["macro_avg"]["f1"],
                       **st["info"]} for name, st in stages.items()}
-    ev = score_test(run, ds, idx["test"], stages[chosen]["proba"], tc.seed,
-                    {"chosen_stage": chosen, "stages": summary, "weights": plan.weights})
-    save_outputs(run.path, ds, stages[chosen]["splits"], stages[chosen]["embeddings"])
+    details = {"chosen_stage": chosen, "stages": summary, "weights": plan.weights,
+               **({"cross_validation": folds.to_dict()} if folds is not None else {})}
+    ev = score_test(run, ds, idx["test"], stages[chosen]["proba"] if folds is None else folds.proba, tc.seed, details)
+    outputs = stages[chosen]["splits"] if folds is None else {"test": (idx["test"], folds.proba)}
+    save_outputs(run.path, ds, outputs, stages[chosen]["embeddings"])
     rows = "\n".join(
         f"| {name}{' (chosen)' if name == chosen else ''} | {_validation_text(s['best_val_acc'])} | "
         f"{s['accuracy']:.4f} | {s['macro_f1']:.4f} | {s['epochs_run']} | "
@@ -257,12 +296,16 @@ def _finish(run, ds, split, idx, stages, model, tc, plan) -> RunResult:
                      f"{tc.lr:g}, BatchNorm statistics {tc.bn}, augment {tc.augment}, batch {f['batch_size']}"
                      f"{chunks}. Curves: `finetune/curves.png`.")
     notes.append("Each stage's full report: " + ", ".join(f"`{name}/`" for name in stages) + ".")
+    if folds is not None:
+        notes.append("The stages' test columns score the images they trained on (every image trains the model); "
+                     "the run's score is the cross-validation's, below.")
     report = run.write_report(f"Transfer learning: {tc.backbone} on {ds.name}", [
-        ("Data", split_summary(ds, split)),
+        ("Data", split_summary(ds, split) + ("" if folds is None else "\n\n" + folds.text())),
         ("Preprocessing contract", contract),
         ("Stages (test scored once per stage; the chosen stage is picked on validation)",
          table + "\n\n" + "\n\n".join(notes)),
-        test_section(ev, f"Test results of the chosen stage ({chosen})"),
+        test_section(ev, f"Test results of the chosen stage ({chosen})" if folds is None else
+                     "Cross-validated results (out-of-fold predictions of every image)"),
     ])
     return RunResult(run.path, "transfer", report, ev.metrics, ev, stages[chosen]["history"],
-                     {"chosen_stage": chosen, "stages": summary})
+                     {k: v for k, v in details.items() if k != "weights"})

@@ -47,13 +47,18 @@ class DataOptions:
                 setattr(self, name, os.path.abspath(os.path.expanduser(value)))
 
 
-def load_and_split(opts: DataOptions) -> tuple[ImageDataset, Split]:
+def load_data(opts: DataOptions) -> ImageDataset:
+    """The dataset the options describe, decoded as they say (no split)."""
     from .folders import DEFAULT_MAX_MEMORY
 
     memory = DEFAULT_MAX_MEMORY if opts.max_memory_mb is None else opts.max_memory_mb << 20
-    ds = load_dataset(opts.data, data_dir=opts.data_dir, image_size=opts.image_size,
-                      channels=opts.channels, coarse_labels=opts.coarse_labels, max_memory=memory,
-                      max_size=opts.max_size)
+    return load_dataset(opts.data, data_dir=opts.data_dir, image_size=opts.image_size,
+                        channels=opts.channels, coarse_labels=opts.coarse_labels, max_memory=memory,
+                        max_size=opts.max_size)
+
+
+def load_and_split(opts: DataOptions) -> tuple[ImageDataset, Split]:
+    ds = load_data(opts)
     corrections = read_corrections(opts.corrections) if opts.corrections else []
     if opts.split:  # a manifest records the corrected labels and what was dropped
         ds = relabelled(ds, corrections)

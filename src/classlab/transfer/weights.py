@@ -18,6 +18,7 @@ from pathlib import Path
 from ..checkpoint import load_checkpoint
 from ..errors import ClasslabError
 
+FROM_SCRATCH = "or train a network from scratch, which needs no weights: classlab train DATA --model cnn"
 MIN_PRETRAINED_SIZE = 32  # ImageNet backbones downsample 32x: below this the last stage sees under a pixel
 
 
@@ -52,6 +53,19 @@ def cached_file(members) -> tuple | None:
         if path.is_file():
             return member, path
     return None
+
+
+def offline_status(backbone: str) -> tuple[bool, str]:
+    """(can transfer start without a download, what to say): whether ``backbone``'s published weights are
+    in the torch hub cache, and if not, the file to put where. Reads no weights and fetches nothing."""
+    members = weight_versions(backbone)
+    if not members:
+        return False, f"torchvision publishes no pretrained weights for '{backbone}'"
+    found = cached_file(members)
+    if found is not None:
+        return True, f"{found[0]} ({found[1].name}, in {found[1].parent})"
+    name = members[0].url.rsplit("/", 1)[-1]
+    return False, f"{name} is not in {hub_checkpoints()}"
 
 
 def _enum(backbone: str):
@@ -135,11 +149,12 @@ def _download(member, folder: Path, progress: bool) -> Path:
     mirror = os.environ.get("CLASSLAB_WEIGHTS_MIRROR")  # e.g. an internal copy of download.pytorch.org/models
     url = f"{mirror.rstrip('/')}/{name}" if mirror else member.url
     where = (f"put {name} (from {url}) into {folder}, or pass --weights FILE (or set TORCH_HOME to a folder "
-             "whose hub/checkpoints holds it)")
+             f"whose hub/checkpoints holds it); {FROM_SCRATCH}")
     if os.environ.get("CLASSLAB_OFFLINE"):
         raise ClasslabError(f"pretrained weights {member} are not on this machine and CLASSLAB_OFFLINE is set: {where}")
     digest = name.rsplit("-", 1)[-1].split(".")[0]
     try:
         return download_file(url, folder / name, f"sha256-prefix:{digest}", timeout=10, progress=progress)
     except ClasslabError as e:
-        raise ClasslabError(f"pretrained weights {member} are not on this machine: {e}; or pass --weights FILE") from None
+        raise ClasslabError(f"pretrained weights {member} are not on this machine: {e}; or pass --weights FILE; "
+                            f"{FROM_SCRATCH}") from None

@@ -15,6 +15,7 @@ from starlette.responses import RedirectResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from ..errors import ClasslabError
+from ..transfer.hub_cache import cached_weights, checked_weights_path, install_weights, weights_status
 from .charts import curves_svg
 from .datasets import available, resolve
 from .images import MAX_UPLOAD_BYTES, decode_upload, preview
@@ -104,12 +105,13 @@ def _job_routes(bench, tpl, page) -> list[Route]:
         models = list_models()
         return page(request, "train.html", datasets=available(bench.data_dir), models=models,
                     chosen=request.query_params.get("dataset", ""),
-                    command=request.query_params.get("command", "train"),
-                    backbones=TRANSFER_BACKBONES, jobs=[_job_context(bench, j) for j in bench.jobs.listing()[:10]])
+                    command=request.query_params.get("command", "train"), backbones=TRANSFER_BACKBONES,
+                    weights=weights_status(TRANSFER_BACKBONES),
+                    jobs=[_job_context(bench, j) for j in bench.jobs.listing()[:10]])
 
     async def start_job(request: Request):
-        form = await request.form()
-        args, title = _job_args(bench, form)
+        form = await request.form(max_files=1)
+        args, title = await asyncio.to_thread(_job_args, bench, form)  # may install an uploaded weights file
         job = bench.jobs.submit(args, title)
         return RedirectResponse(f"/jobs/{job.id}", status_code=303)
 
@@ -225,6 +227,26 @@ def _whole(form, key: str, low: int, high: int, default: int | None) -> int | No
     return int(text)
 
 
+def _weights_args(backbone: str, form) -> list[str]:
+    """Transfer's pretrained weights, settled before the job starts (a job would fail seconds in without
+    them): an uploaded file (installed in the torch hub cache, checked against its name), a file on this
+    machine (--weights PATH), the file already in the cache, or a download only when asked for."""
+    upload = form.get("weights_file")
+    if hasattr(upload, "read") and upload.filename:
+        install_weights(backbone, upload.filename, upload.file)
+        return []
+    path = str(form.get("weights_path", "")).strip()
+    if path:
+        return ["--weights", checked_weights_path(path)]
+    if cached_weights(backbone) is None and not form.get("download"):
+        status = weights_status([backbone])[0]
+        raise ClasslabError(f"{backbone}'s pretrained weights are not on this machine: put {status['file']} into "
+                            f"{status['folder']}, or give the file on the Train page (upload or path), or tick "
+                            "'download them' where this machine has internet; or choose 'train a model' (a CNN "
+                            "from scratch, at a size chosen for your images), which needs no weights")
+    return []
+
+
 def _job_args(bench, form) -> tuple[list[str], str]:
     """The command line of a job from the train form, every field checked against what it may be."""
     command = str(form.get("command", ""))
@@ -251,7 +273,7 @@ def _job_args(bench, form) -> tuple[list[str], str]:
         mode = str(form.get("mode", "features"))
         if mode not in ("features", "finetune", "both"):
             raise ClasslabError("mode is features, finetune or both")
-        args += ["--backbone", backbone, "--mode", mode]
+        args += ["--backbone", backbone, "--mode", mode, *_weights_args(backbone, form)]
         epochs = _whole(form, "epochs", 1, 1000, None)  # left empty: the head's default (more steps on small data)
         args += ["--head-epochs", str(epochs)] if epochs else []
         size = _whole(form, "image_size", 16, 512, None)

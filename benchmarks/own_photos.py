@@ -1,0 +1,192 @@
+"""Your own photos, no flags: classlab transfer against fastai's fine_tune on the same photos, split and backbone.
+
+Data: ../shared/data/hymenoptera (PyTorch's transfer-learning tutorial: 244 training photos, 153 validation
+photos of ants and bees, about 500 x 375). The split is the tutorial's: its validation folder is the test set
+both tools are scored on; classlab carves its own validation split (for choosing epochs and stages) out of the
+training photos, fastai trains on all of them. Backbone: torchvision's ImageNet MobileNetV2
+(mobilenet_v2-b0353104.pth from the torch hub cache) for both.
+
+Each run is a subprocess, timed and measured (peak resident memory, children included) on its own:
+
+- classlab: ``classlab transfer FOLDER`` with its defaults (head on cached features, then fine-tuning).
+- fastai: ``vision_learner(dls, mobilenet_v2)``, ``Resize(224)``, ``aug_transforms()``, ``fine_tune(3)``.
+- contention: classlab's frozen-feature stage alone, then beside a 2-thread matrix-multiplying job (what a
+  laptop's other work or a shared CI machine does), with and without the OpenMP spin-wait setting
+  (``classlab/threads.py``).
+
+    TORCH_HOME=/tmp/th .venv/bin/python benchmarks/own_photos.py     # pip install -e '.[bench]' for fastai
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+HYMENOPTERA = ROOT.parent / "shared" / "data" / "hymenoptera" / "hymenoptera_data.zip"
+PY = sys.executable
+
+
+def extract(tmp: Path) -> Path:
+    with zipfile.ZipFile(HYMENOPTERA) as z:
+        z.extractall(tmp)
+    return tmp / "hymenoptera_data"
+
+
+def timed(cmd: list[str], env: dict | None = None, cwd: Path | None = None) -> tuple[float, float, str]:
+    """(seconds, peak resident MB of the child, its stdout) of one subprocess run alone."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    t0 = time.perf_counter()
+    out = subprocess.run(cmd, env={**os.environ, **(env or {})}, cwd=cwd, capture_output=True, text=True)
+    seconds = time.perf_counter() - t0
+    if out.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed:\n{out.stderr[-3000:]}")
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return seconds, max(peak, before) / 1024, out.stdout
+
+
+def manifest(data: Path, tmp: Path) -> Path:
+    """The tutorial's split as a classlab manifest: val/ is the test set, validation carved from train/."""
+    script = (
+        "import sys\n"
+        "from classlab.data import load_dataset, make_split\n"
+        "from classlab.data.split import save_manifest\n"
+        f"ds = load_dataset({str(data)!r}, max_size=224)\n"
+        "split = make_split(ds, 0.1, 0.0, 0)\n"
+        "a = split.assignment.copy()\n"
+        "tutorial_val = ds.official_split == 'val'\n"
+        "a[a == 'val'] = 'TMP'; a[tutorial_val] = 'test'\n"
+        "import numpy as np\n"
+        "from sklearn.model_selection import train_test_split\n"
+        "train = np.flatnonzero(~tutorial_val)\n"
+        "_, val = train_test_split(train, test_size=0.1, stratify=ds.labels[train], random_state=0)\n"
+        "a[:] = 'train'; a[val] = 'val'; a[tutorial_val] = 'test'\n"
+        "split.assignment = a\n"
+        f"save_manifest(ds, split, {str(tmp / 'split.csv')!r})\n")
+    subprocess.run([PY, "-c", script], check=True, capture_output=True)
+    return tmp / "split.csv"
+
+
+FASTAI = r'''
+import sys, json, time, torch, torchvision
+from pathlib import Path
+from fastai.vision.all import (DataBlock, ImageBlock, CategoryBlock, get_image_files, parent_label, Resize,
+                               aug_transforms, vision_learner, accuracy, model_meta, default_split, imagenet_stats)
+root, weights, epochs = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+test = {str(p) for p in (root / "val").rglob("*") if p.is_file()}
+def mobilenet_v2(pretrained=True, **kwargs):  # fastai has no model_meta for it: without this, StopIteration
+    model = torchvision.models.mobilenet_v2()
+    model.load_state_dict(torch.load(weights, weights_only=True))
+    return model
+model_meta[mobilenet_v2] = {"cut": -1, "split": default_split, "stats": imagenet_stats}
+block = DataBlock(blocks=(ImageBlock, CategoryBlock), get_items=get_image_files, get_y=parent_label,
+                  splitter=lambda items: ([i for i, p in enumerate(items) if str(p) not in test],
+                                          [i for i, p in enumerate(items) if str(p) in test]),
+                  item_tfms=Resize(224), batch_tfms=aug_transforms())
+dls = block.dataloaders(root, bs=64, num_workers=0)
+learn = vision_learner(dls, mobilenet_v2, metrics=accuracy)
+t0 = time.perf_counter()
+with learn.no_bar(), learn.no_logging():
+    learn.fine_tune(epochs)
+print(json.dumps({"accuracy": float(learn.validate()[1]), "train_seconds": time.perf_counter() - t0}))
+'''
+
+FEATURES = r'''
+import sys, time, torch
+from classlab.data import load_dataset
+from classlab.models import create_model
+from classlab.transfer.backbone import plan_backbone
+from classlab.transfer.features import compute_features
+plan = plan_backbone("mobilenet_v2", None, False)
+ds = load_dataset(sys.argv[1], max_size=224)
+pre, channels = plan.contract(ds, None)
+model = create_model("transfer", ds.num_classes, channels, pre.model_size, **plan.build_options(None, 0.2, "frozen"))
+model.backbone.load_state_dict(plan.backbone_only(channels)[0].state_dict())
+t0 = time.perf_counter()
+compute_features(model.backbone, ds.images, pre, torch.device("cpu"), progress=False)
+print(f"{time.perf_counter() - t0:.2f}")
+'''
+
+HOG = "import torch, time, sys\ntorch.set_num_threads(2)\na = torch.randn(1024, 1024)\n" \
+      "end = time.time() + float(sys.argv[1])\nwhile time.time() < end:\n    a = (a @ a).clamp_(-1, 1)\n"
+
+
+def classlab_runs(data: Path, split: Path, tmp: Path) -> list[dict]:
+    rows = []
+    for label, extra in (("classlab transfer (defaults)", []),):
+        seconds, peak, _ = timed([PY, "-m", "classlab", "transfer", str(data), "--split", str(split),
+                                  "--runs-dir", str(tmp / "runs"), *extra])
+        run = max((tmp / "runs").iterdir(), key=lambda p: p.stat().st_mtime)
+        metrics = json.loads((run / "metrics.json").read_text())
+        stages = {k: round(v.get("feature_seconds", 0) + v["train_seconds"], 1) for k, v in metrics["stages"].items()}
+        rows.append({"run": label, "accuracy": metrics["accuracy"], "macro_f1": metrics["macro_avg"]["f1"],
+                     "seconds": round(seconds, 1), "peak_mb": round(peak), "stages": stages,
+                     "chosen": metrics["chosen_stage"]})
+    return rows
+
+
+def fastai_run(data: Path, weights: Path, epochs: int) -> dict:
+    try:
+        import fastai  # noqa: F401
+    except ImportError:
+        return {"run": f"fastai fine_tune({epochs})", "skipped": "fastai is not installed (pip install -e '.[bench]')"}
+    seconds, peak, out = timed([PY, "-c", FASTAI, str(data), str(weights), str(epochs)])
+    result = json.loads(out.strip().splitlines()[-1])
+    return {"run": f"fastai fine_tune({epochs})", "accuracy": result["accuracy"], "seconds": round(seconds, 1),
+            "peak_mb": round(peak), "train_seconds": round(result["train_seconds"], 1)}
+
+
+def contention(data: Path) -> list[dict]:
+    rows = []
+    for label, env in (("classlab's default (GOMP_SPINCOUNT=1000)", {"GOMP_SPINCOUNT": "1000"}),
+                       ("libgomp's own spin-wait", {"GOMP_SPINCOUNT": "300000"})):
+        alone = float(timed([PY, "-c", FEATURES, str(data)], env)[2].strip())
+        hog = subprocess.Popen([PY, "-c", HOG, "60"], env={**os.environ, "GOMP_SPINCOUNT": "300000"})
+        time.sleep(2)
+        try:
+            shared = float(timed([PY, "-c", FEATURES, str(data)], env)[2].strip())
+        finally:
+            hog.kill()
+            hog.wait()
+        rows.append({"setting": label, "alone_s": alone, "beside_2_thread_job_s": shared,
+                     "slowdown": round(shared / alone, 2)})
+    return rows
+
+
+def main() -> None:
+    weights = Path(os.environ.get("TORCH_HOME", Path.home() / ".cache" / "torch")) / "hub" / "checkpoints" \
+        / "mobilenet_v2-b0353104.pth"
+    if not weights.is_file():
+        raise SystemExit(f"put mobilenet_v2-b0353104.pth into {weights.parent} (TORCH_HOME) first")
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        data = extract(tmp)
+        split = manifest(data, tmp)
+        rows = classlab_runs(data, split, tmp) + [fastai_run(data, weights, 3)]
+        print("| run | test accuracy (153 photos) | macro F1 | wall time | peak memory | stages |")
+        print("|---|---|---|---|---|---|")
+        for r in rows:
+            if "skipped" in r:
+                print(f"| {r['run']} | skipped: {r['skipped']} | | | | |")
+                continue
+            stages = ", ".join(f"{k} {v} s" for k, v in r.get("stages", {}).items()) or \
+                f"training {r.get('train_seconds')} s"
+            print(f"| {r['run']} | {r['accuracy']:.3f} | {r.get('macro_f1', float('nan')):.3f} | {r['seconds']} s | "
+                  f"{r['peak_mb']} MB | {stages} |")
+        fast = next((r for r in rows if r["run"].startswith("fastai") and "seconds" in r), None)
+        if fast:
+            print(f"\nclasslab's wall time / fastai's: {rows[0]['seconds'] / fast['seconds']:.2f}")
+        print("\n| OpenMP waiting | frozen features alone | beside a 2-thread job | slowdown |\n|---|---|---|---|")
+        for r in contention(data):
+            print(f"| {r['setting']} | {r['alone_s']:.1f} s | {r['beside_2_thread_job_s']:.1f} s | {r['slowdown']}x |")
+
+
+if __name__ == "__main__":
+    main()
