@@ -122,7 +122,8 @@ def classlab_runs(data: Path, split: Path, tmp: Path) -> list[dict]:
     rows = []
     for label, extra in (("classlab transfer (defaults)", []),):
         seconds, peak, _ = timed([PY, "-m", "classlab", "transfer", str(data), "--split", str(split),
-                                  "--runs-dir", str(tmp / "runs"), *extra])
+                                  "--runs-dir", str(tmp / "runs"), *extra],
+                                 {"CLASSLAB_CACHE": str(tmp / "cache")})  # a fresh cache: features computed
         run = max((tmp / "runs").iterdir(), key=lambda p: p.stat().st_mtime)
         metrics = json.loads((run / "metrics.json").read_text())
         stages = {k: round(v.get("feature_seconds", 0) + v["train_seconds"], 1) for k, v in metrics["stages"].items()}

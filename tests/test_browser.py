@@ -38,9 +38,11 @@ def server(digits_runs, tmp_path_factory):
     compared = api.compare(root / digits_runs["mlp"], root / digits_runs["cnn"], runs_dir=root)
     data = root.parent / "data"  # where datasets made in the browser go
     data.mkdir()
+    no_weights = root.parent / "torch-home-without-weights"  # as on a fresh offline machine
     process = subprocess.Popen([sys.executable, "-m", "classlab", "serve", "--port", "0", "--runs-dir", str(root),
                                 "--data-dir", str(data)],
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               env={**os.environ, "TORCH_HOME": str(no_weights), "CLASSLAB_OFFLINE": "1"})
     line = process.stdout.readline()
     match = re.search(r"(http://127\.0\.0\.1:\d+)/", line)
     assert match, line
@@ -229,6 +231,15 @@ def test_make_a_dataset_class_by_class(page, server, tmp_path):
     assert page.input_value('select[name="dataset"]') == "my-digits" and page.input_value("#command") == "transfer"
     playwright_api.expect(page.locator('select[name="model"]')).to_be_hidden()  # the form's script has run
     assert page.locator('select[name="backbone"]').is_visible()
+    notice = page.locator("#weights-notice")  # no pretrained weights on this machine: said before starting
+    assert notice.is_visible() and "Pretrained weights not on this machine" in notice.inner_text()
+    assert page.locator('input[name="weights_file"]').is_visible()
+    with page.expect_navigation():
+        page.click("#weights-notice a")  # the way on without weights: a CNN from scratch
+    assert page.input_value("#command") == "train" and page.input_value('select[name="dataset"]') == "my-digits"
+    playwright_api.expect(notice).to_be_hidden()
+    assert page.locator('select[name="model"]').is_visible()
+    page.go_back()
     page.go_back()  # the page the form redirected to: nothing is posted again
     assert "3 images added to my-digits / one" in page.inner_text("#added")
     assert len(list((server["data"] / "my-digits" / "one").iterdir())) == 3

@@ -231,3 +231,31 @@ def test_uploaded_weights_are_checked_against_their_name(tmp_path, monkeypatch):
         path = install_weights("mobilenet_v2", MOBILENET.name, f)
     assert path.read_bytes() == MOBILENET.read_bytes() and cached_weights("mobilenet_v2") == path
     assert weights_status(["mobilenet_v2", "resnet18"])[0]["ready"] is True
+
+
+def test_a_step_in_micro_batches_is_the_whole_batchs_step(tmp_path):
+    """--micro-batch only changes memory: chunked gradients add up to the whole batch's, so the weights after
+    an epoch match a run without chunks (a model without BatchNorm, as fine-tuning's frozen statistics are)."""
+    import torch
+
+    from classlab import load_dataset
+    from classlab.inference.preprocess import Preprocessing
+    from classlab.models import create_model
+    from classlab.training import TrainConfig
+    from classlab.training.engine import SplitTensors, fit
+
+    ds = load_dataset("digits")
+    data = SplitTensors(torch.from_numpy(ds.images[:256]), torch.from_numpy(ds.labels[:256]))
+    empty = SplitTensors(data.images[:0], data.labels[:0])
+    pre = Preprocessing([8, 8], 1, [0.3], [0.37])
+    weights = []
+    for micro in (None, 5):
+        torch.manual_seed(0)
+        model = create_model("cnn", 10, 1, (8, 8))
+        cfg = TrainConfig(model="cnn", epochs=2, batch_size=64, precision="fp32", micro_batch=micro,
+                          label_smoothing=0.1).validate()
+        fit(model, data, empty, cfg, pre, tmp_path / f"micro-{micro}", num_classes=10, progress=False)
+        weights.append(torch.cat([p.detach().flatten() for p in model.parameters()]))
+    assert torch.allclose(weights[0], weights[1], atol=1e-5)
+    assert not torch.equal(weights[0], torch.cat([p.detach().flatten() for p in
+                                                  create_model("cnn", 10, 1, (8, 8)).parameters()]))

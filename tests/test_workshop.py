@@ -118,7 +118,7 @@ def test_workshop_on_mnist_within_a_budget_without_pretrained_weights(runs_dir, 
     from conftest import DATA, need
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "no-weights"))
-    _check_budget_run(DataOptions(data="mnist", data_dir=str(need(DATA))), 20, 0.8,
+    _check_budget_run(DataOptions(data="mnist", data_dir=str(need(DATA))), 40, 0.8,
                       ["explore", "knn", "scratch-mlp", "mlp", "cnn"])
 
 
@@ -128,7 +128,7 @@ def test_workshop_on_the_cifar10_zip_with_every_stop_within_a_budget(runs_dir, t
     (its plan once divided by zero)."""
     from conftest import CIFAR_ZIP, need
 
-    _check_budget_run(DataOptions(data=str(need(CIFAR_ZIP))), 40, 0.2,
+    _check_budget_run(DataOptions(data=str(need(CIFAR_ZIP))), 75, 0.2,
                       ["explore", "knn", "scratch-mlp", "mlp", "cnn", "transfer"])
 
 
