@@ -259,3 +259,9 @@ def test_a_step_in_micro_batches_is_the_whole_batchs_step(tmp_path):
     assert torch.allclose(weights[0], weights[1], atol=1e-5)
     assert not torch.equal(weights[0], torch.cat([p.detach().flatten() for p in
                                                   create_model("cnn", 10, 1, (8, 8)).parameters()]))
+
+
+def test_no_test_split_asked_for_is_refused_not_cross_validated(runs_dir, capsys):
+    """--test-fraction 0 is the user's choice, not small data: the one-line refusal stays."""
+    assert main(["train", "digits", "--test-fraction", "0", "--epochs", "1"]) == 2
+    assert "training needs train and test images" in capsys.readouterr().err

@@ -17,7 +17,7 @@ import numpy as np
 from ..data.dataset import ImageDataset
 from ..data.options import DataOptions
 from ..data.split import Split, save_manifest
-from ..errors import warn, warnings_silenced
+from ..errors import ClasslabError, warn, warnings_silenced
 
 MIN_TEST_PER_CLASS = 5  # a test split with fewer images per class (on average) means little
 FOLDS = 5
@@ -49,7 +49,7 @@ def small_data_reason(opts: DataOptions, ds: ImageDataset, split: Split) -> str 
     if opts.split or opts.max_eval or opts.max_train or opts.dedupe or split.method != "stratified":
         return None
     test = len(split.indices("test"))
-    if test >= MIN_TEST_PER_CLASS * ds.num_classes:
+    if test == 0 or test >= MIN_TEST_PER_CLASS * ds.num_classes:  # none asked for (--test-fraction 0), or enough
         return None
     folds = fold_count(ds.labels)
     if folds < 2:
@@ -60,6 +60,16 @@ def small_data_reason(opts: DataOptions, ds: ImageDataset, split: Split) -> str 
 
 def fold_count(labels: np.ndarray) -> int:
     return int(min(FOLDS, np.bincount(labels)[np.bincount(labels) > 0].min()))
+
+
+def require_train_and_test(split: Split, small: str | None, resumed: bool, opts: DataOptions, what: str) -> None:
+    """A run needs training images, and test images unless cross-validation scores it; a run that was scored
+    by cross-validation is not resumed (its folds take seconds: start it again)."""
+    if len(split.indices("train")) and (len(split.indices("test")) or small):
+        return
+    again = resumed and "cross-validation" in split.method + str(opts.split)
+    raise ClasslabError(f"{what} needs train and test images; check --val-fraction / --test-fraction"
+                        + (" (a run scored by cross-validation is not resumed: start it again)" if again else ""))
 
 
 def everything_trains(ds: ImageDataset, split: Split) -> Split:

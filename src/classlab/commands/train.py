@@ -21,7 +21,7 @@ from ..training.batches import tensors_for
 from ..training.config import TrainConfig
 from ..training.engine import FitState, fit, predict_split, split_outputs
 from ..training.optim import set_determinism
-from .cross_validation import cross_validate, everything_trains, small_data_reason
+from .cross_validation import cross_validate, everything_trains, require_train_and_test, small_data_reason
 from .results import write_results
 
 RESUMABLE_CHANGES = {"epochs", "device", "mlflow"}  # what may differ when a run is continued
@@ -75,11 +75,8 @@ def _train(opts, cfg, runs_dir, ckpt, run_dir, progress, ddp) -> dict:
     small = small_data_reason(opts, ds, split) if ckpt is None and not ddp.active else None
     if small:  # a few images per class: scored by cross-validation, the model trains on all of them
         split = everything_trains(ds, split)
+    require_train_and_test(split, small, ckpt is not None, opts, "training")
     train_idx, val_idx, test_idx = (split.indices(s) for s in ("train", "val", "test"))
-    if len(train_idx) == 0 or (len(test_idx) == 0 and not small):
-        raise ClasslabError("training needs train and test images; check --val-fraction / --test-fraction"
-                            + (" (a run scored by cross-validation is not resumed: start it again)"
-                               if ckpt is not None and "cross-validation" in split.method + str(opts.split) else ""))
     cfg = cfg.for_split(len(train_idx) // ddp.world)  # before config.json and the report record the batch
     ds, opts = _sized_for_model(ds, opts, cfg, len(train_idx))
     model_info = {"name": cfg.model, "num_classes": ds.num_classes, "in_channels": ds.channels,

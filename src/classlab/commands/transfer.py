@@ -33,7 +33,7 @@ from ..training.optim import set_determinism
 from ..transfer.backbone import plan_backbone
 from ..transfer.config import HEAD_EPOCHS, MIN_HEAD_STEPS, TransferConfig
 from ..transfer.features import ImagesDigest, cached_features, cached_precision, feature_precision
-from .cross_validation import cross_validate, everything_trains, small_data_reason
+from .cross_validation import cross_validate, everything_trains, require_train_and_test, small_data_reason
 from .results import history_files, save_outputs, score_test, test_section
 
 def resume_options(run_dir: str | Path) -> tuple[Run, DataOptions, TransferConfig]:
@@ -116,10 +116,7 @@ def _load(opts: DataOptions, progress: bool, resumed: bool):
     small = None if resumed else small_data_reason(opts, ds, split)
     if small:
         split = everything_trains(ds, split)
-    if len(split.indices("train")) == 0 or (len(split.indices("test")) == 0 and not small):
-        raise ClasslabError("transfer learning needs train and test images; check --val-fraction / --test-fraction"
-                            + (" (a run scored by cross-validation is not resumed: start it again)" if resumed
-                               and "cross-validation" in split.method + str(opts.split) else ""))
+    require_train_and_test(split, small, resumed, opts, "transfer learning")
     return ds, split, small
 
 
@@ -156,7 +153,7 @@ def _features_stage(model, ds, idx, pre, plan, tc, run, extra, device, progress,
         began = time.perf_counter()
         out, hit = cached_features(model.backbone, ds.subset(idx[s]).images, ds.labels[idx[s]], pre, device, plan.spec,
                                    bf16=bf16 and s != "test", progress=progress,
-                                   desc=f"features ({s}{', mirrored' if mirror else ''})", mirror=mirror,
+                                   desc=what, mirror=mirror,
                                    digest=digests[s])
         hits[s + (" mirrored" if mirror else "")] = hit
         _phase(progress, f"{what}: {'read from the cache' if hit else 'computed'} in {time.perf_counter() - began:.1f} s")
