@@ -265,3 +265,14 @@ def test_no_test_split_asked_for_is_refused_not_cross_validated(runs_dir, capsys
     """--test-fraction 0 is the user's choice, not small data: the one-line refusal stays."""
     assert main(["train", "digits", "--test-fraction", "0", "--epochs", "1"]) == 2
     assert "training needs train and test images" in capsys.readouterr().err
+
+
+def test_the_workbenchs_weight_file_names_are_torchvisions():
+    """hub_cache lists the file names without importing torch; they must be the ones torchvision publishes,
+    default version first, or the Train page would call present weights missing."""
+    from classlab.transfer.hub_cache import KNOWN_FILES
+    from classlab.transfer.weights import weight_versions
+
+    for backbone, names in KNOWN_FILES.items():
+        published = [m.url.rsplit("/", 1)[-1] for m in weight_versions(backbone)]
+        assert names[0] == published[0] and set(names) <= set(published), backbone
