@@ -712,4 +712,7 @@ def test_balanced_class_weight_and_sampler_lift_the_rare_classes(tmp_path):
                              **({option: "balanced"} if option else {}))
         recall = dict(zip(run.evaluation.class_names, (row["recall"] for row in run.metrics["per_class"])))
         rare_recall[option] = (recall["1"] + recall["7"]) / 2
+        # the plain run says the classes are imbalanced and what to do; a balanced one has nothing to add
+        advice = "imbalanced 15.0 : 1 in the training split ('0' 135, '1' 9 images)"
+        assert (advice in run.report.read_text()) == (option is None)
     assert rare_recall["class_weight"] > rare_recall[None] + 0.1 and rare_recall["sampler"] > rare_recall[None] + 0.1

@@ -517,6 +517,8 @@ def test_balanced_class_weight_and_sampler_lift_the_rare_classes_in_both_stages(
                        data_options={"image_size": 32}, **({option: "balanced"} if option else {}))
         recall = dict(zip(run.evaluation.class_names, (row["recall"] for row in run.metrics["per_class"])))
         rare_recall[option] = (recall["1"] + recall["7"]) / 2
+        advice = "consider --class-weight balanced"  # said (and reported) only while the loss is not balanced
+        assert (advice in run.report.read_text()) == (option is None)
     assert rare_recall["class_weight"] > rare_recall[None] + 0.1 and rare_recall["sampler"] > rare_recall[None] + 0.1
     run = transfer(str(tree), "mobilenet_v2", mode="both", progress=False, head_epochs=1, finetune_epochs=1,
                    class_weight="balanced", data_options={"image_size": 32})

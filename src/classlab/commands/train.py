@@ -9,7 +9,8 @@ import numpy as np
 import torch
 
 from ..checkpoint import load_checkpoint
-from ..data.options import DataOptions, load_and_split, load_data, record_split, saved_options
+from ..data.options import (DataOptions, load_and_split, load_data, record_split, saved_options,
+                            with_imbalance_advice)
 from ..device import pick_device
 from ..errors import ClasslabError, warn
 from ..inference.preprocess import Preprocessing
@@ -76,6 +77,7 @@ def _train(opts, cfg, runs_dir, ckpt, run_dir, progress, ddp) -> dict:
     if small:  # a few images per class: scored by cross-validation, the model trains on all of them
         split = everything_trains(ds, split)
     require_train_and_test(split, small, ckpt is not None, opts, "training")
+    ds = with_imbalance_advice(ds, split, balanced=bool(cfg.class_weight or cfg.sampler))
     train_idx, val_idx, test_idx = (split.indices(s) for s in ("train", "val", "test"))
     cfg = cfg.for_split(len(train_idx) // ddp.world)  # before config.json and the report record the batch
     ds, opts = _sized_for_model(ds, opts, cfg, len(train_idx))

@@ -19,7 +19,8 @@ import numpy as np
 import torch
 
 from ..checkpoint import load_checkpoint, save_checkpoint
-from ..data.options import DataOptions, load_and_split, record_split, saved_options, split_summary
+from ..data.options import (DataOptions, load_and_split, record_split, saved_options, split_summary,
+                            with_imbalance_advice)
 from ..device import pick_device
 from ..errors import ClasslabError
 from ..evaluation import evaluate
@@ -61,7 +62,7 @@ def run_transfer(opts: DataOptions | None, tc: TransferConfig | None, runs_dir=N
         opts = replace(opts, channels=plan.channels)
     if run is None and opts.image_size is None:  # photos are decoded once, at the backbone's input size
         opts = replace(opts, max_size=plan.decode_side(tc.image_size))
-    ds, split, small = _load(opts, progress, resumed=run is not None)
+    ds, split, small = _load(opts, progress, resumed=run is not None, balanced=bool(tc.class_weight or tc.sampler))
     pre, in_channels = plan.contract(ds, tc.image_size, tc.gray)
     idx = {s: split.indices(s) for s in ("train", "val", "test")}
     if small:  # the stages score the images they trained on; the run's score is the folds'
@@ -105,7 +106,7 @@ def run_transfer(opts: DataOptions | None, tc: TransferConfig | None, runs_dir=N
     return result
 
 
-def _load(opts: DataOptions, progress: bool, resumed: bool):
+def _load(opts: DataOptions, progress: bool, resumed: bool, balanced: bool):
     """(dataset, split, why the data is too small for a test split or None): with a few images per class
     every image trains the model and the score comes from cross-validation (cross_validation.py)."""
     started = time.perf_counter()
@@ -117,7 +118,7 @@ def _load(opts: DataOptions, progress: bool, resumed: bool):
     if small:
         split = everything_trains(ds, split)
     require_train_and_test(split, small, resumed, opts, "transfer learning")
-    return ds, split, small
+    return with_imbalance_advice(ds, split, balanced), split, small
 
 
 def _phase(progress: bool, text: str) -> None:

@@ -8,6 +8,8 @@ import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import numpy as np
+
 from ..errors import ClasslabError, warn
 from ..fileio import write_json
 from .corrections import apply_corrections, read_corrections, relabelled, write_corrections
@@ -127,3 +129,23 @@ def split_summary(ds: ImageDataset, split: Split) -> str:
         text += f"\n\n{len(ds.skipped)} unreadable files were skipped:\n" + "\n".join(
             f"- `{rel}`: {reason}" for rel, reason in ds.skipped[:50])
     return text
+
+
+IMBALANCE_ADVICE_RATIO = 3.0  # largest over smallest class in train; issue 27's 4.3 : 1 waste photos gained 1.6 points
+
+
+def with_imbalance_advice(ds: ImageDataset, split: Split, balanced: bool) -> ImageDataset:
+    """The dataset, with a note (printed, and in the report's Data section) when its training split's
+    largest class has IMBALANCE_ADVICE_RATIO times the images of its smallest and the loss is not already
+    balanced: accuracy then rewards ignoring the small class, and --class-weight balanced is the fix."""
+    counts = np.bincount(ds.labels[split.indices("train")], minlength=ds.num_classes)
+    present = counts[counts > 0]
+    if balanced or len(present) < 2 or present.max() < IMBALANCE_ADVICE_RATIO * present.min():
+        return ds
+    small, large = int(np.argmin(np.where(counts > 0, counts, counts.max() + 1))), int(np.argmax(counts))
+    note = (f"classes are imbalanced {present.max() / present.min():.1f} : 1 in the training split "
+            f"('{ds.class_names[large]}' {counts[large]}, '{ds.class_names[small]}' {counts[small]} images): "
+            "accuracy can look good while the small classes are missed; watch their recall in the report, and "
+            "consider --class-weight balanced (or --sampler balanced)")
+    warn(note)
+    return replace(ds, notes=[*ds.notes, note])
