@@ -89,7 +89,7 @@ def main() -> None:
     exact = sum(np.array_equal(sample[s], c) for s, c in zip(sources, copies))
     print(f"  baseline, exact pixel hashes: {exact} of the {args.copies} planted copies found")
     if args.embeddings:
-        from classlab.commands.content import embedding_pass
+        from classlab.checks.embeddings import embedding_pass
         from classlab.data.dataset import ImageDataset
 
         mixed = ImageDataset(images=images, labels=np.zeros(len(images), dtype=np.int64) + (np.arange(len(images)) % 2),

@@ -102,8 +102,8 @@ FEATURES = r'''
 import sys, time, torch
 from classlab.data import load_dataset
 from classlab.models import create_model
-from classlab.transfer.backbone import plan_backbone
-from classlab.transfer.features import compute_features
+from classlab.backbones.plan import plan_backbone
+from classlab.backbones.features import compute_features
 plan = plan_backbone("mobilenet_v2", None, False)
 ds = load_dataset(sys.argv[1], max_size=224)
 pre, channels = plan.contract(ds, None)

@@ -39,7 +39,7 @@ WEIGHTS = SHARED / "weights" / "mobilenet_v2-b0353104.pth"
 from classlab.commands.knn import run_knn  # noqa: E402
 from classlab.commands.transfer import run_transfer  # noqa: E402
 from classlab.data.options import DataOptions, load_and_split  # noqa: E402
-from classlab.transfer.config import TransferConfig  # noqa: E402
+from classlab.backbones.config import TransferConfig  # noqa: E402
 
 SETTING = dict(image_size=96, dense=128, dropout=0.2, head_epochs=5, batch_size=32, lr=1e-3, seed=0)
 

@@ -48,8 +48,8 @@ from classlab import load_dataset  # noqa: E402
 from classlab.commands.transfer import run_transfer  # noqa: E402
 from classlab.data.options import DataOptions  # noqa: E402
 from classlab.inference.preprocess import Preprocessing  # noqa: E402
-from classlab.transfer.config import TransferConfig  # noqa: E402
-from classlab.transfer.features import compute_features, feature_precision  # noqa: E402
+from classlab.backbones.config import TransferConfig  # noqa: E402
+from classlab.backbones.features import compute_features, feature_precision  # noqa: E402
 
 PLAIN = "plain fp32 NCHW (the decks' way)"
 MEAN, STD = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1), torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)

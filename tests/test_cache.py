@@ -13,7 +13,7 @@ from classlab.cli import main
 from classlab.data import cache
 from classlab.data.folders import load_folder
 from classlab.inference.preprocess import Preprocessing
-from classlab.transfer.features import cached_features
+from classlab.backbones.features import cached_features
 from conftest import make_class_folder
 
 KEY_A, KEY_B = "a" * 32, "b" * 32

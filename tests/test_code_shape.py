@@ -86,6 +86,87 @@ def test_no_import_cycles():
     assert not cycles, "import cycles: " + "; ".join(" -> ".join(c) for c in cycles)
 
 
+# The layer order (README, "Where things live"): a module may import from its own layer and the ones before
+# it, never from a later one, at module level or inside a function. The root package (lazy API exports and
+# ``__version__``) and ``compat`` (old paths, by string) stand outside the order.
+LAYERS = [
+    ("foundation", ["errors", "fileio", "safe_files", "threads", "lazy", "device", "plots", "checkpoint",
+                    "notebook"]),
+    ("data", ["data"]),
+    ("models", ["models", "scratch"]),
+    ("inference contract", ["inference"]),
+    ("training", ["training", "backbones"]),
+    ("evaluation", ["evaluation", "checks"]),
+    ("trained runs", ["trained"]),
+    ("runs", ["runs"]),
+    ("commands", ["commands"]),
+    ("api", ["api"]),
+    ("interfaces", ["cli", "web", "__main__"]),
+]
+OUTSIDE_THE_ORDER = {"classlab", "classlab.compat", "classlab.__version__"}
+
+
+def layer_of(module: str) -> int | None:
+    if module in OUTSIDE_THE_ORDER:
+        return None
+    top = module.split(".")[1]
+    found = [i for i, (_, names) in enumerate(LAYERS) if top in names]
+    assert found, f"{module} is in no layer: add it to LAYERS and to the README's layer order"
+    return found[0]
+
+
+def all_imports(name: str, path: Path) -> list[tuple[str, int]]:
+    """(imported classlab module, line) for every import in the module, function-level ones included."""
+    is_package = path.name == "__init__.py"
+    package = name if is_package else name.rpartition(".")[0]
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found += [(a.name, node.lineno) for a in node.names if a.name.startswith("classlab")]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")
+                base = ".".join(anchor[: len(anchor) - node.level + 1] + ([base] if base else []))
+            if base.startswith("classlab"):
+                found += [(f"{base}.{a.name}" if base == "classlab" else base, node.lineno) for a in node.names]
+    return found
+
+
+def upward_imports(modules: dict[str, Path]) -> list[str]:
+    offenders = []
+    for name, path in modules.items():
+        here = layer_of(name)
+        for target, line in all_imports(name, path):
+            there = layer_of(target)
+            if here is not None and there is not None and there > here:
+                offenders.append(f"{name}:{line} imports {target} ({LAYERS[here][0]} -> {LAYERS[there][0]})")
+    return offenders
+
+
+def test_imports_follow_the_layer_order(tmp_path):
+    offenders = upward_imports(_modules())
+    assert not offenders, "imports up the layer order:\n" + "\n".join(offenders)
+    # the check sees a function-level import that goes up (a planted module in a copy of the tree)
+    planted = tmp_path / "engine_extra.py"
+    planted.write_text("def f():\n    from ..commands.train import run_train\n")
+    assert upward_imports({"classlab.training.engine_extra": planted}) == [
+        "classlab.training.engine_extra:2 imports classlab.commands.train (training -> commands)"]
+
+
+def test_no_module_shares_a_name_with_an_api_function():
+    functions = {n for n in classlab.__all__ if n[0].islower() and n != "__version__"}
+    modules = {p.stem for p in SRC.iterdir() if p.suffix == ".py" or (p / "__init__.py").is_file()}
+    assert functions and not functions & modules, functions & modules
+
+
+def test_the_registry_imports_no_model_family():
+    families = {p.stem for p in (SRC / "models").glob("*.py")} - {"__init__", "registry"}
+    imported = {target.rsplit(".", 1)[-1] for target, _ in all_imports("classlab.models.registry",
+                                                                       SRC / "models" / "registry.py")}
+    assert not imported & families, imported & families
+
+
 def test_no_private_names_imported_across_modules():
     offenders = []
     for name, path in _modules().items():

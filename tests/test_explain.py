@@ -41,7 +41,7 @@ def test_every_run_keeps_its_probabilities_and_networks_their_embeddings(runs):
 def test_grad_cam_matches_captum_even_with_an_in_place_relu():
     from captum.attr import LayerGradCam
 
-    from classlab.inference.attribution import grad_cam_raw
+    from classlab.trained.attribution import grad_cam_raw
 
     torch.manual_seed(0)
     model = nn.Sequential(nn.Conv2d(3, 6, 3, padding=1), nn.ReLU(inplace=True), nn.Conv2d(6, 8, 3, padding=1),
@@ -55,7 +55,7 @@ def test_grad_cam_matches_captum_even_with_an_in_place_relu():
 def test_grad_cam_matches_captum_on_a_registry_resnet():
     from captum.attr import LayerGradCam
 
-    from classlab.inference.attribution import grad_cam_raw, target_layer
+    from classlab.trained.attribution import grad_cam_raw, target_layer
     from classlab.models import create_model
 
     torch.manual_seed(0)
@@ -85,7 +85,7 @@ def test_ece_matches_torchmetrics_and_temperature_lowers_the_nll():
 
 
 def test_occlusion_finds_the_only_region_a_model_looks_at():
-    from classlab.inference.attribution import occlusion
+    from classlab.trained.attribution import occlusion
 
     def predict(images):  # class 1 when the top-left 4x4 corner is bright
         corner = images[:, :4, :4, 0].mean((1, 2)) / 255
@@ -117,14 +117,14 @@ def test_explain_a_cnn_run_from_the_cli(runs, capsys):
 
 def test_the_fitted_temperature_is_used_by_predict_and_export(runs, tmp_path):
     from classlab.evaluation.calibration import apply_temperature
-    from classlab.inference.export import export_run, run_exported
+    from classlab.trained.export import export_run, run_exported
     from classlab.inference.preprocess import to_input
-    from classlab.inference.trained_run import TrainedRun
+    from classlab.trained.network import TrainedNetwork
 
     run = runs["cnn"].run_dir
     classlab.explain(run, top=4)
     t = json.loads((run / "calibration.json").read_text())["temperature"]
-    trained = TrainedRun.load(run)
+    trained = TrainedNetwork.load(run)
     assert trained.temperature == pytest.approx(t) and t != 1.0
     images = classlab.load_dataset("digits").images[:20]
     raw = torch.softmax(trained.model(to_input(torch.from_numpy(images), trained.preprocessing)), 1).detach().numpy()

@@ -9,7 +9,7 @@ import torch
 
 import classlab
 from classlab.cli import main
-from classlab.inference.export import export_run, run_exported
+from classlab.trained.export import export_run, run_exported
 
 
 @pytest.fixture(scope="module")

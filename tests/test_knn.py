@@ -148,7 +148,7 @@ def test_grouped_selection_with_heavy_ties_matches_sklearn_and_full_topk():
 def test_square_norms_are_exact_at_the_extremes():
     import torch
 
-    from classlab.knn_kernels import INT_MM_MAX_DIM as _INT_MM_MAX_DIM, square_norms as _square_norms
+    from classlab.models.knn_kernels import INT_MM_MAX_DIM as _INT_MM_MAX_DIM, square_norms as _square_norms
 
     rows = torch.tensor([[-128] * _INT_MM_MAX_DIM, [127] * _INT_MM_MAX_DIM, [0] * _INT_MM_MAX_DIM], dtype=torch.int8)
     assert _square_norms(rows).tolist() == [_INT_MM_MAX_DIM * 128**2, _INT_MM_MAX_DIM * 127**2, 0]
@@ -180,7 +180,7 @@ def test_lower_bounds_from_rounded_group_means_never_exceed_the_distance():
     against brute-force distances for 2x2 blocks and for consecutive groups (odd length: a padded group)."""
     import torch
 
-    from classlab.knn_kernels import group_means
+    from classlab.models.knn_kernels import group_means
 
     rng = np.random.default_rng(7)
     smooth = np.repeat(np.repeat(rng.integers(0, 256, (300, 4, 4, 3)), 2, 1), 2, 2)  # tight bounds

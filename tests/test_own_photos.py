@@ -217,7 +217,7 @@ def test_transfer_without_weights_says_where_to_put_them_and_offers_training_fro
 
 def test_uploaded_weights_are_checked_against_their_name(tmp_path, monkeypatch):
     from classlab import ClasslabError
-    from classlab.transfer.hub_cache import cached_weights, install_weights, weights_status
+    from classlab.backbones.hub_cache import cached_weights, install_weights, weights_status
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "th"))
     assert weights_status(["mobilenet_v2"])[0]["ready"] is False
@@ -270,8 +270,8 @@ def test_no_test_split_asked_for_is_refused_not_cross_validated(runs_dir, capsys
 def test_the_workbenchs_weight_file_names_are_torchvisions():
     """hub_cache lists the file names without importing torch; they must be the ones torchvision publishes,
     default version first, or the Train page would call present weights missing."""
-    from classlab.transfer.hub_cache import KNOWN_FILES
-    from classlab.transfer.weights import weight_versions
+    from classlab.backbones.hub_cache import KNOWN_FILES
+    from classlab.backbones.torchvision_source import weight_versions
 
     for backbone, names in KNOWN_FILES.items():
         published = [m.url.rsplit("/", 1)[-1] for m in weight_versions(backbone)]

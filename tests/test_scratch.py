@@ -119,7 +119,7 @@ def test_mlp_gradients_match_finite_differences_and_autograd(activation):
 
 
 def test_mlp_reaches_95_percent_on_digits_through_train(runs_dir):
-    from classlab.training import train
+    from classlab.api import train
 
     result = train("digits", "scratch-mlp", epochs=30, lr=1e-3, optimizer="adam", progress=False,
                    model_options={"hidden": [128]})

@@ -47,7 +47,7 @@ def test_features_from_a_safetensors_file(weights, tmp_path):
 
 def test_a_hugging_face_folder_sets_the_contract_and_finetuning_runs(weights, tmp_path):
     from classlab import api
-    from classlab.inference.export import export_run
+    from classlab.trained.export import export_run
 
     cache = weights / "hub" / "models--timm--test_efficientnet.r160_in1k"
     run = api.transfer("digits", "timm:test_efficientnet", weights=str(cache), mode="both",

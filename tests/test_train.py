@@ -389,11 +389,11 @@ def test_tta_scores_with_mirror_images_and_predict_reuses_it(runs_dir, capsys):
     metrics = json.loads((run.run_dir / "metrics.json").read_text())
     assert run.evaluate().accuracy == pytest.approx(metrics["accuracy"])
     ds = classlab.load_dataset("digits")
-    plain = classlab.TrainedRun.load(run.run_dir)
+    plain = classlab.TrainedNetwork.load(run.run_dir)
     plain.tta = False
     assert not np.allclose(run.predict_proba(ds.images[:20]), plain.predict_proba(ds.images[:20]))
     # exports carry the averaging too: the bundle answers as predict does
-    from classlab.inference.export import export_run, run_exported
+    from classlab.trained.export import export_run, run_exported
     from classlab.inference.preprocess import to_input
 
     x = to_input(torch.from_numpy(ds.images[:20]), run.trained().preprocessing).numpy()

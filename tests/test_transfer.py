@@ -9,14 +9,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from classlab import ClasslabError, TrainedRun
+from classlab import ClasslabError, TrainedNetwork
 from classlab.checkpoint import load_checkpoint
 from classlab.cli import main
 from classlab.models import create_model
 from classlab.models.transfer import adapt_first_conv, build_backbone
-from classlab.transfer import transfer
-from classlab.transfer.backbone import plan_backbone
-from classlab.transfer.weights import resolve
+from classlab.api import transfer
+from classlab.backbones.plan import plan_backbone
+from classlab.backbones.torchvision_source import resolve
 
 from conftest import DATA, MOBILENET, imbalanced_digits_tree, need, png_bytes
 
@@ -194,10 +194,10 @@ def test_features_then_finetune_on_digits(torch_home, runs_dir, tmp_path):
 
 def test_unnormalised_tensors_fed_to_the_model_warn(torch_home, runs_dir, capsys):
     run = transfer("digits", "mobilenet_v2", mode="features", **DIGITS_32)
-    fresh = TrainedRun.load(run.run_dir)
+    fresh = TrainedNetwork.load(run.run_dir)
     fresh.model(torch.rand(8, 3, 32, 32))  # [0, 1] pixels where ImageNet normalisation is expected
     assert "inputs lie in [0, 1]" in capsys.readouterr().err
-    other = TrainedRun.load(run.run_dir)
+    other = TrainedNetwork.load(run.run_dir)
     other.predict_proba(np.zeros((4, 8, 8, 1), np.uint8) + 100)
     assert "warning" not in capsys.readouterr().err  # the run's own preprocessing: no warning
 
@@ -247,7 +247,7 @@ def test_knn_on_embeddings_beside_pixels(torch_home, runs_dir, capsys):
 def test_mnist_run_transferred_to_fashion_mnist(runs_dir):
     need(DATA / "mnist")
     need(DATA / "fashion-mnist")
-    from classlab.training import train
+    from classlab.api import train
 
     source = train("mnist", "workshop-cnn", epochs=1, progress=False,
                    data_options={"data_dir": str(DATA), "max_train": 3000, "max_eval": 500})
@@ -328,8 +328,8 @@ def test_head_augment_flip_trains_the_head_on_mirrored_features_too(torch_home, 
                                                                   monkeypatch):
     import json
 
-    from classlab.transfer import TransferConfig
-    from classlab.transfer import features as features_module
+    from classlab.backbones.config import TransferConfig
+    from classlab.backbones import features as features_module
 
     hashed = []  # each split's pixels are hashed once for all its cache keys (precision lookup, plain, mirrored)
     blocks = features_module.iter_blocks
@@ -358,7 +358,7 @@ def test_folded_batch_norms_give_the_same_features_and_leave_the_backbone_alone(
     import torchvision
 
     from classlab.inference.preprocess import Preprocessing
-    from classlab.transfer.features import compute_features, fold_batch_norms
+    from classlab.backbones.features import compute_features, fold_batch_norms
 
     torch.manual_seed(0)
     model = torchvision.models.mobilenet_v2(num_classes=10)
@@ -403,7 +403,7 @@ def test_feature_precision_follows_the_option_and_measures_under_auto(monkeypatc
     import torchvision
 
     from classlab.inference.preprocess import Preprocessing
-    from classlab.transfer import features as feats
+    from classlab.backbones import features as feats
 
     torch.manual_seed(0)
     model = torchvision.models.mobilenet_v2(num_classes=10)
@@ -466,7 +466,7 @@ def test_bf16_training_features_keep_fp32_test_scores(torch_home, runs_dir, priv
 def test_small_images_default_to_the_measured_small_input_size():
     from types import SimpleNamespace
 
-    from classlab.transfer.backbone import SMALL_INPUT_SIZE, BackbonePlan
+    from classlab.backbones.plan import SMALL_INPUT_SIZE, BackbonePlan
 
     plan = BackbonePlan("mobilenet_v2", None, None, "test", "x", [0.485, 0.456, 0.406], [0.229, 0.224, 0.225],
                         [224, 224], 32, None)
@@ -481,7 +481,7 @@ def test_small_images_default_to_the_measured_small_input_size():
 def test_the_head_gets_enough_steps_on_a_small_training_split(capsys):
     """--head-epochs left out: 5 epochs, or as many as 100 steps take on a small split (at most 100 epochs);
     given, it is kept. The batch never exceeds the split."""
-    from classlab.transfer.config import TransferConfig
+    from classlab.backbones.config import TransferConfig
 
     auto = TransferConfig()
     assert auto.head_config(45_000).epochs == 5 and auto.head_config(1_257).epochs == 5  # 704 and 20 steps an epoch

@@ -30,7 +30,7 @@ def bench(digits_runs, tmp_path_factory):
 
 @pytest.mark.parametrize("fmt, model_file", [("onnx", "model.onnx"), ("torchscript", "model.pt")])
 def test_a_model_exported_from_its_page_downloads_as_a_zip_that_predicts(bench, tmp_path, fmt, model_file):
-    from classlab.inference.export import run_exported
+    from classlab.trained.export import run_exported
 
     client, root, runs = bench
     assert 'id="export-form"' in client.get(f"/runs/{runs['cnn']}").text
@@ -65,7 +65,7 @@ def test_exports_that_cannot_be_made_are_refused_in_words(bench):
 def test_the_pages_formats_are_the_exporters(bench):
     import re
 
-    from classlab.inference.export import FORMATS
+    from classlab.trained.export import FORMATS
 
     client, _, runs = bench
     form = client.get(f"/runs/{runs['cnn']}").text.split('id="export-form"')[1].split("</form>")[0]

@@ -7,7 +7,7 @@ import pytest
 
 from classlab.cli import main
 from classlab.cli.learn import parse_budget
-from classlab.training import train
+from classlab.api import train
 from classlab.commands.workshop import Stop, fit_to_share, run_workshop
 from classlab.data.options import DataOptions
 

@@ -14,7 +14,7 @@ share_cores_politely()  # before the API's lazy imports bring torch in
 
 _API = {
     "ClasslabError": ".errors",
-    "KNNClassifier": ".knn",
+    "KNNClassifier": ".models.knn",
     "evaluate": ".evaluation",
     "load_dataset": ".data",
     "make_split": ".data",
@@ -30,7 +30,8 @@ _API = {
     "evaluate_run": ".api",
     "load_model": ".api",
     "RunResult": ".runs",
-    "TrainedRun": ".inference.trained_run",
+    "TrainedNetwork": ".trained.network",
+    "TrainedRun": ".trained.network",  # the old name of TrainedNetwork, with a DeprecationWarning
     "create_model": ".models",
 }
 

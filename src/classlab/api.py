@@ -30,7 +30,7 @@ def transfer(data="digits", backbone: str = "mobilenet_v2", *, runs_dir=None, pr
     """Transfer ``backbone`` (a torchvision name or a classlab run directory) to ``data``. ``options`` are
     TransferConfig fields (mode, image_size, dense, head_epochs, finetune_epochs, unfreeze, bn, ...)."""
     from .commands.transfer import run_transfer
-    from .transfer.config import TransferConfig
+    from .backbones.config import TransferConfig
 
     tc = TransferConfig.from_dict({"backbone": str(backbone), **options})
     return run_transfer(_data(data, data_options), tc, runs_dir, progress=progress)
@@ -99,7 +99,7 @@ def load_model(run, *, device: str | None = "cpu"):
     """The model of any run (a RunResult or a run directory): a network (train, transfer), k-NN on pixels
     (refitted on its training split), the NumPy MLP, or an evaluation's evaluated model. It has
     ``.predict(files_or_array, top_k)``, ``.predict_proba(uint8 images)``, ``.class_names`` and
-    ``.load_images(files)``; ``.trained`` is the ``TrainedRun`` of a network (None otherwise)."""
-    from .commands.run_model import load_run_model
+    ``.load_images(files)``; ``.network`` is the ``TrainedNetwork`` of a network (None otherwise)."""
+    from .trained.model import load_run_model
 
     return load_run_model(getattr(run, "run_dir", run), device)

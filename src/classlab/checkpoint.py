@@ -9,6 +9,7 @@ import torch
 
 from .errors import ClasslabError
 from .fileio import atomic_write_bytes
+from .safe_files import UnreadableFile, check_path
 
 
 def save_checkpoint(path: Path, state: dict) -> Path:
@@ -20,8 +21,6 @@ def save_checkpoint(path: Path, state: dict) -> Path:
 def load_checkpoint(path: Path, map_location="cpu") -> dict:
     """A checkpoint's dict. Only a regular file is opened (not a FIFO, a device, a dangling link), with
     ``weights_only=True``; an empty, truncated or foreign file is a one-line ClasslabError."""
-    from .data.safe_files import UnreadableFile, check_path
-
     path = Path(path)
     if not path.exists() and not path.is_symlink():
         raise ClasslabError(f"checkpoint {path} not found")

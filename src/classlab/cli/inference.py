@@ -20,9 +20,9 @@ def configure_predict(p) -> None:
 
 
 def run_predict(args) -> None:
-    from ..commands.run_model import load_run_model
+    from ..trained.model import load_run_model
     from ..errors import ClasslabError
-    from ..inference.trained_run import default_predictions_path, write_predictions_csv
+    from ..trained.network import default_predictions_path, write_predictions_csv
 
     if args.output and Path(args.output).is_dir():
         raise ClasslabError(f"--output {args.output} is a folder; give a CSV file path")
@@ -38,7 +38,7 @@ def run_predict(args) -> None:
               f"{labelled[0]}' scores them against those labels, with the full report", file=sys.stderr)
     if args.explain:
         from ..commands.explain import explain_predictions
-        from ..inference.trained_run import image_files
+        from ..trained.network import image_files
 
         images, files = run.load_images(image_files(args.inputs))
         folder = explain_predictions(Path(args.run), images, [str(f) for f in files], path.with_suffix(""))
@@ -99,7 +99,7 @@ def configure_export(p) -> None:
 
 
 def run_export(args) -> None:
-    from ..inference.export import export_run
+    from ..trained.export import export_run
 
     result = export_run(args.run, args.format, args.output)
     print(f"bundle: {result['bundle']} (matches PyTorch to {result['max_abs_difference']:.1e})")
@@ -114,7 +114,7 @@ def configure_visualize(p) -> None:
 
 def run_visualize(args) -> None:
     from ..errors import ClasslabError
-    from ..inference.visualize import feature_maps, filters
+    from ..trained.visualize import feature_maps, filters
 
     if not args.filters and not args.feature_maps:
         raise ClasslabError("say what to show: --filters and/or --feature-maps IMAGE")

@@ -8,7 +8,7 @@ from .common import Command, add_config_flags, add_data_flags, data_options, giv
 
 
 def configure(p) -> None:
-    from ..transfer.config import TransferConfig
+    from ..backbones.config import TransferConfig
 
     add_data_flags(p)
     t = p.add_argument_group("transfer learning (--image-size is the backbone's input size, resized on the device; "
@@ -20,7 +20,7 @@ def configure(p) -> None:
 def run(args) -> None:
     from ..commands.transfer import run_transfer
     from ..errors import ClasslabError
-    from ..transfer.config import TransferConfig
+    from ..backbones.config import TransferConfig
 
     values = given_flags(args, TransferConfig)
     if args.resume:

@@ -156,7 +156,7 @@ WARNINGS = ("wrong_extension", "non_image_files", "outside_class_folders", "hidd
 def check(spec: str, data_dir=None, min_size: int = 16, embeddings: str | None = None,
           weights: str | None = None) -> dict:
     """Diagnose a dataset. Returns a JSON-ready dict; nothing on disk is modified. ``embeddings`` (a backbone
-    name, e.g. mobilenet_v2) adds the embedding pass (commands/content.py)."""
+    name, e.g. mobilenet_v2) adds the embedding pass (checks/embeddings.py)."""
     return _diagnose(spec, data_dir, min_size, embeddings, weights)[0]
 
 
@@ -190,7 +190,7 @@ def _diagnose(spec: str, data_dir, min_size: int, embeddings: str | None, weight
 
 
 def _embedding_findings(spec: str, data_dir, backbone: str, weights: str | None) -> dict:
-    from .content import embedding_pass
+    from ..checks.embeddings import embedding_pass
 
     ds = load_dataset(spec, data_dir=data_dir)
     found = embedding_pass(ds, backbone, weights)

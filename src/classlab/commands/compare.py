@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data.safe_files import UnreadableFile, read_csv
+from ..safe_files import UnreadableFile, read_csv
 from ..errors import ClasslabError
 from ..evaluation.significance import bootstrap_difference, in_words, macro_f1, mcnemar
 from ..fileio import save_figure, write_csv, write_json

@@ -20,11 +20,11 @@ import numpy as np
 
 from ..data.dataset import ImageDataset
 from ..data.options import DataOptions, record_split
-from ..data.safe_files import UnreadableFile, read_csv
+from ..safe_files import UnreadableFile, read_csv
 from ..data.split import Split, subsample
 from ..errors import ClasslabError, warn
 from ..runs import Run, RunResult
-from .results import save_outputs, score_test, test_section
+from ..runs.outputs import save_outputs, score_test, test_section
 
 SPLITS = ("auto", "test", "val", "train", "all")
 
@@ -113,16 +113,28 @@ class Scorer:
     text: str
 
 
-def network_scorer(run_dir: Path, cfg: EvaluateConfig) -> Scorer:
-    """A train or transfer run: its model through its preprocessing contract, TTA (or cfg.tta) and temperature."""
-    from ..inference.trained_run import TrainedRun
+def model_scorer(run_dir: Path, cfg: EvaluateConfig) -> Scorer:
+    """The run's model (``classlab.trained.model``): a network through its preprocessing contract, TTA (or
+    cfg.tta) and temperature; a pixel k-NN run (refitted on its own training split, with its chosen k and
+    metric) or the NumPy MLP (scratch.npz): the decks' first steps, scored like the networks."""
     from ..inference.tta import TTA_MODES
+    from ..trained.model import run_model
 
-    trained = TrainedRun.load(run_dir, cfg.device)
-    if cfg.tta is not None:
-        if cfg.tta not in TTA_MODES:
-            raise ClasslabError(f"--tta takes one of {', '.join(TTA_MODES)}, got '{cfg.tta}'")
-        trained = replace(trained, tta=cfg.tta)
+    network = (run_dir / "best.pt").exists()
+    if not network:
+        result = RunResult.load(run_dir) if (run_dir / "config.json").is_file() else None
+        if result is None or result.command == "evaluate":
+            raise ClasslabError(f"{run_dir} holds no model to evaluate; give a run of train, transfer, knn or the "
+                                "NumPy MLP")
+        if cfg.tta not in (None, "none"):
+            raise ClasslabError("--tta needs a network; k-NN and the NumPy MLP score each image once")
+    elif cfg.tta is not None and cfg.tta not in TTA_MODES:
+        raise ClasslabError(f"--tta takes one of {', '.join(TTA_MODES)}, got '{cfg.tta}'")
+    model = run_model(run_dir, device=cfg.device)
+    if model.network is None:
+        return Scorer(model.class_names, model.image_shape, model.channels, model.predict_proba, "none", 1.0,
+                      model.description + ".")
+    trained = model.network if cfg.tta is None else replace(model.network, tta=cfg.tta)
     pre = trained.preprocessing
     text = (f"`{run_dir}`: {len(trained.class_names)} classes, its preprocessing contract ({pre.source} "
             f"normalisation), test-time augmentation {trained.tta}")
@@ -130,25 +142,6 @@ def network_scorer(run_dir: Path, cfg: EvaluateConfig) -> Scorer:
     return Scorer(list(trained.class_names), tuple(pre.image_size), pre.channels,
                   lambda images: trained.predict_proba(images, cfg.batch_size, progress=True), trained.tta,
                   trained.temperature, text)
-
-
-def model_scorer(run_dir: Path, cfg: EvaluateConfig) -> Scorer:
-    """A network through ``network_scorer``; a pixel k-NN run (refitted on its own training split, with its
-    chosen k and metric) or the NumPy MLP (scratch.npz) through ``run_model``: the decks' first steps, scored
-    like the networks."""
-    from .run_model import run_model
-
-    if (run_dir / "best.pt").exists():
-        return network_scorer(run_dir, cfg)
-    result = RunResult.load(run_dir) if (run_dir / "config.json").is_file() else None
-    if result is None or result.command == "evaluate":
-        raise ClasslabError(f"{run_dir} holds no model to evaluate; give a run of train, transfer, knn or the "
-                            "NumPy MLP")
-    if cfg.tta not in (None, "none"):
-        raise ClasslabError("--tta needs a network; k-NN and the NumPy MLP score each image once")
-    model = run_model(result, device=cfg.device)
-    return Scorer(model.class_names, model.image_shape, model.channels, model.predict_proba, "none", 1.0,
-                  model.description + ".")
 
 
 def run_evaluate(run_dir: str | Path, data: str, data_dir: str | None = None, cfg: EvaluateConfig = EvaluateConfig(),

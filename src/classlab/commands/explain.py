@@ -30,7 +30,7 @@ MAX_TRAIN = 20000  # training images searched for neighbours and label issues (a
 
 
 def _arrays(path: Path, what: str) -> dict:
-    from ..data.safe_files import check_path
+    from ..safe_files import check_path
 
     if not path.is_file():
         raise ClasslabError(f"{path.parent} has no {path.name}: the run was made before classlab saved {what}; "
@@ -208,11 +208,10 @@ def _embedding_map(out: Path, result: RunResult, ds, rows, y, pred, names, tsne:
 def _attribution(out, result, ds, images, chosen, pred, y, names, method, layer, findings, train_rows):
     if not len(chosen):
         return None
-    from .explainers import attribute
-    from .run_model import run_model
+    from ..trained.explainers import attribute
 
     try:
-        model = run_model(result, ds, train_rows)
+        model = _model_of(result, ds, train_rows)
     except ClasslabError as e:  # e.g. k-NN on a backbone's embeddings: nothing here scores raw images
         if method == "gradcam":
             raise
@@ -228,6 +227,14 @@ def _attribution(out, result, ds, images, chosen, pred, y, names, method, layer,
     findings["attribution"] = used
     return ("Attribution", f"{used} for the {len(chosen)} worst mistakes, on the original images (red: the regions "
             "that support the predicted class most).\n\n![attribution](attribution.png)")
+
+
+def _model_of(result: RunResult, ds, train_rows):
+    """The run's model: a network loaded once on the result (TrainSpace embeds with the same one); k-NN and
+    the NumPy MLP from the data explain already holds."""
+    from ..trained.model import run_model
+
+    return result.model() if result.model_dir is not None else run_model(result.run_dir, ds, train_rows)
 
 
 def _link_from_run_report(result: RunResult, findings: dict) -> None:
@@ -260,7 +267,7 @@ class TrainSpace:
 
     def nearest(self, images: np.ndarray, k: int) -> np.ndarray:
         """(n, k) positions in ``rows`` of the training images nearest to ``images``."""
-        from ..knn import KNNClassifier
+        from ..models.knn import KNNClassifier
 
         if self._search is None:
             self._search = KNNClassifier(1, self.metric, progress=False).fit(self.vectors, self.labels,
@@ -343,13 +350,12 @@ def explain_predictions(run_dir, images: np.ndarray, labels: list[str], out_dir:
     import re
 
     from ..data.options import load_and_split, saved_options
-    from .explainers import attribute
-    from .run_model import run_model
+    from ..trained.explainers import attribute
 
     result = RunResult.load(run_dir)
     ds, split = load_and_split(saved_options(result.run_dir))
     train_rows = split.indices("train")  # none for an evaluation: its model learnt from another run's images
-    model = run_model(result, ds, train_rows)
+    model = _model_of(result, ds, train_rows)
     proba = model.predict_proba(images)
     pred = proba.argmax(1)
     maps, used = attribute(model, images, pred, "auto", None)

@@ -11,16 +11,16 @@ import numpy as np
 
 from ..data.options import DataOptions, load_and_split, record_split, split_summary
 from ..errors import ClasslabError
-from ..knn import KNNClassifier, check_k
+from ..models.knn import KNNClassifier, check_k
 from ..plots import line_plot_png
 from ..runs import Run, RunResult
-from .results import save_outputs, score_test, test_section
+from ..runs.outputs import save_outputs, score_test, test_section
 
 
 def _embedding_rows(ds, split, plan, features: dict, device, progress: bool):
     """rows(indices) -> the backbone's (cached) embeddings of those images, and a description."""
     from ..device import pick_device
-    from ..transfer.features import cached_features
+    from ..backbones.features import cached_features
 
     pre, in_channels = plan.contract(ds, features.get("image_size"))
     backbone, width = plan.backbone_only(in_channels)
@@ -62,7 +62,7 @@ def run_knn(opts: DataOptions, ks=(1, 3, 5), metric: str = "l2", device: str | N
     model = KNNClassifier(ks[0], metric, device, progress=progress)  # validates metric and device up front
     plan = None
     if features:
-        from ..transfer.backbone import plan_backbone
+        from ..backbones.plan import plan_backbone
 
         plan = plan_backbone(features["backbone"], features.get("weights"), progress)
         if plan.channels is not None:  # a run's backbone wants the channels it was trained on

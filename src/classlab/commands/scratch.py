@@ -19,7 +19,7 @@ from ..models import create_model
 from ..runs import Run, RunResult
 from ..scratch.mlp import ScratchMLP
 from ..training.config import TrainConfig
-from .results import write_results
+from ..runs.outputs import write_results
 
 # The training options the NumPy MLP implements are its constructor's; precision and device do not apply
 # to NumPy and are ignored. Any other option must keep TrainConfig's default.

@@ -17,13 +17,14 @@ from ..inference.preprocess import Preprocessing
 from ..models import count_parameters, create_model, get_entry
 from ..models.sizing import fit_model_to_data
 from ..runs import Run, RunResult
+from ..runs.tracking import mlflow_tracking
 from ..training import distributed
 from ..training.batches import tensors_for
 from ..training.config import TrainConfig
 from ..training.engine import FitState, fit, predict_split, split_outputs
 from ..training.optim import set_determinism
 from .cross_validation import cross_validate, everything_trains, require_train_and_test, small_data_reason
-from .results import write_results
+from ..runs.outputs import write_results
 
 RESUMABLE_CHANGES = {"epochs", "device", "mlflow"}  # what may differ when a run is continued
 
@@ -90,26 +91,17 @@ def _train(opts, cfg, runs_dir, ckpt, run_dir, progress, ddp) -> dict:
                            progress) if small else None
     extra = {"model_info": model_info, "class_names": ds.class_names}
     train_t, val_t = tensors_for(ds, train_idx, device), tensors_for(ds, val_idx, device)
-    tracker = None
-    if cfg.mlflow and ddp.main:  # one MLflow run beside the classlab run, fed as training goes
-        from ..training.tracking import MLflowRun
-
-        tracker = MLflowRun(cfg.mlflow, run.path, {"train": cfg.to_dict(), "data": vars(opts), "model": model_info})
-    try:
+    # one MLflow run beside the classlab run, fed as training goes (rank 0 only)
+    params = {"train": cfg.to_dict(), "data": vars(opts), "model": model_info}
+    with mlflow_tracking(cfg.mlflow if ddp.main else None, run.path, params) as tracking:
         state: FitState = fit(model, train_t, val_t, cfg, pre, run.path, num_classes=ds.num_classes,
                               extra_state=extra, resume=ckpt, progress=progress, ddp=ddp,
-                              callbacks=[tracker] if tracker else None)
-    except BaseException:
-        if tracker:
-            tracker.mlflow.end_run(status="KILLED")
-        raise
-    ddp.barrier()  # best.pt is complete before anyone reads it
-    if not ddp.main:  # rank 0 reports
-        return RunResult(run.path, "train", details={"rank": ddp.rank})
-
-    result = _score_best(run, model, ds, split, cfg, pre, state, model_info, device, folds)
-    if tracker:
-        tracker.finish(run.path, result.metrics)
+                              callbacks=tracking.callbacks)
+        ddp.barrier()  # best.pt is complete before anyone reads it
+        if not ddp.main:  # rank 0 reports
+            return RunResult(run.path, "train", details={"rank": ddp.rank})
+        result = _score_best(run, model, ds, split, cfg, pre, state, model_info, device, folds)
+        tracking.scored(result.metrics)
     return result
 
 

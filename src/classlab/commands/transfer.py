@@ -28,14 +28,15 @@ from ..fileio import atomic_write_bytes
 from ..inference.preprocess import Preprocessing
 from ..models import count_parameters, create_model
 from ..runs import Run, RunResult
+from ..runs.tracking import mlflow_tracking
 from ..training.batches import SplitTensors, tensors_for
 from ..training.engine import fit, predict_split, split_outputs
 from ..training.optim import set_determinism
-from ..transfer.backbone import plan_backbone
-from ..transfer.config import HEAD_EPOCHS, MIN_HEAD_STEPS, TransferConfig
-from ..transfer.features import ImagesDigest, cached_features, cached_precision, feature_precision
+from ..backbones.plan import plan_backbone
+from ..backbones.config import HEAD_EPOCHS, MIN_HEAD_STEPS, TransferConfig
+from ..backbones.features import ImagesDigest, cached_features, cached_precision, feature_precision
 from .cross_validation import cross_validate, everything_trains, require_train_and_test, small_data_reason
-from .results import history_files, save_outputs, score_test, test_section
+from ..runs.outputs import history_files, save_outputs, score_test, test_section
 
 def resume_options(run_dir: str | Path) -> tuple[Run, DataOptions, TransferConfig]:
     """An earlier transfer run's data options (pinned to its saved split) and configuration."""
@@ -84,25 +85,18 @@ def run_transfer(opts: DataOptions | None, tc: TransferConfig | None, runs_dir=N
                            lambda fold_opts, folder: run_transfer(fold_opts, tc, folder, progress=False),
                            progress) if small else None
     extra = {"model_info": model_info, "class_names": ds.class_names}
-    tracker = None
-    if tc.mlflow:  # one MLflow run for both stages (fine-tuning's epochs continue the step count)
-        from ..training.tracking import MLflowRun
-
-        tracker = MLflowRun(tc.mlflow, run.path, {"transfer": tc.to_dict(), "data": vars(opts), "model": model_info})
-    callbacks = [tracker] if tracker else None
     stages = {}
-    try:
+    # one MLflow run for both stages (fine-tuning's epochs continue the step count)
+    params = {"transfer": tc.to_dict(), "data": vars(opts), "model": model_info}
+    with mlflow_tracking(tc.mlflow, run.path, params) as tracking:
         if tc.mode in ("features", "both"):
-            stages["features"] = _features_stage(model, ds, idx, pre, plan, tc, run, extra, device, progress, callbacks)
+            stages["features"] = _features_stage(model, ds, idx, pre, plan, tc, run, extra, device, progress,
+                                                 tracking.callbacks)
         if tc.mode in ("finetune", "both"):
-            stages["finetune"] = _finetune_stage(model, ds, idx, pre, tc, run, extra, device, progress, callbacks)
+            stages["finetune"] = _finetune_stage(model, ds, idx, pre, tc, run, extra, device, progress,
+                                                 tracking.callbacks)
         result = _finish(run, ds, split, idx, stages, model, tc, plan, folds)
-    except BaseException:
-        if tracker:
-            tracker.mlflow.end_run(status="KILLED")
-        raise
-    if tracker:
-        tracker.finish(run.path, result.metrics)
+        tracking.scored(result.metrics)
     return result
 
 

@@ -71,7 +71,7 @@ def _weights_available(weights: str | None) -> str | None:
     """None when the transfer stop can run offline, else why not."""
     if weights:
         return None if Path(weights).is_file() else f"--weights {weights} does not exist"
-    from ..transfer.weights import cached_file, hub_checkpoints, weight_versions
+    from ..backbones.torchvision_source import cached_file, hub_checkpoints, weight_versions
 
     versions = weight_versions("mobilenet_v2")
     if cached_file(versions) is not None:
@@ -138,7 +138,7 @@ def _run_stop(stop: Stop, share, opts: DataOptions, n_train: int, pixels: int, r
     plan = fit_to_share(stop, share, n_train, pixels)
     opts = replace(opts, max_train=plan.max_train)
     if stop.name == "transfer":
-        from ..transfer.config import TransferConfig
+        from ..backbones.config import TransferConfig
         from .transfer import run_transfer
 
         tc = TransferConfig(weights=weights, mode="features", image_size=64, dense=128, head_epochs=plan.epochs)

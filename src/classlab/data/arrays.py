@@ -14,7 +14,7 @@ import numpy as np
 from ..errors import ClasslabError, warn
 from . import validate
 from .dataset import ImageDataset
-from .safe_files import MAX_ARCHIVE_BYTES, UnreadableFile, check_path, read_file
+from ..safe_files import MAX_ARCHIVE_BYTES, UnreadableFile, check_path, read_file
 
 FASHION_MNIST_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
                          "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
@@ -237,7 +237,7 @@ def load_npz(path: Path) -> ImageDataset:
     before it is inflated (a small .npz can hold a member that inflates to gigabytes)."""
     import zipfile
 
-    from .safe_files import check_member
+    from ..safe_files import check_member
 
     try:
         check_path(path)

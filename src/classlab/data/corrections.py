@@ -20,7 +20,7 @@ import numpy as np
 
 from ..errors import ClasslabError, warn
 from ..fileio import write_csv
-from .safe_files import UnreadableFile, read_file
+from ..safe_files import UnreadableFile, read_file
 
 HEADER = ["id", "action", "label"]
 ACTIONS = ("keep", "relabel", "drop")

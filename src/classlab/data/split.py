@@ -13,7 +13,7 @@ import numpy as np
 from ..errors import ClasslabError
 from ..fileio import write_csv
 from .dataset import SPLIT_NAMES, ImageDataset
-from .safe_files import UnreadableFile, read_file
+from ..safe_files import UnreadableFile, read_file
 
 
 @dataclass

@@ -10,7 +10,7 @@ import zipfile
 from pathlib import Path
 
 from ..errors import ClasslabError
-from .safe_files import MAX_FILE_BYTES, UnreadableFile, check_path, read_file, read_member
+from ..safe_files import MAX_FILE_BYTES, UnreadableFile, check_path, read_file, read_member
 
 
 # The hidden file that marks a dataset made in the workbench (web/collect.py): classlab's own, so the doctor

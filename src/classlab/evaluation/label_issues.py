@@ -18,7 +18,7 @@ def out_of_sample_knn(rows: np.ndarray, labels: np.ndarray, num_classes: int, k:
                       metric: str = "l2") -> np.ndarray:
     """(N, K) vote shares of each row's k nearest other rows (itself left out), smoothed so that no class
     has probability exactly 0."""
-    from ..knn import KNNClassifier
+    from ..models.knn import KNNClassifier
 
     model = KNNClassifier(1, metric, progress=False).fit(rows, labels, num_classes=num_classes)
     _, idx = model.kneighbors(rows, min(k + 1, len(rows)))

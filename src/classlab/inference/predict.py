@@ -1,6 +1,6 @@
 """The one batched inference loop: preprocessing + test-time augmentation + batching.
 
-Validation in the engine, test scoring, ``TrainedRun.predict_proba``, export's parity check and a frozen
+Validation in the engine, test scoring, ``TrainedNetwork.predict_proba``, export's parity check and a frozen
 backbone's features all go through ``predict_batches``; they differ only in where batches come from.
 """
 

@@ -1,6 +1,7 @@
 """One registry for every model, timm-style: ``create_model(name, num_classes, in_channels, image_size, **options)``.
 
-Each family lives in its own file and registers its builders with ``@register``; a second registration
+Each family lives in its own file and registers its builders with ``@register``; the registry imports no
+family (``classlab.models`` imports them all, so any use of the registry sees every entry); a second registration
 of a name is refused (as torchvision's ``register_model`` does). An entry's ``kind`` says what its builder
 returns: a torch ``nn.Module``, or a NumPy model (``scratch-mlp``, trained by its own loop); ``hidden``
 entries (transfer learning's network, built by ``classlab transfer``) are rebuilt from checkpoints but
@@ -61,20 +62,13 @@ def register(name: str, description: str, volume: bool = False, kind: str = "tor
 
 def list_models(include_hidden: bool = False) -> list[str]:
     """The names ``classlab train`` accepts (with ``include_hidden``, also those other commands build)."""
-    _load_families()
     return sorted(n for n, e in _REGISTRY.items() if include_hidden or not e.hidden)
 
 
 def get_entry(name: str) -> ModelEntry:
-    _load_families()
     if name not in _REGISTRY:
         raise ClasslabError(f"unknown model '{name}'; known models: {', '.join(list_models())}")
     return _REGISTRY[name]
-
-
-def _load_families() -> None:
-    # registration happens on import; Python imports each family once, so nothing registers twice
-    from . import classic, cnn, fast, mlp, numpy_mlp, transfer, volume  # noqa: F401
 
 
 def normalise_size(image_size, volume: bool) -> tuple[int, ...]:

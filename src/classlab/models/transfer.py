@@ -111,7 +111,7 @@ class TransferNet(nn.Module):
             problem = contract_mismatch(x)
             if problem:
                 warn(f"{problem}; this model expects normalised inputs. Use the run's preprocessing "
-                     "(classlab.TrainedRun.predict does it) instead of feeding tensors by hand")
+                     "(classlab.TrainedNetwork.predict does it) instead of feeding tensors by hand")
         return self.head(self.backbone(x))
 
     def train(self, mode: bool = True):

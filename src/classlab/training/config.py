@@ -176,7 +176,7 @@ def check_numbers(config) -> None:
 
 def load_config_file(path: str | Path) -> dict:
     """A JSON or YAML file of training options (YAML needs PyYAML installed)."""
-    from ..data.safe_files import UnreadableFile, read_file
+    from ..safe_files import UnreadableFile, read_file
 
     path = Path(path)
     if not path.exists():

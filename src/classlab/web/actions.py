@@ -15,7 +15,7 @@ from starlette.responses import RedirectResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from ..errors import ClasslabError
-from ..transfer.hub_cache import cached_weights, checked_weights_path, install_weights, weights_status
+from ..backbones.hub_cache import cached_weights, checked_weights_path, install_weights, weights_status
 from .charts import curves_svg
 from .datasets import available, resolve
 from .images import MAX_UPLOAD_BYTES, decode_upload, preview

@@ -22,7 +22,7 @@ _LOCK = threading.Lock()  # two exports of one run would write the same bundle f
 def bundle_zip(run_dir: Path, fmt: str) -> bytes:
     """The run's model exported in ``fmt`` (its bundle folder renewed), as the bytes of a .zip whose files
     sit in one folder named after the run."""
-    from ..inference.export import export_run
+    from ..trained.export import export_run
 
     with _LOCK:
         bundle = export_run(run_dir, fmt)["bundle"]
@@ -36,7 +36,7 @@ def bundle_zip(run_dir: Path, fmt: str) -> bytes:
 
 def routes(bench) -> list[Route]:
     async def export(request: Request):
-        from ..inference.export import FORMATS  # torch: only once a model is to be exported
+        from ..trained.export import FORMATS  # torch: only once a model is to be exported
 
         run_dir = bench.run(request.path_params["run"])
         fmt = str((await request.form()).get("format", "onnx"))

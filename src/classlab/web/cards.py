@@ -45,11 +45,11 @@ class RunExplainer:
 
     @property
     def model(self):
-        """The run's model (``commands.run_model``), built once; for an evaluation, the evaluated run's."""
+        """The run's model (``trained.model.run_model``), built once; for an evaluation, the evaluated run's."""
         if self._model is None:
-            from ..commands.run_model import run_model
+            from ..trained.model import run_model
 
-            self._model = run_model(self.result, self.ds, self.train_rows)
+            self._model = run_model(self.result.run_dir, self.ds, self.train_rows)
         return self._model
 
     @property
@@ -66,13 +66,13 @@ class RunExplainer:
 
     def model_input(self, image: np.ndarray) -> np.ndarray | None:
         """The image after the preprocessing contract's resize and channel steps (None without a torch model)."""
-        if self.model.trained is None or image.ndim != 3:
+        if self.model.network is None or image.ndim != 3:
             return None
         import torch
 
         from ..inference.preprocess import to_float
 
-        pre = self.model.trained.preprocessing
+        pre = self.model.network.preprocessing
         x = to_float(torch.from_numpy(np.ascontiguousarray(image[None])), pre)[0]
         return (x.permute(1, 2, 0).clamp(0, 1) * 255).round().to(torch.uint8).numpy()
 
@@ -89,13 +89,13 @@ class RunExplainer:
             if seen is not None:
                 card["seen"] = data_uri(png_bytes(seen, 192))
                 card["seen_size"] = "x".join(map(str, seen.shape[:2]))
-            card["steps"] = self.model.trained.preprocessing.describe() if self.model.trained is not None else []
+            card["steps"] = self.model.network.preprocessing.describe() if self.model.network is not None else []
             card["attribution"], card["method"] = self._attribution(image, int(order[0]))
             card["neighbours"] = self._neighbours(image) if neighbours else []
             return card
 
     def _attribution(self, image: np.ndarray, target: int) -> tuple[str | None, str]:
-        from ..commands.explainers import attribute
+        from ..trained.explainers import attribute
 
         if image.ndim != 3:
             return None, "attribution explains 2D images"

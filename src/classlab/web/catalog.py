@@ -8,7 +8,7 @@ import os
 import threading
 from pathlib import Path
 
-from ..data.safe_files import read_csv, read_json
+from ..safe_files import read_csv, read_json
 from ..runs import number
 
 SORT_KEYS = ("created", "command", "data", "model", "accuracy", "macro_f1")

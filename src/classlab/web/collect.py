@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..data.safe_files import UnreadableFile, read_file
+from ..safe_files import UnreadableFile, read_file
 from ..data.trees import DATASET_MARKER, REMOVED_FOLDER
 from ..errors import ClasslabError
 from ..fileio import atomic_write_bytes, write_json

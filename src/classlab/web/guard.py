@@ -111,7 +111,7 @@ def resolve_run(root: Path, run_id: str) -> Path:
 def resolve_run_file(run_dir: Path, rel: str) -> Path:
     """A file inside a run (``curves.png``, ``explain/cells/cell_000_001.png``): a relative name of plain
     segments with a served suffix, a regular file whose real path stays inside the run."""
-    from ..data.safe_files import UnreadableFile, check_path
+    from ..safe_files import UnreadableFile, check_path
 
     if not RUN_FILE.fullmatch(rel or "") or ".." in rel or Path(rel).suffix.lower() not in SERVED_SUFFIXES:
         raise HTTPException(404, "no such file")

@@ -56,7 +56,7 @@ class DatasetCache:
                 ds, split = load_and_split(saved_options(run_dir))
             else:  # a check run: the data as the doctor read it, no split
                 from ..data.registry import load_dataset
-                from ..data.safe_files import read_json
+                from ..safe_files import read_json
 
                 options = (read_json(run_dir / "config.json", 4 << 20) or {}).get("options") or {}
                 if not isinstance(options.get("data"), str):
@@ -99,7 +99,7 @@ class DatasetCache:
 
 def cell_members(run_dir: Path, true: int, pred: int, limit: int = 48) -> dict:
     """Test images of one confusion-matrix cell, worst (highest loss) first, from probabilities.npz."""
-    from ..data.safe_files import check_path
+    from ..safe_files import check_path
 
     path = run_dir / "probabilities.npz"
     if not path.is_file():

@@ -17,7 +17,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..data.safe_files import read_json
+from ..safe_files import read_json
 
 COMMANDS = ("train", "transfer", "workshop", "check", "explain", "evaluate")
 LOG_TAIL = 4000

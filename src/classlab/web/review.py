@@ -8,7 +8,7 @@ import threading
 from pathlib import Path
 
 from ..data.corrections import ACTIONS, Correction, read_corrections, write_corrections
-from ..data.safe_files import read_json
+from ..safe_files import read_json
 from ..errors import ClasslabError
 from .catalog import read_csv_rows
 

@@ -45,7 +45,7 @@ def weights_file(weights: str | None, backbone: str) -> tuple[Path, dict | None]
 def load_state(path: Path) -> dict:
     """The weights as a state dict: safetensors (no code), or a torch file loaded with weights_only."""
     from ..checkpoint import load_checkpoint
-    from ..data.safe_files import UnreadableFile, check_path
+    from ..safe_files import UnreadableFile, check_path
 
     if path.suffix == ".safetensors":
         try:
@@ -65,7 +65,7 @@ def load_state(path: Path) -> dict:
 
 
 def plan(backbone: str, weights: str | None) -> dict:
-    """What BackbonePlan needs: state, a description, a fingerprint, mean, std, input size."""
+    """BackbonePlan's fields: the weights' state, a description, a fingerprint, mean, std, input size."""
     check_name(backbone)
     path, config = weights_file(weights, backbone)
     model = create(backbone, config)
@@ -74,6 +74,7 @@ def plan(backbone: str, weights: str | None) -> dict:
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
-    return {"state": load_state(path), "name": f"{backbone} ({path.name})", "fingerprint": digest.hexdigest(),
-            "mean": [float(v) for v in data["mean"]], "std": [float(v) for v in data["std"]],
-            "size": [int(v) for v in data["input_size"][1:]], "config": config}
+    return {"name": backbone, "source": None, "state": load_state(path), "weights": f"{backbone} ({path.name})",
+            "fingerprint": digest.hexdigest(), "mean": [float(v) for v in data["mean"]],
+            "std": [float(v) for v in data["std"]], "default_size": [int(v) for v in data["input_size"][1:]],
+            "min_size": 16, "channels": None}

@@ -1,6 +1,6 @@
 """A trained run as an object: load it, predict on any images, re-evaluate it.
 
-``TrainedRun.load(run_dir)`` rebuilds the model from ``best.pt`` (``weights_only=True``) and applies
+``TrainedNetwork.load(run_dir)`` rebuilds the model from ``best.pt`` (``weights_only=True``) and applies
 the run's saved preprocessing (resize, channel conversion, normalisation) to whatever it is given:
 image files, folders of them, or uint8 arrays.
 """
@@ -18,18 +18,18 @@ import torch
 from ..checkpoint import load_checkpoint
 from ..data.trees import is_hidden
 from ..data.images import IMAGE_EXTENSIONS, decode
-from ..data.safe_files import UnreadableFile, check_path, read_file
+from ..safe_files import UnreadableFile, check_path, read_file
 from ..errors import ClasslabError, warn
 from ..fileio import write_csv
 from ..models import create_model
-from .predict import predict_proba_array
-from .preprocess import Preprocessing
-from .tta import tta_mode
+from ..inference.predict import predict_proba_array
+from ..inference.preprocess import Preprocessing
+from ..inference.tta import tta_mode
 
 
 def _no_network(run_dir: Path) -> str:
     """Why a directory has no network checkpoint, and what to give instead."""
-    from ..data.safe_files import read_json
+    from ..safe_files import read_json
 
     if not run_dir.is_dir():
         return f"{run_dir} is not a run directory (see 'classlab runs' for the runs there are)"
@@ -69,7 +69,7 @@ def image_files(inputs) -> list[Path]:
 
 
 @dataclass
-class TrainedRun:
+class TrainedNetwork:
     run_dir: Path
     model: torch.nn.Module
     class_names: list[str]
@@ -80,7 +80,7 @@ class TrainedRun:
     temperature: float = 1.0
 
     @classmethod
-    def load(cls, run_dir: str | Path, device: str | None = "cpu") -> "TrainedRun":
+    def load(cls, run_dir: str | Path, device: str | None = "cpu") -> "TrainedNetwork":
         from ..device import pick_device
 
         run_dir = Path(run_dir)
@@ -126,15 +126,6 @@ class TrainedRun:
         """Top-k labels with probabilities for image files / folders (or a uint8 array)."""
         return predict_top_k(self.predict_proba, self.load_images, self.class_names, inputs, top_k)
 
-    def evaluate(self):
-        """Score the run's own test split again (same data, same split manifest)."""
-        from ..data.options import load_and_split, saved_options
-        from ..evaluation import evaluate
-
-        ds, split = load_and_split(saved_options(self.run_dir))
-        test = split.indices("test")
-        proba = self.predict_proba(np.asarray(ds.images[test]))
-        return evaluate(ds.labels[test], proba.argmax(1), proba, ds.class_names)
 
 
 def decode_files(files: list[Path], size: tuple[int, ...], channels: int) -> tuple[np.ndarray, list[Path]]:
@@ -198,3 +189,13 @@ def default_predictions_path(run_dir: Path) -> Path:
         n += 1
         path = run_dir / f"{stem}-{n}.csv"
     return path
+
+
+def __getattr__(name):
+    if name == "TrainedRun":  # the 0.2 name, kept for one release
+        import warnings
+
+        warnings.warn("classlab.TrainedRun is now classlab.TrainedNetwork (a loaded network); the old name goes away "
+                      "in the next release", DeprecationWarning, stacklevel=2)
+        return TrainedNetwork
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

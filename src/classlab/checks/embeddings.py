@@ -68,8 +68,8 @@ def embedding_pass(ds, backbone: str = "mobilenet_v2", weights: str | None = Non
     """Near-duplicate pairs, outliers and neighbour-label disagreements of ``ds`` in a backbone's feature space."""
     from ..device import pick_device
     from ..evaluation.label_issues import find_label_issues, out_of_sample_knn
-    from ..transfer.backbone import plan_backbone
-    from ..transfer.features import cached_features, compute_features
+    from ..backbones.plan import plan_backbone
+    from ..backbones.features import cached_features, compute_features
 
     plan = plan_backbone(backbone, weights, progress)
     pre, in_channels = plan.contract(ds, image_size)
@@ -91,7 +91,7 @@ def embedding_pass(ds, backbone: str = "mobilenet_v2", weights: str | None = Non
     pairs = similar_pairs(unit, threshold)
     probs = out_of_sample_knn(unit, ds.labels, ds.num_classes, k=NEIGHBOURS, metric="cosine")
     # outliers: the mean similarity to the nearest other images, far below the dataset's (robust z < -4)
-    from ..knn import KNNClassifier
+    from ..models.knn import KNNClassifier
 
     knn = KNNClassifier(1, "cosine", progress=False).fit(unit, ds.labels, num_classes=ds.num_classes)
     dist, _ = knn.kneighbors(unit, min(NEIGHBOURS + 1, len(ds)))

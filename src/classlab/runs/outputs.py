@@ -11,7 +11,7 @@ from ..data.dataset import ImageDataset
 from ..data.options import split_summary
 from ..evaluation import Evaluation, evaluate
 from ..fileio import atomic_write_bytes, save_figure, write_csv
-from ..runs import Run, RunResult
+from . import Run, RunResult
 
 HISTORY_KEYS = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds", "images_per_s"]
 

@@ -14,8 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import ClasslabError
-from .fileio import atomic_write_text, write_csv, write_json
+from ..errors import ClasslabError
+from ..fileio import atomic_write_text, write_csv, write_json
+from ..safe_files import read_json
 
 
 def default_runs_dir() -> Path:
@@ -26,7 +27,7 @@ def versions() -> dict[str, str]:
     """Installed versions, read from package metadata (importing torchvision just to ask costs seconds)."""
     from importlib.metadata import PackageNotFoundError, version
 
-    from . import __version__
+    from .. import __version__
 
     out = {"classlab": __version__, "python": sys.version.split()[0], "platform": platform.platform()}
     for package in ("torch", "torchvision", "numpy", "scikit-learn", "pillow", "matplotlib"):
@@ -134,7 +135,8 @@ class RunResult:
     """A finished run: its directory and report, its test metrics (``metrics.json``), its training history,
     and what the command adds (``details``: the chosen k, the transfer stages, the workshop's table...).
     ``evaluation`` is the full ``Evaluation`` when the run was just made (``load`` reads the numbers back).
-    Runs with a trained model (``best.pt``) also predict: ``predict``, ``predict_proba``, ``evaluate``."""
+    Runs with a model (a network, k-NN on pixels, the NumPy MLP) also predict: ``predict``, ``predict_proba``,
+    ``evaluate``, through ``model()``."""
 
     run_dir: Path
     command: str
@@ -143,20 +145,20 @@ class RunResult:
     evaluation: object | None = None  # classlab.evaluation.Evaluation
     history: list[dict] = field(default_factory=list)
     details: dict = field(default_factory=dict)
-    _trained: object | None = field(default=None, repr=False, compare=False)
+    _model: object | None = field(default=None, repr=False, compare=False)  # classlab.trained.RunModel
 
     @property
     def accuracy(self) -> float | None:
         return self.metrics.get("accuracy")
 
     def __repr__(self) -> str:
-        from .notebook import run_repr
+        from ..notebook import run_repr
 
         return run_repr(self)
 
     def _repr_html_(self) -> str:
         """Jupyter: metrics with intervals, per-class table, confusion matrix, curves and plots inline."""
-        from .notebook import run_html
+        from ..notebook import run_html
 
         return run_html(self)
 
@@ -175,47 +177,47 @@ class RunResult:
                    history=read_history(run.path / "history.csv"))
 
     @cached_property
-    def model_run(self) -> Path:
-        """The run whose model made this run's predictions: the run itself, or for an evaluation the run it
-        evaluated (when that is still there)."""
-        if self.command == "evaluate":
-            config = _read_json(self.run_dir / "config.json")
-            source = (config.get("options") or {}).get("run") if isinstance(config, dict) else None
-            if isinstance(source, str) and (Path(source) / "config.json").is_file():
-                return Path(source)
-        return self.run_dir
+    def model_run_dir(self) -> Path:
+        """The folder of the run whose model made this run's predictions: the run itself, or for an evaluation
+        the run it evaluated (when that is still there)."""
+        from ..trained.model import model_source
+
+        return model_source(self.run_dir)
 
     @cached_property
     def model_dir(self) -> Path | None:
-        """The folder of the run's trained network (best.pt): ``model_run`` when it holds one, else None."""
-        return self.model_run if (self.model_run / "best.pt").is_file() else None
+        """The folder of the run's trained network (best.pt): ``model_run_dir`` when it holds one, else None."""
+        return self.model_run_dir if (self.model_run_dir / "best.pt").is_file() else None
+
+    def model(self, device: str | None = "cpu"):
+        """The run's model, whatever kind (``classlab.trained.RunModel``: a network, k-NN on pixels, the NumPy
+        MLP; an evaluation's is the evaluated run's), loaded once."""
+        if self._model is None:
+            from ..trained.model import run_model
+
+            self._model = run_model(self.run_dir, device=device)
+        return self._model
 
     def trained(self, device: str | None = "cpu"):
-        """The trained model with its preprocessing, as a ``classlab.inference.TrainedRun`` (loaded once)."""
-        if self._trained is None:
-            from .inference.trained_run import TrainedRun
-
-            folder = self.model_dir
-            if folder is None:
-                raise ClasslabError(f"{self.run_dir} is a '{self.command}' run without a trained model (best.pt); "
-                                    "predict with a train or transfer run")
-            self._trained = TrainedRun.load(folder, device)
-        return self._trained
+        """The trained network with its preprocessing (``classlab.TrainedNetwork``)."""
+        network = self.model(device).network if self.model_dir is not None else None
+        if network is None:
+            raise ClasslabError(f"{self.run_dir} is a '{self.command}' run without a trained network (best.pt); "
+                                "this needs a train or transfer run")
+        return network
 
     def predict(self, inputs, top_k: int = 3) -> list[dict]:
-        return self.trained().predict(inputs, top_k)
+        return self.model().predict(inputs, top_k)
 
     def predict_proba(self, images):
-        return self.trained().predict_proba(images)
+        return self.model().predict_proba(images)
 
     def evaluate(self):
-        return self.trained().evaluate()
+        return self.model().evaluate()
 
 
 def _read_json(path: Path):
     """A run's JSON file, or None when it is missing, unreadable (not a regular file, too big) or malformed."""
-    from .data.safe_files import read_json  # runs.py stays free of data imports until a run is read
-
     return read_json(path)
 
 

@@ -7,10 +7,11 @@ store, no server); ``mlflow-skinny`` is the optional extra ``classlab[mlflow]``.
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 from pathlib import Path
 
 from ..errors import ClasslabError, warn
-from .engine import Callback
+from ..training.engine import Callback
 
 ARTIFACTS = ("report.md", "metrics.json", "config.json", "history.csv", "classification_report.txt",
              "predictions.csv", "split.csv")
@@ -45,7 +46,7 @@ def _flat(prefix: str, value, out: dict) -> dict:
     return out
 
 
-class MLflowRun(Callback):
+class MLflowTracker(Callback):
     """One MLflow run per classlab run: started with the parameters, fed each epoch, finished with ``finish``."""
 
     def __init__(self, uri: str, run_dir: Path, params: dict, experiment: str = "classlab"):
@@ -92,7 +93,7 @@ class MLflowRun(Callback):
     def _log_model(self, run_dir: Path) -> None:
         import tempfile
 
-        from ..inference.export import export_run
+        from ..trained.export import export_run
 
         with tempfile.TemporaryDirectory() as tmp:
             try:
@@ -102,3 +103,36 @@ class MLflowRun(Callback):
                 self.mlflow.log_artifact(str(run_dir / "best.pt"), artifact_path="model")
                 return
             self.mlflow.log_artifacts(str(bundle), artifact_path="model")
+
+
+class Tracking:
+    """What a command's training sees of ``mlflow_tracking``: the callbacks to hand the engine, and
+    ``scored(metrics)`` once the run has its test metrics."""
+
+    def __init__(self, tracker: MLflowTracker | None):
+        self.tracker, self.metrics = tracker, None
+        self.callbacks = [tracker] if tracker is not None else None
+
+    def scored(self, metrics: dict) -> None:
+        self.metrics = metrics
+
+
+@contextmanager
+def mlflow_tracking(uri: str | None, run_dir: Path, params: dict):
+    """One MLflow run around a command's training (``uri`` None: no tracking, the same code path). The MLflow
+    run ends KILLED when the body raises (a kill, an error), else with the test metrics, report, plots and
+    exported model the body reported through ``scored``."""
+    tracker = MLflowTracker(uri, run_dir, params) if uri else None
+    tracking = Tracking(tracker)
+    try:
+        yield tracking
+    except BaseException:
+        if tracker is not None:
+            tracker.mlflow.end_run(status="KILLED")
+        raise
+    if tracker is not None:
+        if tracking.metrics is None:
+            tracker.mlflow.end_run()
+        else:
+            tracker.finish(Path(run_dir), tracking.metrics)
+

@@ -1,7 +1,7 @@
 """Where a backbone comes from, and the preprocessing contract it imposes on the data.
 
-``plan_backbone`` resolves ``--backbone`` (a torchvision name, or an earlier classlab run) and its
-weights before any data is loaded, because the contract decides how data is loaded: a run trained on
+``plan_backbone`` resolves ``--backbone`` (a torchvision name, ``timm:NAME`` or an earlier classlab run:
+torchvision_source.py, timm_source.py, run_source.py) and its weights before any data is loaded, because the contract decides how data is loaded: a run trained on
 grayscale MNIST wants grayscale input, ImageNet weights want RGB normalised with ImageNet's mean/std.
 ``BackbonePlan.contract`` then fits a dataset to it: the resize to the backbone's input size, and
 grayscale either replicated to 3 channels or fed to a first convolution summed down to 1.
@@ -9,15 +9,13 @@ grayscale either replicated to 3 channels or fed to a first convolution summed d
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..checkpoint import load_checkpoint
 from ..errors import ClasslabError
 from ..inference.preprocess import Preprocessing
-from ..models.transfer import GRAY_MODES, build_backbone, check_backbone_name
-from .weights import resolve
+from ..models.transfer import GRAY_MODES, build_backbone
+from . import run_source, timm_source, torchvision_source
 
 # Images at most this many pixels a side are "small" (CIFAR, MNIST): the default input size for them is
 # SMALL_INPUT_SIZE rather than the weights' own (see BackbonePlan.default_input_size); --image-size overrides.
@@ -87,35 +85,13 @@ class BackbonePlan:
 
 
 def plan_backbone(backbone: str, weights: str | None = None, progress: bool = True) -> BackbonePlan:
+    """The plan for ``--backbone``: an earlier classlab run (a folder with best.pt), ``timm:NAME``, or a
+    torchvision name; each source names, loads and describes itself in its own module."""
     path = Path(backbone).expanduser()
     if (path / "best.pt").is_file():
-        return _from_run(path, weights)
+        return BackbonePlan(**run_source.plan(path, weights))
     if backbone.startswith("timm:"):
-        return _from_timm(backbone, weights)
+        return BackbonePlan(**timm_source.plan(backbone, weights))
     if path.is_dir() or "/" in backbone:
         raise ClasslabError(f"--backbone {backbone}: no classlab run there (a run directory holds best.pt)")
-    check_backbone_name(backbone)
-    w = resolve(backbone, weights, progress)
-    return BackbonePlan(backbone, None, w.state, w.name, w.fingerprint, w.mean, w.std, [w.crop_size] * 2,
-                        w.min_size if w.state is not None else 1, None)
-
-
-def _from_run(run_dir: Path, weights: str | None) -> BackbonePlan:
-    if weights is not None:
-        raise ClasslabError("--weights does not apply when the backbone is a classlab run (its best.pt is used)")
-    ckpt_path = run_dir / "best.pt"
-    ckpt = load_checkpoint(ckpt_path)
-    pre = Preprocessing(**ckpt["preprocessing"])
-    if len(pre.image_size) != 2:
-        raise ClasslabError(f"{run_dir} holds a model for volumes; transfer learning takes 2D images")
-    fingerprint = hashlib.blake2b(ckpt_path.read_bytes(), digest_size=16).hexdigest()
-    return BackbonePlan("run", ckpt["model_info"], ckpt["model"], f"run:{run_dir.resolve()}", fingerprint,
-                        pre.mean, pre.std, pre.model_size, 1, pre.channels)
-
-
-def _from_timm(backbone: str, weights: str | None) -> BackbonePlan:
-    from .timm_backbones import plan
-
-    found = plan(backbone, weights)
-    return BackbonePlan(backbone, None, found["state"], found["name"], found["fingerprint"], found["mean"],
-                        found["std"], found["size"], 16, None)
+    return BackbonePlan(**torchvision_source.plan(backbone, weights, progress))

@@ -1,4 +1,4 @@
-"""Pretrained weights, offline-safe: ``--weights FILE``, then the torch hub cache, then a download.
+"""torchvision backbones and their pretrained weights, offline-safe: ``--weights FILE``, then the torch hub cache, then a download.
 
 torchvision's weights enums name each file (``mobilenet_v2-b0353104.pth``, a sha256 prefix in the
 name) and carry the preprocessing the weights were trained with. A file already in
@@ -158,3 +158,14 @@ def _download(member, folder: Path, progress: bool) -> Path:
     except ClasslabError as e:
         raise ClasslabError(f"pretrained weights {member} are not on this machine: {e}; or pass --weights FILE; "
                             f"{FROM_SCRATCH}") from None
+
+
+def plan(backbone: str, weights: str | None, progress: bool = True) -> dict:
+    """BackbonePlan's fields for a torchvision model and its weights (``resolve``)."""
+    from ..models.transfer import check_backbone_name
+
+    check_backbone_name(backbone)
+    w = resolve(backbone, weights, progress)
+    return {"name": backbone, "source": None, "state": w.state, "weights": w.name, "fingerprint": w.fingerprint,
+            "mean": w.mean, "std": w.std, "default_size": [w.crop_size] * 2,
+            "min_size": w.min_size if w.state is not None else 1, "channels": None}

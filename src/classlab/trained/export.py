@@ -14,9 +14,9 @@ import torch
 
 from ..errors import ClasslabError
 from ..fileio import atomic_write_bytes, atomic_write_text, write_json
-from .predict import predict_batches
-from .trained_run import TrainedRun
-from .tta import forward_tta
+from ..inference.predict import predict_batches
+from .network import TrainedNetwork
+from ..inference.tta import forward_tta
 
 FORMATS = ("onnx", "torchscript")
 
@@ -84,7 +84,7 @@ def _check_output(out: Path) -> None:
 
 def _contract_input(images: torch.Tensor, pre) -> np.ndarray:
     """What the exported graph takes: uint8 images through the contract (the bundle's preprocessing.json)."""
-    from .preprocess import to_input
+    from ..inference.preprocess import to_input
 
     return to_input(images, pre).numpy()
 
@@ -92,7 +92,7 @@ def _contract_input(images: torch.Tensor, pre) -> np.ndarray:
 def export_run(run_dir: str | Path, fmt: str = "onnx", out_dir: str | Path | None = None, atol: float = 1e-4) -> dict:
     if fmt not in FORMATS:
         raise ClasslabError(f"unknown export format '{fmt}'; choose one of {', '.join(FORMATS)}")
-    run = TrainedRun.load(run_dir, "cpu")
+    run = TrainedNetwork.load(run_dir, "cpu")
     pre = run.preprocessing
     model = run.model.float().eval()
     tta = run.tta if run.tta != "none" and len(pre.model_size) == 2 else None

@@ -15,10 +15,10 @@ import torch
 from torch import nn
 
 from ..errors import ClasslabError
-from ..data.safe_files import check_path
+from ..safe_files import check_path
 from ..fileio import save_figure, write_json
-from .preprocess import to_input
-from .trained_run import TrainedRun
+from ..inference.preprocess import to_input
+from .network import TrainedNetwork
 
 CONVS = (nn.Conv2d, nn.Conv3d)
 
@@ -54,7 +54,7 @@ def _grid_png(tiles: torch.Tensor, path: Path, title: str, nrow: int) -> Path:
 
 
 def filters(run_dir, out_dir=None) -> dict:
-    run = TrainedRun.load(run_dir)
+    run = TrainedNetwork.load(run_dir)
     name, conv = _convs(run.model, run.run_dir)[0]
     w = _middle_slice(conv.weight.detach().float())  # (out, in, kH, kW)
     # RGB filters show in colour; others show each filter's mean over its input channels.
@@ -66,7 +66,7 @@ def filters(run_dir, out_dir=None) -> dict:
     return {"png": path, "layer": name, "shape": list(conv.weight.shape)}
 
 
-def _load_one(run: TrainedRun, path: Path) -> np.ndarray:
+def _load_one(run: TrainedNetwork, path: Path) -> np.ndarray:
     """An image file with the run's preprocessing, or a uint8 .npy array (a volume for 3D models)."""
     if path.suffix.lower() != ".npy":
         return run.load_images([path])[0]
@@ -86,7 +86,7 @@ def _load_one(run: TrainedRun, path: Path) -> np.ndarray:
 
 def feature_maps(run_dir, image, out_dir=None, max_maps: int = 64) -> dict:
     """One PNG grid per convolution layer: its output channels for ``image`` (up to ``max_maps`` each)."""
-    run = TrainedRun.load(run_dir)
+    run = TrainedNetwork.load(run_dir)
     convs = _convs(run.model, run.run_dir)
     images = _load_one(run, Path(image))
     outputs: dict[str, torch.Tensor] = {}

@@ -27,9 +27,8 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_array, check_X_y
 from tqdm.auto import tqdm
 
-from .device import pick_device
-from .callable_module import callable_module
-from .errors import ClasslabValueError
+from ..device import pick_device
+from ..errors import ClasslabValueError
 from .knn_kernels import (INT_MM_MAX_DIM, CoarseBounds, as_int8, int8_scores, padded_train, smallest_scores,
                           square_norms)
 
@@ -306,8 +305,3 @@ def check_k(k) -> int:
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k <= 0:
         raise ClasslabValueError(f"k must be a positive integer, got {k!r}")
     return int(k)
-
-
-# classlab.knn(...) is the API function, and stays callable once this module is imported
-# (importing it makes ``classlab.knn`` the module)
-callable_module(__name__, "classlab.api", "knn")

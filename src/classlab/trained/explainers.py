@@ -9,7 +9,7 @@ from typing import Callable
 import numpy as np
 
 from ..errors import ClasslabError
-from .run_model import RunModel
+from .model import RunModel
 
 METHODS = ("auto", "gradcam", "occlusion")
 
@@ -19,11 +19,11 @@ def attribute(model: RunModel, images: np.ndarray, targets: np.ndarray, method: 
     """((n, H, W) maps in [0, 1] or None, what was done or why not) for the model's class indices ``targets``."""
     if method not in METHODS:
         raise ClasslabError(f"unknown attribution method '{method}'; choose one of {', '.join(METHODS)}")
-    run = model.trained
+    run = model.network
     if run is not None:
         import torch
 
-        from ..inference.attribution import conv_layers, grad_cam, target_layer
+        from .attribution import conv_layers, grad_cam, target_layer
         from ..inference.preprocess import to_input
 
         if method != "occlusion" and images.ndim == 4 and (conv_layers(run.model) or layer):
@@ -40,7 +40,7 @@ def attribute(model: RunModel, images: np.ndarray, targets: np.ndarray, method: 
 
 
 def _occlude(predict: Callable, images: np.ndarray, targets: np.ndarray):
-    from ..inference.attribution import occlusion
+    from .attribution import occlusion
 
     if images.ndim != 4:
         return None, "Occlusion was not computed: it explains 2D images, not volumes."
