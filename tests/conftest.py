@@ -124,14 +124,24 @@ def random_volumes_npz(path: Path) -> dict:
 @pytest.fixture(scope="session")
 def digits_runs(tmp_path_factory):
     """A runs folder for the workbench tests: an explained CNN run and an MLP run on digits (same split),
-    so every page has something to show and two runs compare."""
+    so every page has something to show and two runs compare; ``planted``: the ids of the CNN's wrong labels."""
     from classlab import api
 
+    from classlab.data import load_dataset, make_split
+
     root = tmp_path_factory.mktemp("workbench") / "runs"
-    cnn = api.train("digits", "cnn", epochs=3, runs_dir=root, progress=False)
+    # 12 training labels planted wrong (a corrections file applied to train and val; the test split is the
+    # MLP's), so the CNN's explanation always has label issues to review
+    ds = load_dataset("digits")
+    planted = np.random.default_rng(0).choice(make_split(ds, 0.1, 0.1, 0).indices("train"), 12, replace=False)
+    noise = root.parent / "planted-label-noise.csv"
+    noise.write_text("id,action,label\n" + "".join(f"{ds.ids[i]},relabel,{(ds.labels[i] + 1) % 10}\n"
+                                                   for i in planted))
+    cnn = api.train("digits", "cnn", epochs=3, runs_dir=root, progress=False,
+                    data_options={"corrections": str(noise)})
     api.explain(cnn)
     mlp = api.train("digits", "mlp", epochs=2, runs_dir=root, progress=False)
-    return {"root": root, "cnn": cnn.run_dir.name, "mlp": mlp.run_dir.name}
+    return {"root": root, "cnn": cnn.run_dir.name, "mlp": mlp.run_dir.name, "planted": [ds.ids[i] for i in planted]}
 
 
 def interrupted_train(args: list[str], monkeypatch, after_epoch: int) -> int:

@@ -170,12 +170,11 @@ def test_evaluate_a_model_from_its_run_page(page, server):
 
 def test_review_a_label_with_the_keyboard(page, server):
     page.goto(f"{server['url']}/runs/{server['cnn']}/review")
-    if page.locator(".review-item").count() == 0:
-        pytest.skip("no label issues to review in this run")
+    # the CNN has 12 planted wrong labels (conftest.digits_runs): there is always more than one item
     first = page.get_attribute(".review-item", "data-id")
     page.keyboard.press("k")
     page.wait_for_selector("text=kept 1")
-    assert page.get_attribute(".review-item", "data-id") != first if page.locator(".review-item").count() else True
+    assert page.locator(".review-item").count() == 1 and page.get_attribute(".review-item", "data-id") != first
     assert f"{first},keep," in (server["root"] / server["cnn"] / "corrections.csv").read_text()
 
 

@@ -254,3 +254,26 @@ def test_old_import_paths_still_work_for_one_release_and_say_where_things_went()
     assert DataOptions is importlib.import_module("classlab.data.options").DataOptions
     with pytest.raises(AttributeError, match="moved to"):
         old.no_such_name
+
+
+def test_paths_moved_by_the_layering_still_import_and_the_api_functions_stay_callable():
+    """0.2's module paths of what issue 28 moved import for one release with a DeprecationWarning; the old
+    modules ``classlab.knn`` and ``classlab.transfer`` were also the API's functions and still call them."""
+    import importlib
+    import sys
+
+    from classlab.backbones.config import TransferConfig
+    from classlab.models.knn import KNNClassifier
+    from classlab.trained.model import RunModel
+
+    for old, name, new in (("classlab.transfer.config", "TransferConfig", TransferConfig),
+                           ("classlab.knn", "KNNClassifier", KNNClassifier),
+                           ("classlab.commands.run_model", "RunModel", RunModel)):
+        for key in [k for k in sys.modules if k == old or k.startswith(old + ".")]:
+            sys.modules.pop(key)
+        with pytest.warns(DeprecationWarning, match="old path goes away"):
+            assert getattr(importlib.import_module(old), name) is new
+    run = classlab.knn("digits", k=1, progress=False)  # the package attribute is the alias module now
+    assert run.command == "knn" and callable(classlab.transfer)
+    with pytest.warns(DeprecationWarning, match="TrainedNetwork"):
+        assert classlab.TrainedRun is classlab.TrainedNetwork

@@ -8,7 +8,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 
 def _umask() -> int:
@@ -85,3 +85,22 @@ def save_figure(fig, path: str | os.PathLike, dpi: int = 120) -> Path:
     fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
     plt.close(fig)
     return atomic_write_bytes(path, buf.getvalue())
+
+
+def numbered_paths(folder: str | os.PathLike, stem: str, suffix: str = "") -> Iterator[Path]:
+    """``folder/stem+suffix``, then ``stem-2``, ``stem-3``, ...: the names a new file or folder tries in turn, so
+    that it never replaces one already there (a run folder made in the same second, a second upload of
+    ``photo.jpg``, two predictions CSVs in one second)."""
+    folder = Path(folder)
+    yield folder / f"{stem}{suffix}"
+    n = 2
+    while True:
+        yield folder / f"{stem}-{n}{suffix}"
+        n += 1
+
+
+def free_path(folder: str | os.PathLike, stem: str, suffix: str = "") -> Path:
+    """The first of ``numbered_paths`` that nothing (not even a dangling link) occupies now. For a folder
+    that must be created atomically, try ``mkdir(exist_ok=False)`` over ``numbered_paths`` instead."""
+    return next(p for p in numbered_paths(folder, stem, suffix) if not os.path.lexists(p))
+

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ClasslabError
-from ..fileio import atomic_write_text, write_csv, write_json
+from ..fileio import atomic_write_text, numbered_paths, write_csv, write_json
 from ..safe_files import read_json
 
 
@@ -49,15 +49,12 @@ class Run:
     def __init__(self, command: str, data: str, runs_dir: str | Path | None = None):
         base = Path(runs_dir) if runs_dir else default_runs_dir()
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-        name = f"{stamp}-{command}-{_slug(data)}"
-        path, n = base / name, 1
-        while True:
+        for path in numbered_paths(base, f"{stamp}-{command}-{_slug(data)}"):
             try:
-                path.mkdir(parents=True, exist_ok=False)
+                path.mkdir(parents=True, exist_ok=False)  # atomic: two runs started in one second get two folders
                 break
             except FileExistsError:
-                n += 1
-                path = base / f"{name}-{n}"
+                continue
             except OSError as e:
                 raise ClasslabError(f"cannot create a run directory in {base} ({e.strerror or e}); choose a "
                                     "writable folder with --runs-dir or $CLASSLAB_RUNS") from None

@@ -20,7 +20,7 @@ from ..data.trees import is_hidden
 from ..data.images import IMAGE_EXTENSIONS, decode
 from ..safe_files import UnreadableFile, check_path, read_file
 from ..errors import ClasslabError, warn
-from ..fileio import write_csv
+from ..fileio import free_path, write_csv
 from ..models import create_model
 from ..inference.predict import predict_proba_array
 from ..inference.preprocess import Preprocessing
@@ -183,12 +183,7 @@ def write_predictions_csv(results: list[dict], path: Path) -> Path:
 
 def default_predictions_path(run_dir: Path) -> Path:
     """RUN/predict-<time>.csv, never an existing file (two calls in the same second get different names)."""
-    stem = f"predict-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
-    path, n = run_dir / f"{stem}.csv", 1
-    while path.exists():
-        n += 1
-        path = run_dir / f"{stem}-{n}.csv"
-    return path
+    return free_path(run_dir, f"predict-{datetime.now().strftime('%Y%m%d-%H%M%S')}", ".csv")
 
 
 def __getattr__(name):

@@ -1,15 +1,15 @@
 """``classlab serve``: the workbench app. A thin layer over the Python API and the run directories.
 
-``create_app(runs_dir)`` builds the Starlette app: the pages (``pages``), the actions (``actions``), the
-vendored static files (htmx, CSS, one small script), all behind ``guard.Guard``. Nothing is fetched from
-another host; torch is imported only when a page needs a model.
+``create_app(runs_dir)`` builds the Starlette app: the routes, one module per resource (``web/routes``), and
+the vendored static files (htmx, CSS, one small script), all behind ``guard.Guard``. ``Workbench`` is what
+every handler shares: the served folders, the caches (``recent.Recent``), the job queue and ``page()``, which
+renders a template. Nothing is fetched from another host; torch is imported only when a page needs a model.
 """
 
 from __future__ import annotations
 
 import contextlib
 import threading
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,7 +18,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import HTMLResponse
+from starlette.responses import HTMLResponse, Response
 from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
@@ -28,6 +28,7 @@ from .catalog import RunCatalog
 from .guard import LOOPBACK_NAMES, Guard, resolve_run
 from .images import DatasetCache
 from .jobs import JobQueue
+from .recent import Recent
 
 HERE = Path(__file__).parent
 EXPLAINERS_KEPT = 3  # each holds a model, its data and a training-image search
@@ -44,9 +45,10 @@ class Workbench:
     catalog: RunCatalog = field(init=False)
     datasets: DatasetCache = field(default_factory=DatasetCache)
     jobs: JobQueue = field(init=False)
-    explainers: OrderedDict = field(default_factory=OrderedDict)  # run id -> (file stamps, RunExplainer)
-    predictions: OrderedDict = field(default_factory=OrderedDict)  # id -> (run id, rows), for the CSV link
+    explainers: Recent = field(default_factory=lambda: Recent(EXPLAINERS_KEPT))  # run id -> (stamps, RunExplainer)
+    predictions: Recent = field(default_factory=lambda: Recent(PREDICTIONS_KEPT))  # id -> (run id, rows), for CSV
     lock: threading.Lock = field(default_factory=threading.Lock)
+    templates: Jinja2Templates = field(init=False)
 
     def __post_init__(self):
         self.runs_dir = Path(self.runs_dir)
@@ -57,35 +59,30 @@ class Workbench:
                                 "another with --runs-dir") from None
         self.catalog = RunCatalog(self.runs_dir)
         self.jobs = JobQueue(self.runs_dir)
+        self.templates = templates()
 
-    def run(self, run_id: str) -> Path:
+    def page(self, request: Request, name: str, status_code: int = 200, **context) -> Response:
+        """The template ``name`` rendered with ``context`` (and the token its forms carry)."""
+        return self.templates.TemplateResponse(request, name, {"token": self.token, **context},
+                                               status_code=status_code)
+
+    def run_dir(self, run_id: str) -> Path:
+        """The folder of the served run ``run_id`` (a 404 for anything else: guard.resolve_run)."""
         return resolve_run(self.runs_dir, run_id)
 
     def explainer(self, run_id: str):
         """The run's RunExplainer (built once; built again when the run's model file changed)."""
         from .cards import RunExplainer
 
-        run_dir = self.run(run_id)
+        run_dir = self.run_dir(run_id)
         stamp = tuple((run_dir / n).stat().st_mtime_ns if (run_dir / n).exists() else 0
                       for n in ("best.pt", "calibration.json", "split.csv"))
         with self.lock:
             cached = self.explainers.get(run_id)
             if cached is None or cached[0] != stamp:  # new, or its model or split changed: build it again
                 cached = (stamp, RunExplainer(run_dir, self.datasets))
-            remember(self.explainers, run_id, cached, EXPLAINERS_KEPT)
+            self.explainers.put(run_id, cached)
             return cached[1]
-
-    def remember_predictions(self, key: str, run_id: str, rows: list) -> None:
-        with self.lock:
-            remember(self.predictions, key, (run_id, rows), PREDICTIONS_KEPT)
-
-
-def remember(cache: OrderedDict, key, value, size: int) -> None:
-    """Put ``key`` last (most recent) in a small LRU dict, dropping the oldest beyond ``size``."""
-    cache[key] = value
-    cache.move_to_end(key)
-    while len(cache) > size:
-        cache.popitem(last=False)
 
 
 def _is_number(value) -> bool:
@@ -124,10 +121,10 @@ def create_app(runs_dir: str | Path = "runs", *, data_dir: str | Path | None = N
                allowed_hosts: tuple[str, ...] = LOOPBACK_NAMES) -> Starlette:
     """The workbench over ``runs_dir``. ``token``: required on every request (set it when binding an address
     other than the loopback); without one only loopback Host names are answered."""
-    from . import actions, bundle, collect_pages, pages
+    from .routes import all_routes
 
     bench = Workbench(Path(runs_dir), Path(data_dir) if data_dir else None, token)
-    tpl = templates()
+    tpl = bench.templates
 
     async def not_found(request: Request, exc: HTTPException):
         return tpl.TemplateResponse(request, "error.html", {"title": "Not found" if exc.status_code == 404 else "Error",
@@ -141,8 +138,7 @@ def create_app(runs_dir: str | Path = "runs", *, data_dir: str | Path | None = N
         return HTMLResponse("<h1>Internal error</h1><p>the workbench could not answer; see the terminal that runs "
                             "classlab serve</p>", status_code=500)
 
-    routes = (pages.routes(bench, tpl) + actions.routes(bench, tpl) + collect_pages.routes(bench, tpl)
-              + bundle.routes(bench) + [Mount("/static", StaticFiles(directory=HERE / "static"), name="static")])
+    routes = all_routes(bench) + [Mount("/static", StaticFiles(directory=HERE / "static"), name="static")]
     app = Starlette(routes=routes, middleware=[Middleware(Guard, token=token, allowed_hosts=allowed_hosts)],
                     exception_handlers={HTTPException: not_found, ClasslabError: refused, Exception: broken},
                     lifespan=lifespan(bench), max_body_size=MAX_BODY)

@@ -4,17 +4,10 @@ before it is kept). The bundle is written to RUN/export-FORMAT as the command li
 
 from __future__ import annotations
 
-import asyncio
 import io
 import threading
 import zipfile
 from pathlib import Path
-
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Route
-
-from ..errors import ClasslabError
 
 _LOCK = threading.Lock()  # two exports of one run would write the same bundle folder
 
@@ -32,18 +25,3 @@ def bundle_zip(run_dir: Path, fmt: str) -> bytes:
                 if path.is_file() and not path.is_symlink():
                     archive.write(path, f"{run_dir.name}-{fmt}/{path.name}")
     return buffer.getvalue()
-
-
-def routes(bench) -> list[Route]:
-    async def export(request: Request):
-        from ..trained.export import FORMATS  # torch: only once a model is to be exported
-
-        run_dir = bench.run(request.path_params["run"])
-        fmt = str((await request.form()).get("format", "onnx"))
-        if fmt not in FORMATS:
-            raise ClasslabError(f"the export format is one of {', '.join(FORMATS)}")
-        data = await asyncio.to_thread(bundle_zip, run_dir, fmt)
-        return Response(data, media_type="application/zip",
-                        headers={"content-disposition": f'attachment; filename="{run_dir.name}-{fmt}.zip"'})
-
-    return [Route("/runs/{run}/export", export, methods=["POST"])]

@@ -18,14 +18,11 @@ from pathlib import Path
 from ..safe_files import UnreadableFile, read_file
 from ..data.trees import DATASET_MARKER, REMOVED_FOLDER
 from ..errors import ClasslabError
-from ..fileio import atomic_write_bytes, write_json
-from .datasets import NAMED_FILES
+from ..fileio import atomic_write_bytes, free_path, write_json
+from .forms import check_dataset_name, check_names
 from .images import decode_upload
 
 MARKER = DATASET_MARKER
-DATASET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
-# any letters (a class is named by its folder), but nothing a file system or a path would read specially
-CLASS_NAME = re.compile(r"[^\x00-\x1f\x7f/\\:*?\"<>|.][^\x00-\x1f\x7f/\\:*?\"<>|]{0,63}")
 SUFFIXES = {"PNG": ".png", "JPEG": ".jpg", "MPO": ".jpg", "GIF": ".gif", "BMP": ".bmp", "TIFF": ".tif",
             "WEBP": ".webp"}
 MAX_SAMPLE_BYTES = 20 << 20  # as an upload
@@ -148,33 +145,6 @@ def sample_strip(data_dir: Path | None, dataset: str, class_name: str, count: in
     return out.getvalue()
 
 
-def check_dataset_name(data_dir: Path | None, dataset: str) -> Path:
-    """The data folder, once the dataset's name is one it may hold; else a one-line ClasslabError."""
-    if data_dir is None:
-        raise ClasslabError("no data folder is served, so there is nowhere to keep a dataset: start the workbench "
-                            "with 'classlab serve --data-dir FOLDER'")
-    if not DATASET_NAME.fullmatch(dataset) or dataset.lower() in (*NAMED_FILES, "digits"):
-        raise ClasslabError(f"'{dataset[:80]}' cannot name a dataset: use 1-64 letters, digits, '-' or '_' "
-                            "(starting with a letter or digit), and not a built-in dataset's name")
-    return data_dir
-
-
-def check_names(data_dir: Path | None, dataset: str, class_name: str) -> Path:
-    """The class folder to write to, or a one-line ClasslabError that says what to change."""
-    check_dataset_name(data_dir, dataset)
-    if not CLASS_NAME.fullmatch(class_name) or class_name != class_name.strip():
-        raise ClasslabError(f"'{class_name[:80]}' cannot name a class: use 1-64 characters without / \\ : * ? \" < "
-                            "> |, not starting with '.' or a space")
-    folder = data_dir / dataset
-    if folder.is_symlink() or (folder.exists() and not (folder / MARKER).is_file()):
-        raise ClasslabError(f"{dataset} already exists in the data folder and was not made here; the workbench "
-                            "adds images only to datasets it made: choose another name")
-    target = folder / class_name
-    if target.is_symlink() or (target.exists() and not target.is_dir()):
-        raise ClasslabError(f"{dataset}/{class_name} is not a class folder made here; choose another class name")
-    return target
-
-
 def add_images(data_dir: Path | None, dataset: str, class_name: str, uploads: list[tuple[str, bytes]]) -> Added:
     """Keep each readable upload in DATA/DATASET/CLASS; report the rest by name. Nothing is written when no
     upload is readable."""
@@ -246,11 +216,7 @@ def _free_name(folder: Path, name: str, suffix: str) -> Path:
     """The upload's own name made safe (letters, digits, '-', '_'), with the suffix of its real format,
     numbered where that name is taken."""
     stem = re.sub(r"[^A-Za-z0-9_-]+", "_", Path(name.replace("\\", "/")).stem).strip("_")[:80] or "image"
-    path, n = folder / f"{stem}{suffix}", 1
-    while path.exists():
-        n += 1
-        path = folder / f"{stem}-{n}{suffix}"
-    return path
+    return free_path(folder, stem, suffix)
 
 
 def add_zip(data_dir: Path | None, dataset: str, stream) -> dict:

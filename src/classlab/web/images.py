@@ -5,14 +5,13 @@ decoded with the loaders' safety rules."""
 from __future__ import annotations
 
 import io
-import threading
-from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 from ..errors import ClasslabError
+from .recent import Recent
 
 MAX_UPLOAD_BYTES = 20 << 20
 MAX_UPLOAD_PIXELS = 40_000_000
@@ -41,32 +40,10 @@ class DatasetCache:
     pinned), with an id -> row index. Loading is serialised: two pages of one run load it once."""
 
     def __init__(self, size: int = 3):
-        self.size, self._items, self._lock = size, OrderedDict(), threading.Lock()
-        self._thumbs: OrderedDict = OrderedDict()
+        self._datasets, self._thumbs = Recent(size), Recent(THUMBS_KEPT)
 
     def get(self, run_dir: Path):
-        key = str(run_dir)
-        with self._lock:
-            if key in self._items:
-                self._items.move_to_end(key)
-                return self._items[key]
-            from ..data.options import load_and_split, saved_options
-
-            if (run_dir / "split.csv").is_file():
-                ds, split = load_and_split(saved_options(run_dir))
-            else:  # a check run: the data as the doctor read it, no split
-                from ..data.registry import load_dataset
-                from ..safe_files import read_json
-
-                options = (read_json(run_dir / "config.json", 4 << 20) or {}).get("options") or {}
-                if not isinstance(options.get("data"), str):
-                    raise ClasslabError(f"{run_dir.name} records no dataset to show images of")
-                ds, split = load_dataset(options["data"], data_dir=options.get("data_dir")), None
-            entry = (ds, split, {item: i for i, item in enumerate(ds.ids)})
-            self._items[key] = entry
-            while len(self._items) > self.size:
-                self._items.popitem(last=False)
-            return entry
+        return self._datasets.get_or_make(str(run_dir), lambda: _load(run_dir), serialise=True)
 
     def thumbnail(self, run_dir: Path, item: str, side: int) -> bytes | None:
         """The PNG of one image of the run's data (kept: a page of thumbnails is asked for again and again),
@@ -75,18 +52,11 @@ class DatasetCache:
             stamp = max((run_dir / n).stat().st_mtime_ns for n in ("config.json", "split.csv") if (run_dir / n).exists())
         except (OSError, ValueError):
             stamp = 0
-        key = (str(run_dir), stamp, item, side)
-        with self._lock:
-            if key in self._thumbs:
-                self._thumbs.move_to_end(key)
-                return self._thumbs[key]
-        found = self.image(run_dir, item)
-        png = None if found is None else png_bytes(found[0], side)
-        with self._lock:
-            self._thumbs[key] = png
-            while len(self._thumbs) > THUMBS_KEPT:
-                self._thumbs.popitem(last=False)
-        return png
+
+        def make():
+            found = self.image(run_dir, item)
+            return None if found is None else png_bytes(found[0], side)
+        return self._thumbs.get_or_make((str(run_dir), stamp, item, side), make)
 
     def image(self, run_dir: Path, item: str) -> tuple[np.ndarray, str] | None:
         """(pixels, class name) of the image with id ``item`` in the run's data, or None."""
@@ -148,3 +118,21 @@ def decode_upload(data: bytes, name: str, channels: int, size: tuple[int, int]) 
         return np.array(decode(data, channels, size))  # writable: torch refuses read-only arrays quietly
     except (ValueError, OSError) as e:
         raise ClasslabError(f"{name}: not a readable image ({e})") from None
+
+
+def _load(run_dir: Path):
+    """(dataset, split or None, id -> row) of a run's data, as the run read it."""
+    from ..data.options import load_and_split, saved_options
+
+    if (run_dir / "split.csv").is_file():
+        ds, split = load_and_split(saved_options(run_dir))
+    else:  # a check run: the data as the doctor read it, no split
+        from ..data.registry import load_dataset
+        from ..safe_files import read_json
+
+        options = (read_json(run_dir / "config.json", 4 << 20) or {}).get("options") or {}
+        if not isinstance(options.get("data"), str):
+            raise ClasslabError(f"{run_dir.name} records no dataset to show images of")
+        ds, split = load_dataset(options["data"], data_dir=options.get("data_dir")), None
+    return ds, split, {item: i for i, item in enumerate(ds.ids)}
+

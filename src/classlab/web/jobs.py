@@ -68,7 +68,8 @@ class JobQueue:
         self.runs_dir, self.python = Path(runs_dir), python
         self.jobs: dict[str, Job] = {}
         self._queue: deque[str] = deque()
-        self._lock, self._wake = threading.Lock(), threading.Event()
+        # one condition guards every job's status and is notified at each change (wait_for waits on it)
+        self._lock, self._wake = threading.Condition(), threading.Event()
         self.work_dir = Path(tempfile.mkdtemp(prefix="classlab-jobs-"))
         self._stopping = False
         self._worker = threading.Thread(target=self._work, name="classlab-jobs", daemon=True)
@@ -93,15 +94,23 @@ class JobQueue:
             if job.status == "queued":
                 self._queue.remove(job.id)
                 job.status, job.ended = "cancelled", time.time()
+                self._lock.notify_all()
                 return job
             process = job.process
             job.status = "cancelled"
+            self._lock.notify_all()
         if process is not None and process.poll() is None:
             try:
                 os.killpg(process.pid, signal.SIGTERM)
             except (ProcessLookupError, PermissionError):
                 pass
         return job
+
+    def wait_for(self, job: Job, statuses, timeout: float | None = None) -> bool:
+        """Block until ``job``'s status is one of ``statuses`` (True), or ``timeout`` seconds pass (False):
+        woken by each status change, never by polling."""
+        with self._lock:
+            return self._lock.wait_for(lambda: job.status in statuses, timeout)
 
     def listing(self) -> list[Job]:
         with self._lock:
@@ -141,6 +150,7 @@ class JobQueue:
                         break
                     job = self.jobs[self._queue.popleft()]
                     job.status, job.started = "running", time.time()
+                    self._lock.notify_all()
                 self._run(job)
 
     def _run(self, job: Job) -> None:
@@ -152,7 +162,9 @@ class JobQueue:
                                            env=env, start_new_session=True)
             except OSError as e:
                 log.write(f"cannot start the job: {e}\n".encode())
-                job.status, job.ended = "failed", time.time()
+                with self._lock:
+                    job.status, job.ended = "failed", time.time()
+                    self._lock.notify_all()
                 return
             with self._lock:
                 job.process = process
@@ -164,6 +176,7 @@ class JobQueue:
             job.returncode, job.ended, job.process = code, time.time(), None
             if job.status != "cancelled":
                 job.status = "done" if code == 0 else "failed"
+            self._lock.notify_all()
 
 
 def progress(run_dir: Path | None) -> dict:

@@ -1,12 +1,12 @@
-"""The workbench's Make-a-dataset pages (collect.py does the work): add one class's images, upload a .zip of
-class folders, see each class's latest images. A successful POST redirects to the page with its result, so a
-reload or Back never posts again."""
+"""Datasets: the data page (the doctor's runs, the datasets served), and Make a dataset (collect.py does the
+work): add one class's images, upload a .zip of class folders, see each class's latest images, set an image
+aside and back. A successful POST redirects to the page with its result, so a reload or Back never posts
+again."""
 
 from __future__ import annotations
 
 import asyncio
 import uuid
-from collections import OrderedDict
 from urllib.parse import quote
 
 from starlette.exceptions import HTTPException
@@ -14,21 +14,25 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
-from ..errors import ClasslabError
-from .actions import MAX_FILES, upload_name
-from .collect import (add_images, add_zip, class_files, made_here, remove_image, restore_image, sample_strip,
-                      thumbnail)
-from .images import MAX_UPLOAD_BYTES
+from ...errors import ClasslabError
+from ..collect import (add_images, add_zip, class_files, made_here, remove_image, restore_image, sample_strip,
+                       thumbnail)
+from ..forms import MAX_FILES, available_datasets, read_upload_form, read_uploads
+from ..recent import Recent
+
+RESULTS_KEPT = 20
 
 
-def routes(bench, tpl) -> list[Route]:
-    def page(request: Request, name: str, status_code: int = 200, **context):
-        return tpl.TemplateResponse(request, name, {"token": bench.token, **context}, status_code=status_code)
+def routes(bench) -> list[Route]:
+    results = Recent(RESULTS_KEPT)  # the latest POSTs' results, by the key their redirect carries
 
-    results: OrderedDict = OrderedDict()  # the latest POSTs' results, by the key their redirect carries
+    async def data_page(request: Request):
+        checks = [r for r in bench.catalog.query(command="check")]
+        return bench.page(request, "data.html", checks=checks, datasets=available_datasets(bench.data_dir),
+                          chosen=request.query_params.get("dataset", ""))
 
     def show(request: Request, dataset: str, status_code: int = 200, **context):
-        return page(request, "data_new.html", status_code=status_code, data_dir=bench.data_dir, dataset=dataset,
+        return bench.page(request, "data_new.html", status_code=status_code, data_dir=bench.data_dir, dataset=dataset,
                     max_files=MAX_FILES, made=made_here(bench.data_dir), **context)
 
     async def collect_page(request: Request):
@@ -38,19 +42,15 @@ def routes(bench, tpl) -> list[Route]:
 
     def remembered(result) -> str:
         key = uuid.uuid4().hex[:12]
-        with bench.lock:
-            results[key] = result
-            while len(results) > 20:
-                results.popitem(last=False)
+        results.put(key, result)
         return key
 
     async def collect(request: Request):
-        form = await request.form(max_files=MAX_FILES, max_part_size=MAX_UPLOAD_BYTES + 1)
+        form = await read_upload_form(request)
         dataset, class_name = str(form.get("dataset", ""))[:200], str(form.get("class_name", ""))[:200]
-        uploads = [f for f in form.getlist("images") if hasattr(f, "read") and f.filename]
-        if not uploads:
+        files = await read_uploads(form, "images")
+        if not files:
             return show(request, dataset, 400, error="choose one or more image files for this class")
-        files = [(upload_name(f.filename), await f.read(MAX_UPLOAD_BYTES + 1)) for f in uploads]
         try:
             added = await asyncio.to_thread(add_images, bench.data_dir, dataset, class_name, files)
         except ClasslabError as e:
@@ -79,7 +79,7 @@ def routes(bench, tpl) -> list[Route]:
         dataset, class_name = request.query_params.get("dataset", ""), request.query_params.get("class", "")
         files = await _found(class_files, bench.data_dir, dataset, class_name)
         aside = await _found(class_files, bench.data_dir, dataset, class_name, True)
-        return page(request, "data_class.html", dataset=dataset, class_name=class_name, files=files, aside=aside,
+        return bench.page(request, "data_class.html", dataset=dataset, class_name=class_name, files=files, aside=aside,
                     moved=results.get(request.query_params.get("moved", "")))
 
     async def image(request: Request):
@@ -97,7 +97,7 @@ def routes(bench, tpl) -> list[Route]:
         return RedirectResponse(f"/data/new/class?dataset={quote(dataset)}&class={quote(class_name)}&moved={key}",
                                 status_code=303)
 
-    return [Route("/data/new", collect_page), Route("/data/new", collect, methods=["POST"]),
+    return [Route("/data", data_page), Route("/data/new", collect_page), Route("/data/new", collect, methods=["POST"]),
             Route("/data/new/class", class_page), Route("/data/new/image", image),
             Route("/data/new/remove", move, methods=["POST"]), Route("/data/new/restore", move, methods=["POST"]),
             Route("/data/new/zip", collect_zip, methods=["POST"]),

@@ -1,0 +1,112 @@
+"""What the workbench's pages show, built from run folders and jobs: the context each template gets. Routes
+(``web/routes``) stay thin: they check the request, call one of these, and render."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+
+from .catalog import SORT_KEYS, run_details
+from .charts import curves_svg
+from .forms import available_datasets
+from .jobs import progress
+
+
+def job_context(bench, job) -> dict:
+    run_dir = bench.jobs.run_dir(job)
+    state = progress(run_dir)
+    return {"job": job, "run_id": run_dir.name if run_dir else None, "progress": state,
+            "chart": curves_svg(state.get("history", []), state.get("epochs")), "position": bench.jobs.position(job),
+            "log": job.log_tail()[-1500:], "elapsed": (job.ended or time.time()) - (job.started or time.time())}
+
+
+async def run_view(bench, run_dir) -> tuple[str, dict]:
+    """The template and context of a run's page: a doctor's findings, a comparison, or a run's results."""
+    details = run_details(run_dir)
+    command = details["config"].get("command")
+    if command == "check":
+        samples = await asyncio.to_thread(class_samples, bench, run_dir)
+        return "check.html", {"run": details, "check": check_view(details["check"] or {}), "samples": samples}
+    if command == "compare":
+        return "compare.html", {"run": details, "comparison": compare_view(bench, details)}
+    rows = bench.catalog.query()
+    predicts = any(r["predicts"] for r in rows if r["id"] == run_dir.name)  # the catalog's one rule
+    evaluations = [r for r in rows if r["evaluates"] == run_dir.name] if predicts else []
+    return "run.html", {"run": details, "jobs": [j for j in bench.jobs.listing() if j.after == run_dir.name][:3],
+                        "predicts": predicts, "datasets": available_datasets(bench.data_dir) if predicts else [],
+                        "evaluations": evaluations}
+
+
+def runs_context(bench, request: Request) -> dict:
+    q = request.query_params
+    sort = q.get("sort", "created") if q.get("sort") in SORT_KEYS else "created"
+    descending = q.get("order", "desc") != "asc"
+    rows = bench.catalog.query(q.get("q", ""), q.get("command", ""), sort, descending)
+    return {"rows": rows, "q": q.get("q", ""), "command": q.get("command", ""), "sort": sort,
+            "order": "desc" if descending else "asc"}
+
+
+def class_samples(bench, run_dir, per_class: int = 8) -> list[dict] | None:
+    """A few images of every class (the first ones, in file order) for the doctor's sample grid; None when
+    the data cannot be loaded any more."""
+    from ..errors import ClasslabError
+
+    try:
+        ds, _, _ = bench.datasets.get(run_dir)
+    except ClasslabError:
+        return None
+    import numpy as np
+
+    out = []
+    for c, name in enumerate(ds.class_names[:50]):
+        rows = np.flatnonzero(ds.labels == c)[:per_class]
+        out.append({"name": name, "ids": [ds.ids[r] for r in rows]})
+    return out
+
+
+def check_view(check: dict) -> dict:
+    """The doctor's findings arranged for the page: class counts as bars, pairs side by side, quality lists."""
+    counts = check.get("class_counts") if isinstance(check.get("class_counts"), dict) else {}
+    total = {str(c): n for c, n in counts.items() if isinstance(n, int) and not isinstance(n, bool)}
+    most = max(total.values(), default=1) or 1
+    near = check.get("near_duplicates") if isinstance(check.get("near_duplicates"), dict) else {}
+    exact = check.get("duplicates") if isinstance(check.get("duplicates"), dict) else {}
+    problems = check.get("problems") if isinstance(check.get("problems"), dict) else {}
+    return {"summary": {k: check.get(k) for k in ("data", "layout", "files_scanned", "readable_images", "num_classes",
+                                                    "imbalance_ratio", "errors", "warnings")},
+            "classes": [{"name": c, "count": n, "share": n / most} for c, n in sorted(total.items())],
+            "across": (near.get("across_splits") or [])[:60], "within": (near.get("within_split") or [])[:60],
+            "totals": {"across": len(near.get("across_splits") or []), "within": len(near.get("within_split") or [])},
+            "groups": [g for g in (near.get("groups") or []) if isinstance(g, dict)],
+            "exact": {k: v[:30] for k, v in exact.items() if isinstance(v, list)},
+            "quality": {k: v[:24] for k, v in (check.get("quality") or {}).items() if isinstance(v, list)},
+            "problems": {k: v[:50] for k, v in problems.items() if isinstance(v, list) and v},
+            "embeddings": embedding_view(check.get("embeddings"))}
+
+
+def embedding_view(emb) -> dict | None:
+    """The embedding pass's findings (``classlab check --embeddings``), as the page lists them."""
+    if not isinstance(emb, dict):
+        return None
+    near = emb.get("near_duplicates") if isinstance(emb.get("near_duplicates"), dict) else {}
+    pairs = (near.get("across_splits") or []) + (near.get("within_split") or [])
+    return {"backbone": emb.get("backbone"), "threshold": emb.get("threshold"), "pairs": pairs[:60],
+            "pair_count": len(pairs), "outliers": (emb.get("outliers") or [])[:48],
+            "disagree": (emb.get("neighbours_disagree") or [])[:48]}
+
+
+def compare_view(bench, details: dict) -> dict:
+    """The comparison's runs and pairs, with the baseline's run id (for thumbnails of fixed/broken images)."""
+    from pathlib import Path
+
+    comparison = details["comparison"] if isinstance(details["comparison"], dict) else {}
+    runs = comparison.get("runs") or []
+    baseline = Path(str(runs[0].get("run_dir", ""))).name if runs else ""
+    try:
+        bench.run_dir(baseline)
+    except HTTPException:
+        baseline = ""  # the baseline is outside the served folder: numbers only
+    return {"runs": runs, "pairs": comparison.get("pairs") or [], "baseline": baseline}
