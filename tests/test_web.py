@@ -75,6 +75,14 @@ def test_run_page_shows_report_confusion_cells_and_explanations(client, runs):
                      "Label issues", "curves.png", "reliability.png"):
         assert expected in page, expected
     metrics = json.loads((runs["root"] / runs["cnn"] / "metrics.json").read_text())
+    from html import escape
+
+    from classlab.notebook import headline_rows, metrics_html
+
+    rows = headline_rows(metrics)  # the one metrics table: the page and the notebook display show the same rows
+    assert [r[0] for r in rows][:2] == ["accuracy", "macro F1"] and rows[0][1] == f"{100 * metrics['accuracy']:.2f}%"
+    for name, value, interval in rows:
+        assert f"<th>{escape(name)}</th><td>{escape(value)}</td>" in page and escape(value) in metrics_html(metrics)
     cm = np.array(metrics["confusion_matrix"])
     t, p = map(int, np.argwhere(cm - np.diag(np.diag(cm)) > 0)[0]) if (cm.sum() - np.trace(cm)) else (0, 0)
     cell = client.get(f"/runs/{runs['cnn']}/cell?t={t}&p={p}")

@@ -15,29 +15,42 @@ LEFT = 'style="padding:2px 8px;border-bottom:1px solid #ddd;text-align:left"'
 MAX_CLASSES_SHOWN = 30
 
 
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def _pct(value) -> str:
-    return "" if value is None else f"{100 * value:.2f}%"
+    return f"{100 * value:.2f}%" if _is_number(value) else ""
 
 
 def _num(value, digits: int = 4) -> str:
-    return "" if value is None else f"{value:.{digits}f}"
+    return f"{value:.{digits}f}" if _is_number(value) else ""
+
+
+def headline_rows(metrics: dict) -> list[tuple[str, str, str]]:
+    """(name, value, its 95% bootstrap interval or "") of a run's headline test metrics: the one list the
+    notebook display and the workbench's run page both show."""
+    ci = metrics.get("confidence_intervals") or {}
+    macro = metrics.get("macro_avg") or {}
+
+    def interval(key, fmt):
+        bounds = ci.get(key)
+        return f"95% CI {fmt(bounds[0])} – {fmt(bounds[1])}" if isinstance(bounds, (list, tuple)) and len(bounds) == 2 \
+            else ""
+    rows = [("accuracy", _pct(metrics.get("accuracy")), interval("accuracy", _pct)),
+            ("macro F1", _num(macro.get("f1")), interval("macro_f1", _num)),
+            ("balanced accuracy", _pct(metrics.get("balanced_accuracy")), ""), ("MCC", _num(metrics.get("mcc")), ""),
+            *((f"top-{k} accuracy", _pct(v), "") for k, v in (metrics.get("top_k_accuracy") or {}).items() if k != "1"),
+            ("test images", str(metrics.get("n", "")), "")]
+    return [row for row in rows if row[1]]
 
 
 def metrics_html(metrics: dict) -> str:
     """Headline metrics (with their bootstrap intervals) and the per-class table."""
     if not metrics:
         return "<p>No test metrics.</p>"
-    ci = metrics.get("confidence_intervals") or {}
-    macro = metrics.get("macro_avg") or {}
-
-    def interval(key, fmt):
-        return f" (95% CI {fmt(ci[key][0])}–{fmt(ci[key][1])})" if key in ci else ""
-    rows = [("accuracy", _pct(metrics.get("accuracy")) + interval("accuracy", _pct)),
-            ("macro F1", _num(macro.get("f1")) + interval("macro_f1", _num)),
-            ("balanced accuracy", _pct(metrics.get("balanced_accuracy"))), ("MCC", _num(metrics.get("mcc"))),
-            *((f"top-{k} accuracy", _pct(v)) for k, v in (metrics.get("top_k_accuracy") or {}).items() if k != "1"),
-            ("test images", str(metrics.get("n", "")))]
-    head = "".join(f"<tr><th {LEFT}>{escape(k)}</th><td {LEFT}>{escape(v)}</td></tr>" for k, v in rows if v)
+    rows = [(name, f"{value} ({ci})" if ci else value) for name, value, ci in headline_rows(metrics)]
+    head = "".join(f"<tr><th {LEFT}>{escape(k)}</th><td {LEFT}>{escape(v)}</td></tr>" for k, v in rows)
     per_class = metrics.get("per_class") or []
     body = "".join(
         f"<tr><td {LEFT}>{escape(str(c.get('class')))}</td>" + "".join(

@@ -13,7 +13,7 @@ from ..data.images import IMAGE_EXTENSIONS
 from ..data.registry import NAMED, load_dataset
 from ..errors import ClasslabError
 from ..fileio import atomic_write_text, write_json
-from ..runs import Run, RunResult
+from ..runs import RunResult, RunWriter
 
 FORMAT_ALIASES = {"MPO": "JPEG"}  # cameras' multi-picture JPEGs are JPEGs
 
@@ -282,7 +282,7 @@ def run_check(spec: str, data_dir=None, min_size: int = 16, runs_dir=None, embed
               weights: str | None = None) -> RunResult:
     """Check, then write check.json, check.txt and report.md; ``details``: "findings" (the JSON) and "text"."""
     report, source = _diagnose(spec, data_dir, min_size, embeddings, weights)
-    run = Run("check", spec, runs_dir)
+    run = RunWriter("check", spec, runs_dir)
     run.write_config({"data": spec, "data_dir": data_dir, "min_size": min_size}, None)
     text = report_text(report)
     write_json(run.file("check.json"), report)
@@ -290,7 +290,7 @@ def run_check(spec: str, data_dir=None, min_size: int = 16, runs_dir=None, embed
     sections = [("Findings", f"```\n{text}```\nAll findings: `check.json`.")]
     sections += _thumbnails(run, report, source)
     path = run.write_report(f"Dataset doctor: {spec}", sections)
-    return RunResult(run.path, "check", path, details={"findings": report, "text": text})
+    return RunResult(run.run_dir, "check", path, details={"findings": report, "text": text})
 
 
 THUMB = 64
@@ -315,7 +315,7 @@ def _pictures(source, files: list[str]) -> dict[str, np.ndarray]:
     return out
 
 
-def _thumbnails(run: Run, report: dict, source) -> list[tuple[str, str]]:
+def _thumbnails(run: RunWriter, report: dict, source) -> list[tuple[str, str]]:
     """Near-duplicate pairs side by side and examples of each image-quality finding, as PNGs in the report
     (images as classlab decodes them); nothing when the data cannot be decoded as a dataset."""
     from ..plots import captioned_grid_png

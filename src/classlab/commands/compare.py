@@ -18,13 +18,13 @@ from ..safe_files import UnreadableFile, read_csv
 from ..errors import ClasslabError
 from ..evaluation.significance import bootstrap_difference, in_words, macro_f1, mcnemar
 from ..fileio import save_figure, write_csv, write_json
-from ..runs import Run, RunResult
+from ..runs import RunResult, RunWriter
 
 GRID = 64  # images considered per disagreement grid (at most 8 per true class are shown)
 
 
 @dataclass
-class ScoredRun:
+class RunPredictions:
     """A run's test predictions keyed by image content: what comparing needs from a run directory."""
 
     result: RunResult
@@ -43,7 +43,7 @@ def _read_csv(path: Path) -> list[dict]:
         raise ClasslabError(f"cannot compare: {e}") from None
 
 
-def load_scored(run_dir: str | Path, name: str) -> ScoredRun:
+def load_scored(run_dir: str | Path, name: str) -> RunPredictions:
     result = RunResult.load(run_dir)
     folder = result.run_dir
     if not (folder / "predictions.csv").is_file() or not result.metrics:
@@ -64,10 +64,10 @@ def load_scored(run_dir: str | Path, name: str) -> ScoredRun:
         y_pred = np.array([index[r["predicted_label"]] for r in rows], dtype=np.int64)
     except KeyError as e:
         raise ClasslabError(f"{folder}/predictions.csv names a class {e} that metrics.json does not list") from None
-    return ScoredRun(result, name, class_names, keys, [r["id"] for r in rows], y_true, y_pred)
+    return RunPredictions(result, name, class_names, keys, [r["id"] for r in rows], y_true, y_pred)
 
 
-def align(a: ScoredRun, b: ScoredRun, common: bool) -> tuple[np.ndarray, np.ndarray]:
+def align(a: RunPredictions, b: RunPredictions, common: bool) -> tuple[np.ndarray, np.ndarray]:
     """Positions of the shared test images in a and in b, in a's order; refuses different test sets."""
     if a.class_names != b.class_names:
         raise ClasslabError(f"{a.name} and {b.name} have different classes ({len(a.class_names)} vs "
@@ -87,7 +87,7 @@ def align(a: ScoredRun, b: ScoredRun, common: bool) -> tuple[np.ndarray, np.ndar
     return ia, ib
 
 
-def compare_pair(a: ScoredRun, b: ScoredRun, common: bool, seed: int = 0) -> dict:
+def compare_pair(a: RunPredictions, b: RunPredictions, common: bool, seed: int = 0) -> dict:
     ia, ib = align(a, b, common)
     y, pa, pb = a.y_true[ia], a.y_pred[ia], b.y_pred[ib]
     k = len(a.class_names)
@@ -121,7 +121,7 @@ def compare_runs(run_dirs: list, runs_dir=None, common: bool = False, names: lis
     names = names or [Path(d).name for d in run_dirs]
     scored = [load_scored(d, n) for d, n in zip(run_dirs, names)]
     pairs = [compare_pair(scored[i - 1] if chain else scored[0], scored[i], common) for i in range(1, len(scored))]
-    run = Run("compare", scored[0].result.run_dir.name.split("-", 3)[-1], runs_dir)
+    run = RunWriter("compare", scored[0].result.run_dir.name.split("-", 3)[-1], runs_dir)
     run.write_config({"runs": [str(s.result.run_dir) for s in scored], "common": common}, None)
     figures = _figures(run, scored, pairs, images, chain)
     summary = [{"run": s.name, "run_dir": str(s.result.run_dir), "command": s.result.command,
@@ -132,7 +132,7 @@ def compare_runs(run_dirs: list, runs_dir=None, common: bool = False, names: lis
     write_csv(run.file("comparison.csv"), ["run", "command", "accuracy", "macro_f1", "run_dir"],
               ([s["run"], s["command"], s["accuracy"], s["macro_f1"], s["run_dir"]] for s in summary))
     report = run.write_report(f"Comparison: {', '.join(names)}", _sections(summary, public, figures))
-    return RunResult(run.path, "compare", report, details={"runs": summary, "pairs": public})
+    return RunResult(run.run_dir, "compare", report, details={"runs": summary, "pairs": public})
 
 
 def _interval(ci: dict | None, key: str) -> str:
@@ -165,7 +165,7 @@ def _sections(summary, pairs, figures) -> list[tuple[str, str]]:
     return sections
 
 
-def _figures(run: Run, scored: list[ScoredRun], pairs: list[dict], images: bool, chain: bool) -> dict:
+def _figures(run: RunWriter, scored: list[RunPredictions], pairs: list[dict], images: bool, chain: bool) -> dict:
     from ..plots import confusion_matrix_png  # noqa: F401  (matplotlib's backend is chosen there)
 
     out = {"pairs": [], "curves": _curves(run, scored)}
@@ -189,7 +189,7 @@ def _figures(run: Run, scored: list[ScoredRun], pairs: list[dict], images: bool,
     return out
 
 
-def _dataset(s: ScoredRun):
+def _dataset(s: RunPredictions):
     """The runs' dataset, for image grids; None (grids left out) where it cannot be loaded any more."""
     from ..data.options import load_and_split, saved_options
 
@@ -200,7 +200,7 @@ def _dataset(s: ScoredRun):
     return ds
 
 
-def _grid(run: Run, ds, ids: list[str], name: str, title: str) -> None:
+def _grid(run: RunWriter, ds, ids: list[str], name: str, title: str) -> None:
     """The images, one row per true class (at most 8 rows of 8)."""
     from ..plots import image_grid_png
 
@@ -217,7 +217,7 @@ def _grid(run: Run, ds, ids: list[str], name: str, title: str) -> None:
         image_grid_png(rows, run.file(name), title)
 
 
-def _f1_deltas(run: Run, pair: dict, name: str) -> str:
+def _f1_deltas(run: RunWriter, pair: dict, name: str) -> str:
     import matplotlib.pyplot as plt
 
     rows = pair["per_class_f1"]
@@ -235,7 +235,7 @@ def _f1_deltas(run: Run, pair: dict, name: str) -> str:
     return name
 
 
-def _confusion_difference(run: Run, a: ScoredRun, b: ScoredRun, ia, ib, name: str) -> str:
+def _confusion_difference(run: RunWriter, a: RunPredictions, b: RunPredictions, ia, ib, name: str) -> str:
     import matplotlib.pyplot as plt
 
     k = len(a.class_names)
@@ -259,7 +259,7 @@ def _confusion_difference(run: Run, a: ScoredRun, b: ScoredRun, ia, ib, name: st
     return name
 
 
-def _curves(run: Run, scored: list[ScoredRun]) -> str | None:
+def _curves(run: RunWriter, scored: list[RunPredictions]) -> str | None:
     import matplotlib.pyplot as plt
 
     with_history = [s for s in scored if s.result.history]

@@ -23,7 +23,7 @@ from ..data.options import DataOptions, record_split
 from ..safe_files import UnreadableFile, read_csv
 from ..data.split import Split, subsample
 from ..errors import ClasslabError, warn
-from ..runs import Run, RunResult
+from ..runs import RunResult, RunWriter
 from ..runs.outputs import save_outputs, score_test, test_section
 
 SPLITS = ("auto", "test", "val", "train", "all")
@@ -168,14 +168,14 @@ def run_evaluate(run_dir: str | Path, data: str, data_dir: str | None = None, cf
     test = split.indices("test")
     proba = scorer.predict(ds.subset(test).images)
 
-    run = Run("evaluate", data, runs_dir)
+    run = RunWriter("evaluate", data, runs_dir)
     run.write_config({"data": asdict(options), "run": str(run_dir), **asdict(cfg)}, cfg.seed)
-    record_split(run.path, loaded, split)
+    record_split(run.run_dir, loaded, split)
     extra = {"evaluated_run": str(run_dir), "images": int(len(test)), "images_seen_in_training": int(seen.sum()),
              "seen_left_out": bool(cfg.drop_seen), "tta": scorer.tta, "temperature": scorer.temperature}
     # images of some of the model's classes: macro averages over the classes present, as scikit-learn's default
     ev = score_test(run, ds, test, proba, cfg.seed, {"evaluate": extra}, average_over="present")
-    save_outputs(run.path, ds, {"test": (test, proba)})
+    save_outputs(run.run_dir, ds, {"test": (test, proba)})
     report = run.write_report(f"{run_dir.name} evaluated on {ds.name}", [
         ("Model", _model_text(scorer.text, known, int(seen.sum()), cfg.drop_seen)),
         ("Data", f"{ds.describe()}, decoded at the run's size and channels. Scored: {len(test)} images "
@@ -183,7 +183,7 @@ def run_evaluate(run_dir: str | Path, data: str, data_dir: str | None = None, cf
                  "Manifest: `split.csv`."),
         test_section(ev),
     ])
-    return RunResult(run.path, run.command, report, ev.metrics, ev, [], {"evaluate": extra})
+    return RunResult(run.run_dir, run.command, report, ev.metrics, ev, [], {"evaluate": extra})
 
 
 def _model_text(text: str, known: set | None, seen: int, dropped: bool) -> str:

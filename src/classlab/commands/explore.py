@@ -11,7 +11,7 @@ from ..data.dataset import SPLIT_NAMES, ImageDataset, channel_stats
 from ..data.options import DataOptions, load_and_split, record_split, split_summary
 from ..fileio import atomic_write_text, write_json
 from ..plots import bar_chart_png, image_grid_png
-from ..runs import Run, RunResult
+from ..runs import RunResult, RunWriter
 
 MAX_GRID_CLASSES = 20
 SAMPLES_PER_CLASS = 8
@@ -74,9 +74,9 @@ def sample_rows(ds: ImageDataset, seed: int = 0) -> tuple[list[tuple[str, np.nda
 
 def explore(opts: DataOptions, runs_dir: str | Path | None = None) -> RunResult:
     ds, split = load_and_split(opts)
-    run = Run("explore", ds.name, runs_dir)
+    run = RunWriter("explore", ds.name, runs_dir)
     run.write_config(vars(opts), opts.seed)
-    record_split(run.path, ds, split)
+    record_split(run.run_dir, ds, split)
     st = dataset_stats(ds, split.assignment)
     write_json(run.file("stats.json"), st)
     text = stats_text(st)
@@ -92,4 +92,4 @@ def explore(opts: DataOptions, runs_dir: str | Path | None = None) -> RunResult:
         ("Samples", f"One row per class{note}.\n\n![samples](samples.png)"),
         ("Class distribution", "![class distribution](class_distribution.png)"),
     ])
-    return RunResult(run.path, "explore", report, details={"stats": st, "text": text})
+    return RunResult(run.run_dir, "explore", report, details={"stats": st, "text": text})

@@ -13,7 +13,7 @@ from ..data.options import DataOptions, load_and_split, record_split, split_summ
 from ..errors import ClasslabError
 from ..models.knn import KNNClassifier, check_k
 from ..plots import line_plot_png
-from ..runs import Run, RunResult
+from ..runs import RunResult, RunWriter
 from ..runs.outputs import save_outputs, score_test, test_section
 
 
@@ -74,10 +74,10 @@ def run_knn(opts: DataOptions, ks=(1, 3, 5), metric: str = "l2", device: str | N
     if plan is not None:
         rows, space = _embedding_rows(ds, split, plan, features, device, progress)
     _check_split(ks, len(train), len(val), len(test))
-    run = Run("knn", ds.name, runs_dir)
+    run = RunWriter("knn", ds.name, runs_dir)
     run.write_config({**vars(opts), "ks": ks, "metric": metric, "device": str(model.device), "features": features},
                      opts.seed)
-    record_split(run.path, ds, split)
+    record_split(run.run_dir, ds, split)
 
     t0 = time.perf_counter()
     model.fit(rows(train), ds.labels[train], num_classes=ds.num_classes)
@@ -96,7 +96,7 @@ def run_knn(opts: DataOptions, ks=(1, 3, 5), metric: str = "l2", device: str | N
     selection = {"metric": metric, "k": best, "chosen_on": "validation" if val_acc else "only k given",
                  "validation_accuracy": val_acc, "test_accuracy_by_k": test_acc, "seconds": seconds}
     ev = score_test(run, ds, test, proba, opts.seed, {"model": "knn", "knn": selection, "space": space}, y_pred)
-    save_outputs(run.path, ds, {**({"val": (val, on_val[best][1])} if on_val else {}), "test": (test, proba)})
+    save_outputs(run.run_dir, ds, {**({"val": (val, on_val[best][1])} if on_val else {}), "test": (test, proba)})
     series = {"test (for reference only)": [test_acc[k] for k in ks]}
     if val_acc:
         series = {"validation": [val_acc[k] for k in ks], **series}
@@ -111,4 +111,4 @@ def run_knn(opts: DataOptions, ks=(1, 3, 5), metric: str = "l2", device: str | N
                   f"Search took {seconds:.1f} s on {model.device}.\n\n{k_table}\n\n![accuracy vs k](accuracy_vs_k.png)"),
         test_section(ev),
     ])
-    return RunResult(run.path, "knn", report, ev.metrics, ev, details={"k": best, "selection": selection})
+    return RunResult(run.run_dir, "knn", report, ev.metrics, ev, details={"k": best, "selection": selection})

@@ -16,7 +16,7 @@ from ..errors import ClasslabError
 from ..fileio import save_figure, write_csv, write_json
 from ..inference.preprocess import Preprocessing, to_input
 from ..models import create_model
-from ..runs import Run, RunResult
+from ..runs import RunResult, RunWriter
 from ..training.config import TrainConfig
 from ..training.optim import loss_fn, make_optimizer, set_determinism
 
@@ -33,9 +33,9 @@ def lr_find(opts: DataOptions, cfg: TrainConfig, start: float = 1e-7, end: float
     ds, split = load_and_split(opts)
     train = split.indices("train")
     cfg = cfg.for_split(len(train))
-    run = Run("lr-find", ds.name, runs_dir)
+    run = RunWriter("lr-find", ds.name, runs_dir)
     run.write_config({"data": vars(opts), "train": cfg.to_dict(), "start": start, "end": end, "steps": steps}, cfg.seed)
-    record_split(run.path, ds, split)
+    record_split(run.run_dir, ds, split)
     model = create_model(cfg.model, ds.num_classes, ds.channels, ds.item_shape[:-1], **cfg.model_options).to(device)
     generator = torch.Generator().manual_seed(cfg.seed)
     picks = torch.randint(0, len(train), (steps, cfg.batch_size), generator=generator)
@@ -62,7 +62,7 @@ def lr_find(opts: DataOptions, cfg: TrainConfig, start: float = 1e-7, end: float
     report = run.write_report(f"Learning-rate finder: {cfg.model} on {ds.name}", [
         ("Suggestion", f"Steepest descent of the loss at **lr = {steepest:.2e}** (minimum loss / 10: "
                        f"{min_over_10:.2e}).\n\n![lr finder](lr_find.png)")])
-    return RunResult(run.path, "lr-find", report, details=result)
+    return RunResult(run.run_dir, "lr-find", report, details=result)
 
 
 def _sweep(model, images, labels, where, pre, cfg: TrainConfig, num_classes: int, start: float, end: float,

@@ -16,7 +16,7 @@ from ..data.options import DataOptions, load_and_split, record_split
 from ..errors import ClasslabError
 from ..fileio import atomic_write_bytes
 from ..models import create_model
-from ..runs import Run, RunResult
+from ..runs import RunResult, RunWriter
 from ..scratch.mlp import ScratchMLP
 from ..training.config import TrainConfig
 from ..runs.outputs import write_results
@@ -63,10 +63,10 @@ def run_scratch(opts: DataOptions, cfg: TrainConfig, runs_dir=None, progress: bo
     cfg = cfg.for_split(len(train))
     mean, std = (np.array(v, np.float32) for v in channel_stats(ds.subset(train).images))
     std = np.maximum(std, 1e-6)
-    run = Run("train", ds.name, runs_dir)
+    run = RunWriter("train", ds.name, runs_dir)
     run.write_config({"data": vars(opts), "train": cfg.to_dict(), "model": {"name": "scratch-mlp", **cfg.model_options}},
                      cfg.seed)
-    record_split(run.path, ds, split)
+    record_split(run.run_dir, ds, split)
     x_train, x_val, x_test = (rows(ds, i, mean, std) for i in (train, val, test))
 
     def log(row):
@@ -83,7 +83,7 @@ def run_scratch(opts: DataOptions, cfg: TrainConfig, runs_dir=None, progress: bo
     n_params = int(sum(p.size for p in model.params))
     summary = {"model": "scratch-mlp", "parameters": n_params, "epochs_run": cfg.epochs, "train_seconds": seconds,
                "hidden": model.hidden, "activation": model.activation, "optimizer": model.optimizer}
-    save_weights(run.path / "scratch.npz", model, mean, std, ds.class_names)
+    save_weights(run.run_dir / "scratch.npz", model, mean, std, ds.class_names)
     model_text = (f"A NumPy MLP written from scratch (`classlab.scratch.ScratchMLP`): hidden {model.hidden}, "
                   f"{model.activation}, dropout {model.dropout}; {n_params:,} parameters; {model.optimizer}, lr "
                   f"{cfg.lr}, batch {cfg.batch_size}, {cfg.epochs} epochs in {seconds:.1f} s. The final epoch's "

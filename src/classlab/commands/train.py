@@ -16,7 +16,7 @@ from ..errors import ClasslabError, warn
 from ..inference.preprocess import Preprocessing
 from ..models import count_parameters, create_model, get_entry
 from ..models.sizing import fit_model_to_data
-from ..runs import Run, RunResult
+from ..runs import RunResult, RunWriter
 from ..runs.tracking import mlflow_tracking
 from ..training import distributed
 from ..training.batches import tensors_for
@@ -30,7 +30,7 @@ RESUMABLE_CHANGES = {"epochs", "device", "mlflow"}  # what may differ when a run
 
 
 def _resume_state(resume: str | Path, cfg: TrainConfig, given: set[str]):
-    run_dir = Run.existing(resume).path
+    run_dir = RunWriter.existing(resume).run_dir
     ckpt = load_checkpoint(run_dir / "last.pt")
     saved = TrainConfig.from_dict(ckpt["config"])
     differ = sorted(k for k in given - RESUMABLE_CHANGES if getattr(cfg, k) != getattr(saved, k))
@@ -86,20 +86,20 @@ def _train(opts, cfg, runs_dir, ckpt, run_dir, progress, ddp) -> dict:
                   "image_size": list(ds.item_shape[:-1]), "options": cfg.model_options}
     model = create_model(cfg.model, ds.num_classes, ds.channels, ds.item_shape[:-1], **cfg.model_options).to(device)
     run, pre = _run_and_contract(opts, cfg, ds, split, model_info, runs_dir, ckpt, run_dir, ddp)
-    folds = cross_validate(ds, opts, cfg.seed, run.path / "folds", small,
+    folds = cross_validate(ds, opts, cfg.seed, run.run_dir / "folds", small,
                            lambda fold_opts, folder: run_train(fold_opts, cfg, folder, progress=False),
                            progress) if small else None
     extra = {"model_info": model_info, "class_names": ds.class_names}
     train_t, val_t = tensors_for(ds, train_idx, device), tensors_for(ds, val_idx, device)
     # one MLflow run beside the classlab run, fed as training goes (rank 0 only)
     params = {"train": cfg.to_dict(), "data": vars(opts), "model": model_info}
-    with mlflow_tracking(cfg.mlflow if ddp.main else None, run.path, params) as tracking:
-        state: FitState = fit(model, train_t, val_t, cfg, pre, run.path, num_classes=ds.num_classes,
+    with mlflow_tracking(cfg.mlflow if ddp.main else None, run.run_dir, params) as tracking:
+        state: FitState = fit(model, train_t, val_t, cfg, pre, run.run_dir, num_classes=ds.num_classes,
                               extra_state=extra, resume=ckpt, progress=progress, ddp=ddp,
                               callbacks=tracking.callbacks)
         ddp.barrier()  # best.pt is complete before anyone reads it
         if not ddp.main:  # rank 0 reports
-            return RunResult(run.path, "train", details={"rank": ddp.rank})
+            return RunResult(run.run_dir, "train", details={"rank": ddp.rank})
         result = _score_best(run, model, ds, split, cfg, pre, state, model_info, device, folds)
         tracking.scored(result.metrics)
     return result
@@ -126,16 +126,16 @@ def _run_and_contract(opts, cfg, ds, split, model_info, runs_dir, ckpt, run_dir,
     """(the run directory, the preprocessing contract): a resumed run's own, or a new one's, made by rank 0
     (one run directory for all ranks) with the contract measured on the training split."""
     if ckpt is not None:
-        return Run.existing(run_dir), Preprocessing.from_dict(ckpt["preprocessing"])
+        return RunWriter.existing(run_dir), Preprocessing.from_dict(ckpt["preprocessing"])
     path = None
     if ddp.main:
-        run = Run("train", ds.name, runs_dir)
+        run = RunWriter("train", ds.name, runs_dir)
         run.write_config({"data": vars(opts), "train": cfg.to_dict(), "model": model_info,
                           "world_size": ddp.world}, cfg.seed)
-        record_split(run.path, ds, split)
-        path = run.path
+        record_split(run.run_dir, ds, split)
+        path = run.run_dir
     path = ddp.broadcast(path)
-    run = Run.existing(path) if not ddp.main else run
+    run = RunWriter.existing(path) if not ddp.main else run
     return run, Preprocessing.from_images(ds.subset(split.indices("train")).images)  # lazy stays lazy: streamed
 
 
@@ -143,7 +143,7 @@ def _score_best(run, model, ds, split, cfg, pre, state, model_info, device, fold
     """The best validation epoch's weights scored once on the test split; the run's report and files. With
     ``folds`` (small data) the score is the cross-validation's out-of-fold predictions of every image."""
     test_idx, val_idx = split.indices("test"), split.indices("val")
-    best = load_checkpoint(run.path / "best.pt", map_location=device)
+    best = load_checkpoint(run.run_dir / "best.pt", map_location=device)
     model.load_state_dict(best["model"])
     bf16 = state.precision == "bf16"
     if folds is not None:

@@ -27,7 +27,7 @@ from ..evaluation import evaluate
 from ..fileio import atomic_write_bytes
 from ..inference.preprocess import Preprocessing
 from ..models import count_parameters, create_model
-from ..runs import Run, RunResult
+from ..runs import RunResult, RunWriter
 from ..runs.tracking import mlflow_tracking
 from ..training.batches import SplitTensors, tensors_for
 from ..training.engine import fit, predict_split, split_outputs
@@ -40,12 +40,12 @@ from ..runs.outputs import history_files, save_outputs, score_test, test_section
 
 def resume_options(run_dir: str | Path) -> tuple[Run, DataOptions, TransferConfig]:
     """An earlier transfer run's data options (pinned to its saved split) and configuration."""
-    run = Run.existing(run_dir)
+    run = RunWriter.existing(run_dir)
     if run.command != "transfer":
-        raise ClasslabError(f"{run.path} is a '{run.command}' run; --resume here continues transfer runs "
+        raise ClasslabError(f"{run.run_dir} is a '{run.command}' run; --resume here continues transfer runs "
                             f"(use classlab {run.command} --resume)")
-    saved = json.loads((run.path / "config.json").read_text())["options"]["transfer"]
-    return run, saved_options(run.path), TransferConfig.from_dict(saved)
+    saved = json.loads((run.run_dir / "config.json").read_text())["options"]["transfer"]
+    return run, saved_options(run.run_dir), TransferConfig.from_dict(saved)
 
 
 def run_transfer(opts: DataOptions | None, tc: TransferConfig | None, runs_dir=None, progress: bool = True,
@@ -77,18 +77,18 @@ def run_transfer(opts: DataOptions | None, tc: TransferConfig | None, runs_dir=N
     model_info = {"name": "transfer", "num_classes": ds.num_classes, "in_channels": in_channels,
                   "image_size": pre.model_size, "options": options}
     if run is None:
-        run = Run("transfer", ds.name, runs_dir)
+        run = RunWriter("transfer", ds.name, runs_dir)
         run.write_config({"data": vars(opts), "transfer": tc.to_dict(), "model": model_info, "weights": plan.weights,
                           "preprocessing": pre.to_dict()}, tc.seed)
-        record_split(run.path, ds, split)
-    folds = cross_validate(ds, opts, tc.seed, run.path / "folds", small,
+        record_split(run.run_dir, ds, split)
+    folds = cross_validate(ds, opts, tc.seed, run.run_dir / "folds", small,
                            lambda fold_opts, folder: run_transfer(fold_opts, tc, folder, progress=False),
                            progress) if small else None
     extra = {"model_info": model_info, "class_names": ds.class_names}
     stages = {}
     # one MLflow run for both stages (fine-tuning's epochs continue the step count)
     params = {"transfer": tc.to_dict(), "data": vars(opts), "model": model_info}
-    with mlflow_tracking(tc.mlflow, run.path, params) as tracking:
+    with mlflow_tracking(tc.mlflow, run.run_dir, params) as tracking:
         if tc.mode in ("features", "both"):
             stages["features"] = _features_stage(model, ds, idx, pre, plan, tc, run, extra, device, progress,
                                                  tracking.callbacks)
@@ -161,7 +161,7 @@ def _features_stage(model, ds, idx, pre, plan, tc, run, extra, device, progress,
                              features(s, mirror=True)[None] if mirrored[s] else None)
              for s in idx if len(idx[s])}
     feature_seconds = time.perf_counter() - t0
-    out = run.path / "features"
+    out = run.run_dir / "features"
     cfg = tc.head_config(len(idx["train"]))
     _phase(progress, f"training the head on cached features: {cfg.epochs} epochs")
     width = split["train"].images.shape[1]
@@ -200,7 +200,7 @@ def _finetune_stage(model, ds, idx, pre, tc, run, extra, device, progress, callb
     groups = [{"params": list(model.head.parameters()), "lr": tc.lr}]
     if backbone:
         groups.append({"params": backbone, "lr": tc.lr * tc.backbone_lr_ratio})
-    out = run.path / "finetune"
+    out = run.run_dir / "finetune"
     cfg = tc.finetune_config(len(idx["train"]), pre.model_size)
     train_t, val_t = tensors_for(ds, idx["train"], device), tensors_for(ds, idx["val"], device)
     _phase(progress, f"fine-tuning {unfrozen} of {len(model.blocks())} backbone blocks: {cfg.epochs} epochs of "
@@ -258,20 +258,20 @@ def _finish(run, ds, split, idx, stages, model, tc, plan, folds=None) -> RunResu
         return (-math.inf if val is None else val, -math.inf if loss is None else -loss, s == "finetune")
     chosen = max(stages, key=score)
     src = stages[chosen]["dir"] / ("model.pt" if chosen == "features" else "best.pt")
-    atomic_write_bytes(run.path / "best.pt", src.read_bytes())
+    atomic_write_bytes(run.run_dir / "best.pt", src.read_bytes())
     summary = {name: {"accuracy": st["evaluation"].accuracy, "macro_f1": st["evaluation"].metrics["macro_avg"]["f1"],
                       **st["info"]} for name, st in stages.items()}
     details = {"chosen_stage": chosen, "stages": summary, "weights": plan.weights,
                **({"cross_validation": folds.to_dict()} if folds is not None else {})}
     ev = score_test(run, ds, idx["test"], stages[chosen]["proba"] if folds is None else folds.proba, tc.seed, details)
     outputs = stages[chosen]["splits"] if folds is None else {"test": (idx["test"], folds.proba)}
-    save_outputs(run.path, ds, outputs, stages[chosen]["embeddings"])
+    save_outputs(run.run_dir, ds, outputs, stages[chosen]["embeddings"])
     rows = "\n".join(
         f"| {name}{' (chosen)' if name == chosen else ''} | {_validation_text(s['best_val_acc'])} | "
         f"{s['accuracy']:.4f} | {s['macro_f1']:.4f} | {s['epochs_run']} | "
         f"{s.get('feature_seconds', 0) + s['train_seconds']:.1f} s |" for name, s in summary.items())
     table = ("| stage | validation acc | test acc | test macro F1 | epochs | time |\n|---|---|---|---|---|---|\n" + rows)
-    pre = Preprocessing.from_dict(load_checkpoint(run.path / "best.pt")["preprocessing"])
+    pre = Preprocessing.from_dict(load_checkpoint(run.run_dir / "best.pt")["preprocessing"])
     contract = (f"Backbone `{tc.backbone}` with weights {plan.weights}. An image goes through:\n\n"
                 + "\n".join(f"{i}. {step}" for i, step in enumerate(pre.describe(), 1))
                 + "\n\nThe contract is saved in best.pt; predict, export and evaluate reuse it.")
@@ -305,5 +305,5 @@ def _finish(run, ds, split, idx, stages, model, tc, plan, folds=None) -> RunResu
         test_section(ev, f"Test results of the chosen stage ({chosen})" if folds is None else
                      "Cross-validated results (out-of-fold predictions of every image)"),
     ])
-    return RunResult(run.path, "transfer", report, ev.metrics, ev, stages[chosen]["history"],
+    return RunResult(run.run_dir, "transfer", report, ev.metrics, ev, stages[chosen]["history"],
                      {k: v for k, v in details.items() if k != "weights"})

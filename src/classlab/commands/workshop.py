@@ -19,7 +19,7 @@ import numpy as np
 from ..data.options import DataOptions, load_and_split
 from ..errors import ClasslabError, warn
 from ..fileio import save_figure, write_csv, write_json
-from ..runs import Run, RunResult
+from ..runs import RunResult, RunWriter
 
 MIN_PER_CLASS = 5  # one each for validation and test, and a few to learn from
 BUDGET_EVAL = 2000  # under a budget, every stop scores the same (at most) 2,000 test images
@@ -164,7 +164,7 @@ def _row(stop: str, method: str, result: RunResult, t: float, notes: list[str]) 
 
 
 def _compare(results, ds, scaled, skip_transfer, budget, total, runs_dir) -> RunResult:
-    run = Run("workshop", ds.name, runs_dir)
+    run = RunWriter("workshop", ds.name, runs_dir)
     run.write_config({"budget_seconds": budget, "scaled_down": scaled, "skipped_transfer": skip_transfer}, None)
     scored = [r for r in results if "accuracy" in r]
     keys = ["stop", "method", "accuracy", "macro_f1", "seconds", "run_dir"]
@@ -176,7 +176,7 @@ def _compare(results, ds, scaled, skip_transfer, budget, total, runs_dir) -> Run
     _comparison_png(scored, run.file("comparison.png"), ds.name)
     lines = ["| stop | method | test accuracy | macro F1 | time | report |", "|---|---|---|---|---|---|"]
     for r in results:
-        link = Path(r["report"]).relative_to(run.path.parent) if "report" in r else ""
+        link = Path(r["report"]).relative_to(run.run_dir.parent) if "report" in r else ""
         acc = f"{r['accuracy']:.4f} | {r['macro_f1']:.4f}" if "accuracy" in r else "- | -"
         lines.append(f"| {r['stop']} | {r['method']} | {acc} | {r['seconds']:.1f} s | [report](../{link}) |")
     table = "\n".join(lines)
@@ -195,7 +195,7 @@ def _compare(results, ds, scaled, skip_transfer, budget, total, runs_dir) -> Run
     text = "\n".join(f"{r['stop']:12} {r['method']:32} " + (f"acc {r['accuracy']:.4f}  macro F1 {r['macro_f1']:.4f}  "
                                                              if "accuracy" in r else " " * 31) + f"{r['seconds']:6.1f} s"
                      for r in results)
-    return RunResult(run.path, "workshop", report,
+    return RunResult(run.run_dir, "workshop", report,
                      details={"table": text, "results": results, "scaled": scaled, "skipped": skip_transfer,
                               "steps": story["steps"]})
 

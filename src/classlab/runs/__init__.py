@@ -1,5 +1,8 @@
-"""Run directories: ``runs/<date>-<time>-<command>-<data>/`` holding everything a run produced, and
-``RunResult``: what every command returns, and what any run directory reads back as."""
+"""Run directories: ``runs/<date>-<time>-<command>-<data>/`` holding everything a run produced. ``RunWriter``
+is a run folder being written (by a command); ``RunResult`` is a finished run read back (what every command
+returns, and what any run directory reads as); the model a run holds, loaded, is ``classlab.trained.RunModel``.
+Each names its folder ``run_dir``. outputs.py writes what every scored run leaves behind; tracking.py logs a
+run to MLflow."""
 
 from __future__ import annotations
 
@@ -42,7 +45,7 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", Path(str(text)).stem if os.sep in str(text) else str(text)).strip("-")[:40] or "data"
 
 
-class Run:
+class RunWriter:
     """A fresh run directory. Files are written atomically; config.json first, so even a run
     that dies early says what it was."""
 
@@ -58,17 +61,17 @@ class Run:
             except OSError as e:
                 raise ClasslabError(f"cannot create a run directory in {base} ({e.strerror or e}); choose a "
                                     "writable folder with --runs-dir or $CLASSLAB_RUNS") from None
-        self.path, self.command, self.data = path, command, data
+        self.run_dir, self.command, self.data = path, command, data
 
     @classmethod
-    def existing(cls, path: str | Path) -> "Run":
+    def existing(cls, path: str | Path) -> "RunWriter":
         """An earlier run directory, to continue (``--resume``)."""
         path = Path(path)
         config = _read_json(path / "config.json")
         if not isinstance(config, dict):
             raise ClasslabError(f"{path} is not a classlab run directory (no readable config.json)")
         run = cls.__new__(cls)
-        run.path, run.command, run.data = path, config.get("command"), config.get("data")
+        run.run_dir, run.command, run.data = path, config.get("command"), config.get("data")
         return run
 
     def write_config(self, options: dict, seed: int | None) -> Path:
@@ -76,10 +79,10 @@ class Run:
                   "created": datetime.now().isoformat(timespec="seconds"), "argv": sys.argv, "versions": versions()}
         if os.environ.get("CLASSLAB_JOB"):  # started by the workbench, which finds its job's run by this id
             config["job"] = os.environ["CLASSLAB_JOB"]
-        return write_json(self.path / "config.json", config)
+        return write_json(self.run_dir / "config.json", config)
 
     def file(self, name: str) -> Path:
-        return self.path / name
+        return self.run_dir / name
 
     def write_predictions(self, ids, y_true, y_pred, proba, class_names, top: int = 3) -> Path:
         top = min(top, len(class_names)) if proba is not None else 0
@@ -95,13 +98,13 @@ class Run:
                     c = order[i, t]
                     row += [class_names[c], f"{proba[i, c]:.6f}"]
                 yield row
-        return write_csv(self.path / "predictions.csv", header, rows())
+        return write_csv(self.run_dir / "predictions.csv", header, rows())
 
     def write_report(self, title: str, sections: list[tuple[str, str]]) -> Path:
         body = [f"# {title}", ""]
         for heading, text in sections:
             body += [f"## {heading}", "", text.rstrip(), ""]
-        return atomic_write_text(self.path / "report.md", "\n".join(body))
+        return atomic_write_text(self.run_dir / "report.md", "\n".join(body))
 
 
 def list_runs(runs_dir: str | Path | None = None) -> list[dict]:
@@ -166,12 +169,12 @@ class RunResult:
     @classmethod
     def load(cls, run_dir: str | Path) -> "RunResult":
         """Read a run directory back (config.json, metrics.json, history.csv, report.md)."""
-        run = Run.existing(run_dir)
-        metrics = _read_json(run.path / "metrics.json")
+        run = RunWriter.existing(run_dir)
+        metrics = _read_json(run.run_dir / "metrics.json")
         metrics = metrics if isinstance(metrics, dict) else {}
-        report = run.path / "report.md"
-        return cls(run.path, run.command or "", report if report.is_file() else None, metrics,
-                   history=read_history(run.path / "history.csv"))
+        report = run.run_dir / "report.md"
+        return cls(run.run_dir, run.command or "", report if report.is_file() else None, metrics,
+                   history=read_history(run.run_dir / "history.csv"))
 
     @cached_property
     def model_run_dir(self) -> Path:
@@ -232,3 +235,14 @@ def read_history(path: Path) -> list[dict]:
             except ValueError:
                 continue
         return rows
+
+
+def __getattr__(name):
+    if name == "Run":  # the 0.2 name of RunWriter, kept for one release
+        import warnings
+
+        warnings.warn("classlab.runs.Run is now classlab.runs.RunWriter (a run folder being written; its folder is "
+                      ".run_dir); the old name goes away in the next release", DeprecationWarning, stacklevel=2)
+        return RunWriter
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+

@@ -11,7 +11,7 @@ from ..data.dataset import ImageDataset
 from ..data.options import split_summary
 from ..evaluation import Evaluation, evaluate
 from ..fileio import atomic_write_bytes, save_figure, write_csv
-from . import Run, RunResult
+from . import RunResult, RunWriter
 
 HISTORY_KEYS = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds", "images_per_s"]
 
@@ -23,13 +23,13 @@ def test_section(ev: Evaluation, heading: str = "Test results") -> tuple[str, st
                      "Per-image predictions: `predictions.csv`. All numbers: `metrics.json`.")
 
 
-def score_test(run: Run, ds: ImageDataset, test_idx: np.ndarray, proba: np.ndarray, seed: int,
+def score_test(run: RunWriter, ds: ImageDataset, test_idx: np.ndarray, proba: np.ndarray, seed: int,
                extra: dict, y_pred: np.ndarray | None = None, average_over: str = "all") -> Evaluation:
     """Evaluate test probabilities; write metrics.json (with ``extra``), the plots and predictions.csv."""
     y_true = ds.labels[test_idx]
     y_pred = proba.argmax(1) if y_pred is None else y_pred
     ev = evaluate(y_true, y_pred, proba, ds.class_names, seed=seed, average_over=average_over)
-    ev.save(run.path, extra=extra)
+    ev.save(run.run_dir, extra=extra)
     run.write_predictions([ds.ids[i] for i in test_idx], y_true, y_pred, proba, ds.class_names)
     return ev
 
@@ -69,21 +69,21 @@ def _save_npy(path: Path, array: np.ndarray) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
-def write_results(run: Run, ds: ImageDataset, split, test_idx, proba: np.ndarray, seed: int, history: list[dict],
+def write_results(run: RunWriter, ds: ImageDataset, split, test_idx, proba: np.ndarray, seed: int, history: list[dict],
                   summary: dict, title: str, model_text: str, test_heading: str = "Test results",
                   val: tuple | None = None, embeddings: np.ndarray | None = None) -> RunResult:
     """What every training run leaves: metrics and plots, predictions.csv, probabilities (``val``: the
     validation split's (indices, probabilities)), embeddings, history.csv + curves.png, report.md."""
     ev = score_test(run, ds, test_idx, proba, seed, {"train": summary})
-    save_outputs(run.path, ds, {**({"val": val} if val is not None and len(val[0]) else {}), "test": (test_idx, proba)},
+    save_outputs(run.run_dir, ds, {**({"val": val} if val is not None and len(val[0]) else {}), "test": (test_idx, proba)},
                  embeddings)
-    history_files(run.path, history)
+    history_files(run.run_dir, history)
     report = run.write_report(title, [
         ("Data", split_summary(ds, split)),
         ("Model and training", model_text + "\n\n![training curves](curves.png)\n\nPer epoch: `history.csv`."),
         test_section(ev, test_heading),
     ])
-    return RunResult(run.path, run.command, report, ev.metrics, ev, history, {"train": summary})
+    return RunResult(run.run_dir, run.command, report, ev.metrics, ev, history, {"train": summary})
 
 
 def history_files(folder: Path, history: list[dict]) -> None:

@@ -24,6 +24,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
 from ..errors import ClasslabError
+from ..notebook import headline_rows
 from .catalog import RunCatalog
 from .guard import LOOPBACK_NAMES, Guard, resolve_run
 from .images import DatasetCache
@@ -103,6 +104,7 @@ def templates() -> Jinja2Templates:
     env.filters["pct"] = lambda v: f"{100 * v:.2f}%" if _is_number(v) else ""
     env.filters["num"] = lambda v, d=4: f"{v:.{d}f}" if _is_number(v) else ""
     env.filters["secs"] = seconds_text
+    env.globals["headline_rows"] = headline_rows  # the metrics table the notebook display shows too
     return Jinja2Templates(env=env)
 
 
