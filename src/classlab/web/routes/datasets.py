@@ -24,12 +24,16 @@ RESULTS_KEPT = 20
 
 
 def routes(bench) -> list[Route]:
-    results = Recent(RESULTS_KEPT)  # the latest POSTs' results, by the key their redirect carries
-
     async def data_page(request: Request):
         checks = [r for r in bench.catalog.query(command="check")]
         return bench.page(request, "data.html", checks=checks, datasets=available_datasets(bench.data_dir),
                           chosen=request.query_params.get("dataset", ""))
+
+    return [Route("/data", data_page)] + _make_a_dataset(bench)
+
+
+def _make_a_dataset(bench) -> list[Route]:
+    results = Recent(RESULTS_KEPT)  # the latest POSTs' results, by the key their redirect carries
 
     def show(request: Request, dataset: str, status_code: int = 200, **context):
         return bench.page(request, "data_new.html", status_code=status_code, data_dir=bench.data_dir, dataset=dataset,
@@ -97,7 +101,7 @@ def routes(bench) -> list[Route]:
         return RedirectResponse(f"/data/new/class?dataset={quote(dataset)}&class={quote(class_name)}&moved={key}",
                                 status_code=303)
 
-    return [Route("/data", data_page), Route("/data/new", collect_page), Route("/data/new", collect, methods=["POST"]),
+    return [Route("/data/new", collect_page), Route("/data/new", collect, methods=["POST"]),
             Route("/data/new/class", class_page), Route("/data/new/image", image),
             Route("/data/new/remove", move, methods=["POST"]), Route("/data/new/restore", move, methods=["POST"]),
             Route("/data/new/zip", collect_zip, methods=["POST"]),

@@ -22,6 +22,11 @@ PNG_SIDES = (48, 96, 192)
 
 
 def routes(bench) -> list[Route]:
+    return _pages(bench) + _actions(bench)
+
+
+def _pages(bench) -> list[Route]:
+    """What a run shows: the list, its page, files, images, cells and cards."""
     async def runs_page(request: Request):
         return bench.page(request, "runs.html", **runs_context(bench, request), commands=bench.catalog.commands())
 
@@ -63,6 +68,13 @@ def routes(bench) -> list[Route]:
         name = "card_partial.html" if request.headers.get("hx-request") == "true" else "card.html"
         return bench.page(request, name, run_id=run_id, item=item, label=found[1], card=result)
 
+    return [Route("/", runs_page), Route("/runs", runs_page), Route("/runs-table", runs_table),
+            Route("/runs/{run}", run_page), Route("/runs/{run}/files/{rel:path}", run_file),
+            Route("/runs/{run}/image", run_image), Route("/runs/{run}/cell", cell), Route("/runs/{run}/card", card)]
+
+
+def _actions(bench) -> list[Route]:
+    """What is done to a run from its page: explain, evaluate on other data, export, compare."""
     async def explain_run(request: Request):
         run_dir = bench.run_dir(request.path_params["run"])
         job = bench.jobs.submit(["explain", str(run_dir)], f"explain {run_dir.name}")
@@ -104,9 +116,6 @@ def routes(bench) -> list[Route]:
                                          runs_dir=bench.runs_dir)
         return RedirectResponse(f"/runs/{result.run_dir.name}", status_code=303)
 
-    return [Route("/", runs_page), Route("/runs", runs_page), Route("/runs-table", runs_table),
-            Route("/runs/{run}", run_page), Route("/runs/{run}/files/{rel:path}", run_file),
-            Route("/runs/{run}/image", run_image), Route("/runs/{run}/cell", cell), Route("/runs/{run}/card", card),
-            Route("/runs/{run}/explain", explain_run, methods=["POST"]),
+    return [Route("/runs/{run}/explain", explain_run, methods=["POST"]),
             Route("/runs/{run}/evaluate", evaluate_run, methods=["POST"]),
             Route("/runs/{run}/export", export, methods=["POST"]), Route("/compare", compare, methods=["POST"])]
