@@ -1,12 +1,14 @@
-"""Near-duplicate finder, measured: synthetic near-duplicates of real CIFAR-10 images (JPEG re-encode,
-1-3 px crop and resize, colour and brightness shifts, 1-3 px horizontal shift), mixed into a real
-sample; recall per transformation, and precision of every pair found; then the whole CIFAR-10 zip:
-near-duplicate pairs, and those that cross train/test (ciFAIR counted 286 test images, 249 the same shot).
+"""Near-duplicate finder, measured on near-duplicates as people make them: real CIFAR-10 images (the zip in
+../shared) copied with a 1-4 px shift, a 5-20% crop at a random place, a 5-20% centred zoom, a rotation of up
+to 5 degrees, a colour change plus a 1-3 px shift, and a JPEG re-encode, mixed into a real sample. Recall per
+transformation; every pair found that was not planted is counted, and a strip of them is saved to look at
+(precision is judged by eye: CIFAR-10 has real near-duplicates of its own); time. Then the whole zip: pairs,
+those that cross train/test, time.
 
-    python benchmarks/near_duplicates.py [--n 5000] [--copies 1000]
+    python benchmarks/near_duplicates.py [--n 5000] [--copies 1200] [--out DIR]   # pip install -e '.[bench]'
 
-Baseline in the same run: exact pixel hashes (what `classlab check` found before), which find none of
-the synthetic copies.
+Peer in the same run, on the same images: imagededup's PHash at its default threshold (10 bits), an optional
+benchmark extra (never a runtime dependency).
 """
 
 from __future__ import annotations
@@ -27,89 +29,126 @@ from classlab.data import near_duplicates as nd  # noqa: E402
 ZIP = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10" / "cifar10-images.zip"
 
 
+def _moved(a, dx, dy):
+    pad = np.pad(a, ((4, 4), (4, 4), (0, 0)), mode="edge")  # the uncovered edge repeats the border
+    return pad[4 - dy : 4 - dy + a.shape[0], 4 - dx : 4 - dx + a.shape[1]].copy()
+
+
+def shift(a, r):
+    s = int(r.integers(1, 5))
+    dx, dy = [(s, 0), (0, s), (s, s), (-s, 0), (0, -s), (-s, s)][int(r.integers(0, 6))]
+    return _moved(a, dx, dy)
+
+
+def _box(a, r, centred):
+    f = r.uniform(0.05, 0.20)
+    h, w = a.shape[:2]
+    ch, cw = round(h * (1 - f)), round(w * (1 - f))
+    y, x = ((h - ch) // 2, (w - cw) // 2) if centred else (int(r.integers(0, h - ch + 1)), int(r.integers(0, w - cw + 1)))
+    return np.asarray(Image.fromarray(a).crop((x, y, x + cw, y + ch)).resize((w, h), Image.Resampling.BILINEAR))
+
+
+def crop(a, r):
+    return _box(a, r, centred=False)
+
+
+def zoom(a, r):
+    return _box(a, r, centred=True)
+
+
+def rotate(a, r):
+    big = np.pad(a, ((8, 8), (8, 8), (0, 0)), mode="edge")
+    return np.asarray(Image.fromarray(big).rotate(r.uniform(-5, 5), Image.Resampling.BILINEAR))[8:-8, 8:-8].copy()
+
+
+def colour_shift(a, r):
+    b = ImageEnhance.Color(Image.fromarray(a)).enhance(r.uniform(0.6, 1.4))
+    b = np.asarray(ImageEnhance.Brightness(b).enhance(r.uniform(0.8, 1.2)))
+    return _moved(b, int(r.integers(1, 4)), 0)
+
+
 def jpeg(a, r):
     buf = io.BytesIO()
     Image.fromarray(a).save(buf, "JPEG", quality=int(r.integers(40, 80)))
     return np.asarray(Image.open(buf).convert("RGB"))
 
 
-def crop(a, r):
-    c, pil = int(r.integers(1, 4)), Image.fromarray(a)
-    w, h = pil.size
-    return np.asarray(pil.crop((c, c, w - c, h - c)).resize((w, h), Image.Resampling.BILINEAR))
+TRANSFORMS = (shift, crop, zoom, rotate, colour_shift, jpeg)
 
 
-def colour(a, r):
-    return np.asarray(ImageEnhance.Color(Image.fromarray(a)).enhance(r.uniform(0.7, 1.3)))
+def imagededup_pairs(images: np.ndarray, threshold: int = 10) -> set | None:
+    try:
+        from imagededup.methods import PHash
+    except ImportError:
+        return None
+    hasher = PHash(verbose=False)
+    encodings = {str(i): hasher.encode_image(image_array=im) for i, im in enumerate(images)}
+    found = hasher.find_duplicates(encoding_map=encodings, max_distance_threshold=threshold)
+    return {(min(int(a), int(b)), max(int(a), int(b))) for a, dup in found.items() for b in dup}
 
 
-def brightness(a, r):
-    return np.asarray(ImageEnhance.Brightness(Image.fromarray(a)).enhance(r.uniform(0.8, 1.2)))
+def report(name: str, found: set, planted: dict, truth: set, seconds: float) -> None:
+    per = "  ".join(f"{f.__name__} {len(mine & found) / len(mine):.2f}" for f, mine in planted.items())
+    print(f"| {name} | {len(truth & found) / len(truth):.3f} | {per} | {len(found - truth)} | {seconds:.1f} s |")
 
 
-def shift(a, r):
-    s = int(r.integers(1, 4))
-    out = np.roll(a, s, axis=1)
-    out[:, :s] = a[:, :1]
-    return out
-
-
-def recalls(planted: dict, truth: set, found: set) -> None:
-    for f, mine in planted.items():
-        print(f"  recall {f.__name__:10} {len(mine & found) / len(mine):.3f}")
-    print(f"  recall overall    {len(truth & found) / len(truth):.3f}")
+def strip(images: np.ndarray, pairs: list, path: Path) -> None:
+    """The pairs side by side, enlarged 3x, in rows of 8 pairs: what precision is judged on."""
+    tiles = [np.concatenate([images[i], images[j]], 1).repeat(3, 0).repeat(3, 1) for i, j in pairs]
+    if not tiles:
+        return
+    h, w = tiles[0].shape[:2]
+    rows = [tiles[k : k + 8] + [np.full_like(tiles[0], 255)] * (8 - len(tiles[k : k + 8])) for k in range(0, len(tiles), 8)]
+    sheet = np.concatenate([np.concatenate([np.pad(t, ((4, 4), (4, 4), (0, 0)), constant_values=255) for t in row], 1)
+                            for row in rows])
+    Image.fromarray(sheet).save(path)
+    print(f"  {len(pairs)} pairs not planted, side by side: {path}")
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--n", type=int, default=5000, help="real images in the sample")
-    p.add_argument("--copies", type=int, default=1000, help="synthetic near-duplicates added (200 per transform)")
-    p.add_argument("--embeddings", metavar="BACKBONE", help="also the embedding pass (weights in the torch hub cache)")
+    p.add_argument("--copies", type=int, default=1200, help="near-duplicates planted (a sixth per transformation)")
+    p.add_argument("--out", default="/tmp", help="where the strips of unplanted pairs go")
+    p.add_argument("--skip-whole", action="store_true", help="not the whole zip")
     args = p.parse_args()
     ds = load_dataset(str(ZIP))
     rng = np.random.default_rng(0)
-    sample = ds.images[rng.choice(len(ds), args.n, replace=False)]
-    transforms = (jpeg, crop, colour, brightness, shift)
+    sample = np.asarray(ds.images[rng.choice(len(ds), args.n, replace=False)])
     sources = rng.choice(args.n, args.copies, replace=False)
-    kinds = [transforms[k % len(transforms)] for k in range(args.copies)]
+    kinds = [TRANSFORMS[k % len(TRANSFORMS)] for k in range(args.copies)]
     copies = np.stack([f(sample[s], rng) for s, f in zip(sources, kinds)])
     images = np.concatenate([sample, copies])
-    t0 = time.perf_counter()
-    pairs = nd.find(images)
-    seconds = time.perf_counter() - t0
     truth = {(int(s), args.n + k) for k, s in enumerate(sources)}
-    found = {(i, j) for i, j, *_ in pairs}
-    print(f"{args.n} real CIFAR-10 images + {args.copies} synthetic near-duplicates; {len(pairs)} pairs found "
-          f"in {seconds:.1f} s")
-    planted = {f: {(int(s), args.n + k) for k, (s, g) in enumerate(zip(sources, kinds)) if g is f} for f in transforms}
-    recalls(planted, truth, found)
-    other = found - truth  # pairs of two originals (real near-duplicates in CIFAR-10 or false) or copy pairs
-    synthetic_false = [(i, j) for i, j in other if j >= args.n]
-    print(f"  pairs not planted: {len(other)} ({len(synthetic_false)} involving a copy: chains through its source)")
-    exact = sum(np.array_equal(sample[s], c) for s, c in zip(sources, copies))
-    print(f"  baseline, exact pixel hashes: {exact} of the {args.copies} planted copies found")
-    if args.embeddings:
-        from classlab.checks.embeddings import embedding_pass
-        from classlab.data.dataset import ImageDataset
-
-        mixed = ImageDataset(images=images, labels=np.zeros(len(images), dtype=np.int64) + (np.arange(len(images)) % 2),
-                             class_names=["a", "b"], ids=[str(i) for i in range(len(images))], name="mixed",
-                             source="benchmark")
-        t0 = time.perf_counter()
-        result = embedding_pass(mixed, args.embeddings)
-        seconds = time.perf_counter() - t0
-        found_e = {(i, j) for i, j, _ in result["pairs"]}
-        print(f"embedding pass ({args.embeddings}, threshold {result['threshold']:.3f}): {len(found_e)} pairs in "
-              f"{seconds:.0f} s")
-        recalls(planted, truth, found_e)
-        print(f"  pairs not planted: {len(found_e - truth)}")
+    planted = {f: {(int(s), args.n + k) for k, (s, g) in enumerate(zip(sources, kinds)) if g is f} for f in TRANSFORMS}
+    print(f"{args.n} real CIFAR-10 images + {args.copies} planted near-duplicates\n")
+    print("| method | recall | recall per transformation | pairs not planted | time |\n|---|---|---|---|---|")
+    t0 = time.perf_counter()
+    ours = {(i, j) for i, j, *_ in nd.find(images)}
+    report("classlab check (hash views + aligned confirmation)", ours, planted, truth, time.perf_counter() - t0)
+    t0 = time.perf_counter()
+    peer = imagededup_pairs(images)
+    if peer is None:
+        print("| imagededup PHash | skipped: pip install -e '.[bench]' | | | |")
+    else:
+        report("imagededup PHash, threshold 10", peer, planted, truth, time.perf_counter() - t0)
+    out = Path(args.out)
+    strip(images, sorted(ours - truth)[:48], out / "near_duplicates_classlab_unplanted.png")
+    if peer is not None:
+        extra = sorted(peer - truth)
+        strip(images, [extra[k] for k in np.random.default_rng(1).permutation(len(extra))[:48]],
+              out / "near_duplicates_imagededup_unplanted.png")
+    if args.skip_whole:
+        return
     t0 = time.perf_counter()
     whole = nd.find(ds.images)
+    seconds = time.perf_counter() - t0
     split = ds.official_split
     cross = [(i, j) for i, j, *_ in whole if split[i] != split[j]]
     tests = {i if split[i] == "test" else j for i, j in cross}
-    print(f"CIFAR-10 zip: {len(whole)} near-duplicate pairs in {time.perf_counter() - t0:.1f} s; {len(cross)} cross "
-          f"train/test, involving {len(tests)} test images")
+    groups = nd.groups(whole, len(ds))
+    print(f"\nCIFAR-10 zip ({len(ds):,} images): {len(whole)} near-duplicate pairs in {seconds:.1f} s; {len(cross)} cross "
+          f"train/test, involving {len(tests)} test images; {len(groups)} groups, the largest of {len(groups[0]) if groups else 0}")
 
 
 if __name__ == "__main__":

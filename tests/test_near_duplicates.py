@@ -59,8 +59,6 @@ def test_flat_images_match_only_flat_images_of_the_same_brightness(cifar_images)
 
     black, near_black = solid((0, 0, 0)), solid((3, 2, 4))
     images = np.stack([solid((255, 0, 0)), solid((255, 255, 255)), black, near_black, cifar_images[0][1]])
-    bits = nd.phash(images)
-    assert (bits[0] != bits[1]).sum() <= nd.SURE_DISTANCE  # the hash alone would call red and white alike
     assert [(i, j) for i, j, *_ in nd.find(images)] == [(2, 3)]
 
 
@@ -97,7 +95,7 @@ def test_the_doctor_finds_near_duplicates_across_and_within_splits_and_names_the
     # no pair of two distinct originals (the dataset's own near-duplicates aside: none in this sample)
     assert not [p for p in near["across_splits"] + near["within_split"] if set(p["files"]) <= originals]
     assert report["warnings"] >= 1 and "test/airplane/reencoded.jpg" in flagged
-    groups = [sorted(g["files"]) for g in near["groups"]]  # connected groups: every pair inside one
+    groups = [sorted(g["files"]) for g in near["groups"]]  # groups: each member pairs with the first
     assert sorted(["test/airplane/reencoded.jpg", "train/airplane/001.png"]) in groups
     assert all(g["crosses_splits"] == (len(set(g["splits"])) > 1) for g in near["groups"])
     assert sum(len(g) - 1 for g in groups) <= len(near["across_splits"]) + len(near["within_split"])
@@ -175,3 +173,71 @@ def test_the_embedding_pass_finds_shifted_copies_outliers_and_neighbours_with_ot
     assert main(["check", str(root), "--embeddings", "mobilenet_v2", "--json"]) == 0  # bounded by the cache
     again = json.loads(capsys.readouterr().out)["embeddings"]
     assert again["features_from_cache"] is True and again["near_duplicates"] == e["near_duplicates"]
+
+
+def _moved(a, dx, dy):
+    pad = np.pad(a, ((4, 4), (4, 4), (0, 0)), mode="edge")  # the uncovered edge repeats the border
+    return pad[4 - dy : 4 - dy + a.shape[0], 4 - dx : 4 - dx + a.shape[1]].copy()
+
+
+def _boxed(a, fraction, x, y):
+    side = round(32 * (1 - fraction))
+    return np.asarray(Image.fromarray(a).crop((x, y, x + side, y + side)).resize((32, 32), Image.Resampling.BILINEAR))
+
+
+def _rotated(a, degrees):
+    big = np.pad(a, ((8, 8), (8, 8), (0, 0)), mode="edge")
+    return np.asarray(Image.fromarray(big).rotate(degrees, Image.Resampling.BILINEAR))[8:-8, 8:-8].copy()
+
+
+COPIES = {  # near-duplicates as people make them (issue 29), each made 6 times from different pictures
+    "shift": lambda a, k: _moved(a, (1, 2, 3, 4, -2, -3)[k], (0, 2, -1, 4, 0, 3)[k]),
+    "crop": lambda a, k: _boxed(a, (0.05, 0.1, 0.15, 0.2, 0.1, 0.15)[k], (0, 3, 1, 6, 0, 4)[k], (1, 0, 4, 2, 3, 0)[k]),
+    "zoom": lambda a, k: _boxed(a, (0.05, 0.1, 0.15, 0.2, 0.08, 0.12)[k], *([round(32 * (0.05, 0.1, 0.15, 0.2, 0.08, 0.12)[k] / 2)] * 2)),
+    "rotate": lambda a, k: _rotated(a, (-5, -3, -1, 2, 4, 5)[k]),
+    "colour+shift": lambda a, k: _moved(np.asarray(ImageEnhance.Color(Image.fromarray(a)).enhance((0.6, 1.4)[k % 2])),
+                                        1 + k % 3, 0),
+    "jpeg": lambda a, k: _jpeg(a, 40 + 8 * k),
+}
+
+
+def test_shifted_cropped_zoomed_and_rotated_copies_are_found_and_different_pictures_are_not(cifar_images):
+    """80 real CIFAR-10 pictures and 36 copies of 36 of them: at least 5 of each transformation's 6 copies are
+    found (shifts and crops were the misses before: 0.18 and 0.28 recall), and no two distinct pictures pair."""
+    originals = np.stack([a for _, a in cifar_images])
+    copies, truth = [], {}
+    for t, (name, make) in enumerate(COPIES.items()):
+        for k in range(6):
+            source = 6 * t + k
+            truth[(source, len(originals) + len(copies))] = name
+            copies.append(make(originals[source], k))
+    pairs = nd.find(np.concatenate([originals, np.stack(copies)]))
+    found = {(i, j) for i, j, *_ in pairs}
+    for name in COPIES:
+        mine = {p for p, n in truth.items() if n == name}
+        assert len(mine & found) >= 5, (name, sorted(mine - found))
+    assert not [p for p in found if p[1] < len(originals)]  # never two distinct originals
+    assert all(p in truth or (p[0] >= len(originals)) for p in found)
+
+
+def test_alignment_confirms_a_moved_copy_that_plain_correlation_rejects(cifar_images):
+    a = cifar_images[11][1]
+    moved = _moved(a, 3, 2)
+    thumbs = nd.grayscale_32(np.stack([a, moved]))
+    unit = thumbs - thumbs.mean((1, 2), keepdims=True)
+    unit /= np.linalg.norm(unit.reshape(2, -1), axis=1)[:, None, None]
+    assert float((unit[0] * unit[1]).sum()) < nd.MIN_SIMILARITY  # what the doctor used to compare
+    moved_view = nd.VIEWS.index((1.0, 3, 3))  # the hashed view nearest a (3, 2) move
+    similarity = nd.aligned_similarity(thumbs, np.array([1]), np.array([0]), np.array([moved_view]))
+    assert similarity[0] >= nd.MIN_SIMILARITY
+
+
+def test_groups_hold_only_images_that_pair_with_their_representative():
+    """A chain of single links (0-1, 1-2, 2-3, 3-4, and 5-6) is not one group: each group is an image and
+    partners it confirmed against itself."""
+    pairs = [(0, 1, 2, 0.95), (1, 2, 2, 0.95), (2, 3, 2, 0.95), (3, 4, 2, 0.95), (5, 6, 0, 1.0)]
+    found = nd.groups(pairs, 7)
+    linked = {(a, b) for a, b, *_ in pairs} | {(b, a) for a, b, *_ in pairs}
+    assert all((g[0], m) in linked for g in found for m in g[1:])
+    assert len({m for g in found for m in g}) == sum(len(g) for g in found)  # no image in two groups
+    assert [5, 6] in found and max(len(g) for g in found) == 3

@@ -118,7 +118,8 @@ def _by_content(gray: np.ndarray, min_side: int, items: list[tuple[str, str | No
         pair = {"files": [items[i][0], items[j][0]], "splits": [items[i][1], items[j][1]],
                 "classes": [items[i][2], items[j][2]], "hash_distance": bits, "similarity": similarity}
         (across if items[i][1] != items[j][1] else within).append(pair)
-    # connected groups (a burst of five photos is one group of five, not ten pairs), largest first
+    # groups (a burst of five photos is one group of five, not ten pairs), each member confirmed against the
+    # group's first image, largest first
     groups = [{"files": [items[k][0] for k in g], "splits": [items[k][1] for k in g],
                "classes": [items[k][2] for k in g], "crosses_splits": len({items[k][1] for k in g}) > 1,
                "mixed_labels": len({items[k][2] for k in g}) > 1} for g in nd.groups(pairs, len(items))]
