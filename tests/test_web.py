@@ -455,8 +455,6 @@ def test_durations_show_the_digits_they_need():
 @pytest.mark.parametrize("epochs, expected", [("", []), ("7", ["--head-epochs", "7"])])
 def test_a_transfer_job_leaves_the_heads_epochs_to_its_default_unless_given(epochs, expected, torch_home):
     """An empty Epochs field lets transfer size the head's training (about 100 steps on a small folder)."""
-    from types import SimpleNamespace
-
     from classlab.web.forms import job_args
 
     form = {"command": "transfer", "dataset": "digits", "backbone": "mobilenet_v2", "mode": "features",

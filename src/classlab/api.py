@@ -29,8 +29,8 @@ def transfer(data="digits", backbone: str = "mobilenet_v2", *, runs_dir=None, pr
              data_options: dict | None = None, **options) -> RunResult:
     """Transfer ``backbone`` (a torchvision name or a classlab run directory) to ``data``. ``options`` are
     TransferConfig fields (mode, image_size, dense, head_epochs, finetune_epochs, unfreeze, bn, ...)."""
-    from .commands.transfer import run_transfer
     from .backbones.config import TransferConfig
+    from .commands.transfer import run_transfer
 
     tc = TransferConfig.from_dict({"backbone": str(backbone), **options})
     return run_transfer(_data(data, data_options), tc, runs_dir, progress=progress)

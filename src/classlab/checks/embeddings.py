@@ -66,10 +66,10 @@ def similar_pairs(unit: np.ndarray, threshold: float) -> list[tuple[int, int, fl
 def embedding_pass(ds, backbone: str = "mobilenet_v2", weights: str | None = None, image_size: int | None = None,
                    progress: bool = False) -> dict:
     """Near-duplicate pairs, outliers and neighbour-label disagreements of ``ds`` in a backbone's feature space."""
+    from ..backbones.features import cached_features, compute_features
+    from ..backbones.plan import plan_backbone
     from ..device import pick_device
     from ..evaluation.label_issues import find_label_issues, out_of_sample_knn
-    from ..backbones.plan import plan_backbone
-    from ..backbones.features import cached_features, compute_features
 
     plan = plan_backbone(backbone, weights, progress)
     pre, in_channels = plan.contract(ds, image_size)

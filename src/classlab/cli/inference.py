@@ -20,8 +20,8 @@ def configure_predict(p) -> None:
 
 
 def run_predict(args) -> None:
-    from ..trained.model import load_run_model
     from ..errors import ClasslabError
+    from ..trained.model import load_run_model
     from ..trained.network import default_predictions_path, write_predictions_csv
 
     if args.output and Path(args.output).is_dir():
@@ -77,7 +77,8 @@ def configure_evaluate(p) -> None:
 
 
 def run_evaluate(args) -> None:
-    from ..commands.evaluate import EvaluateConfig, run_evaluate as evaluate
+    from ..commands.evaluate import EvaluateConfig
+    from ..commands.evaluate import run_evaluate as evaluate
     from ..errors import ClasslabError
     from .common import MAX_SEED
 

@@ -18,9 +18,9 @@ def configure(p) -> None:
 
 
 def run(args) -> None:
+    from ..backbones.config import TransferConfig
     from ..commands.transfer import run_transfer
     from ..errors import ClasslabError
-    from ..backbones.config import TransferConfig
 
     values = given_flags(args, TransferConfig)
     if args.resume:

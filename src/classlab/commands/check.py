@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 
 from ..data.folders import inspect_chunk, map_files, scan_tree
-from ..data.trees import extension, open_tree
 from ..data.images import IMAGE_EXTENSIONS
 from ..data.registry import NAMED, load_dataset
+from ..data.trees import extension, open_tree
 from ..errors import ClasslabError
 from ..fileio import atomic_write_text, write_json
 from ..runs import RunResult, RunWriter
@@ -166,9 +166,7 @@ def _diagnose(spec: str, data_dir, min_size: int, embeddings: str | None, weight
     path = Path(spec)
     is_tree = (path.is_dir() or path.suffix.lower() == ".zip") and path.exists()
     if is_tree:
-        from ..data import arrays
-
-        from ..data import huggingface
+        from ..data import arrays, huggingface
 
         is_tree = not arrays.is_idx_folder(path) and not arrays.detect_cifar(path) and not huggingface.detect(path)
     if not path.exists() and spec.lower() not in NAMED:

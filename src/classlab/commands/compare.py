@@ -14,11 +14,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ..safe_files import UnreadableFile, read_csv
 from ..errors import ClasslabError
 from ..evaluation.significance import bootstrap_difference, in_words, macro_f1, mcnemar
 from ..fileio import save_figure, write_csv, write_json
 from ..runs import RunResult, RunWriter
+from ..safe_files import UnreadableFile, read_csv
 
 GRID = 64  # images considered per disagreement grid (at most 8 per true class are shown)
 

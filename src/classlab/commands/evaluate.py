@@ -20,11 +20,11 @@ import numpy as np
 
 from ..data.dataset import ImageDataset
 from ..data.options import DataOptions, record_split
-from ..safe_files import UnreadableFile, read_csv
 from ..data.split import Split, subsample
 from ..errors import ClasslabError, warn
 from ..runs import RunResult, RunWriter
 from ..runs.outputs import save_outputs, score_test, test_section
+from ..safe_files import UnreadableFile, read_csv
 
 SPLITS = ("auto", "test", "val", "train", "all")
 

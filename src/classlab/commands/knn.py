@@ -19,8 +19,8 @@ from ..runs.outputs import save_outputs, score_test, test_section
 
 def _embedding_rows(ds, split, plan, features: dict, device, progress: bool):
     """rows(indices) -> the backbone's (cached) embeddings of those images, and a description."""
-    from ..device import pick_device
     from ..backbones.features import cached_features
+    from ..device import pick_device
 
     pre, in_channels = plan.contract(ds, features.get("image_size"))
     backbone, width = plan.backbone_only(in_channels)

@@ -17,9 +17,9 @@ from ..errors import ClasslabError
 from ..fileio import atomic_write_bytes
 from ..models import create_model
 from ..runs import RunResult, RunWriter
+from ..runs.outputs import write_results
 from ..scratch.mlp import ScratchMLP
 from ..training.config import TrainConfig
-from ..runs.outputs import write_results
 
 # The training options the NumPy MLP implements are its constructor's; precision and device do not apply
 # to NumPy and are ignored. Any other option must keep TrainConfig's default.

@@ -9,14 +9,14 @@ import numpy as np
 import torch
 
 from ..checkpoint import load_checkpoint
-from ..data.options import (DataOptions, load_and_split, load_data, record_split, saved_options,
-                            with_imbalance_advice)
+from ..data.options import DataOptions, load_and_split, load_data, record_split, saved_options, with_imbalance_advice
 from ..device import pick_device
 from ..errors import ClasslabError, warn
 from ..inference.preprocess import Preprocessing
 from ..models import count_parameters, create_model, get_entry
 from ..models.sizing import fit_model_to_data
 from ..runs import RunResult, RunWriter
+from ..runs.outputs import write_results
 from ..runs.tracking import mlflow_tracking
 from ..training import distributed
 from ..training.batches import tensors_for
@@ -24,7 +24,6 @@ from ..training.config import TrainConfig
 from ..training.engine import FitState, fit, predict_split, split_outputs
 from ..training.optim import set_determinism
 from .cross_validation import cross_validate, everything_trains, require_train_and_test, small_data_reason
-from ..runs.outputs import write_results
 
 RESUMABLE_CHANGES = {"epochs", "device", "mlflow"}  # what may differ when a run is continued
 

@@ -18,6 +18,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..backbones.config import HEAD_EPOCHS, MIN_HEAD_STEPS, TransferConfig
+from ..backbones.features import ImagesDigest, cached_features, cached_precision, feature_precision
+from ..backbones.plan import plan_backbone
 from ..checkpoint import load_checkpoint, save_checkpoint
 from ..data.options import (DataOptions, load_and_split, record_split, saved_options, split_summary,
                             with_imbalance_advice)
@@ -28,17 +31,15 @@ from ..fileio import atomic_write_bytes
 from ..inference.preprocess import Preprocessing
 from ..models import count_parameters, create_model
 from ..runs import RunResult, RunWriter
+from ..runs.outputs import history_files, save_outputs, score_test, test_section
 from ..runs.tracking import mlflow_tracking
 from ..training.batches import SplitTensors, tensors_for
 from ..training.engine import fit, predict_split, split_outputs
 from ..training.optim import set_determinism
-from ..backbones.plan import plan_backbone
-from ..backbones.config import HEAD_EPOCHS, MIN_HEAD_STEPS, TransferConfig
-from ..backbones.features import ImagesDigest, cached_features, cached_precision, feature_precision
 from .cross_validation import cross_validate, everything_trains, require_train_and_test, small_data_reason
-from ..runs.outputs import history_files, save_outputs, score_test, test_section
 
-def resume_options(run_dir: str | Path) -> tuple[Run, DataOptions, TransferConfig]:
+
+def resume_options(run_dir: str | Path) -> tuple[RunWriter, DataOptions, TransferConfig]:
     """An earlier transfer run's data options (pinned to its saved split) and configuration."""
     run = RunWriter.existing(run_dir)
     if run.command != "transfer":

@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ClasslabError, warn
+from ..safe_files import MAX_ARCHIVE_BYTES, UnreadableFile, check_path, read_file
 from . import validate
 from .dataset import ImageDataset
-from ..safe_files import MAX_ARCHIVE_BYTES, UnreadableFile, check_path, read_file
 
 FASHION_MNIST_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
                          "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]

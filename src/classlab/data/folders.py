@@ -19,10 +19,10 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ..errors import ClasslabError, warn
+from ..safe_files import UnreadableFile, display
 from . import cache
 from .dataset import ImageDataset, LazyImages
 from .images import IMAGE_EXTENSIONS, ImageInfo, decode, probe
-from ..safe_files import UnreadableFile, display
 from .trees import DATASET_MARKER, REMOVED_FOLDER, extension, is_hidden, open_tree
 
 SPLIT_ALIASES = {"train": "train", "training": "train", "val": "val", "valid": "val",

@@ -23,9 +23,9 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ClasslabError
+from ..safe_files import MAX_FILE_BYTES, read_file, read_json
 from .dataset import ImageDataset
 from .images import decode, probe
-from ..safe_files import MAX_FILE_BYTES, read_file, read_json
 
 SPLITS = {"train": "train", "training": "train", "validation": "val", "valid": "val", "val": "val", "dev": "val",
           "test": "test", "testing": "test"}

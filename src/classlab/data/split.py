@@ -12,8 +12,8 @@ import numpy as np
 
 from ..errors import ClasslabError
 from ..fileio import write_csv
-from .dataset import SPLIT_NAMES, ImageDataset
 from ..safe_files import UnreadableFile, read_file
+from .dataset import SPLIT_NAMES, ImageDataset
 
 
 @dataclass

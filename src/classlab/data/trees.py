@@ -12,7 +12,6 @@ from pathlib import Path
 from ..errors import ClasslabError
 from ..safe_files import MAX_FILE_BYTES, UnreadableFile, check_path, read_file, read_member
 
-
 # The hidden file that marks a dataset made in the workbench (web/collect.py): classlab's own, so the doctor
 # does not list it among the stray hidden files.
 DATASET_MARKER = ".classlab-dataset.json"

@@ -6,9 +6,8 @@ backbone's features all go through ``predict_batches``; they differ only in wher
 
 from __future__ import annotations
 
-from typing import Callable, Iterable
-
 import math
+from typing import Callable, Iterable
 
 import numpy as np
 import torch
@@ -16,7 +15,6 @@ from tqdm.auto import tqdm
 
 from .preprocess import Preprocessing, to_input
 from .tta import averaged_log_probs, forward_tta, tta_mode
-
 
 # Pixels of one inference batch on the CPU: 16 images at 224 px. A 256-image batch of 224 px photos held
 # gigabytes of MobileNetV2 activations (a 1.2 GB tensor per expansion layer) for no gain in speed.

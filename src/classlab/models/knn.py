@@ -29,8 +29,7 @@ from tqdm.auto import tqdm
 
 from ..device import pick_device
 from ..errors import ClasslabValueError
-from .knn_kernels import (INT_MM_MAX_DIM, CoarseBounds, as_int8, int8_scores, padded_train, smallest_scores,
-                          square_norms)
+from .knn_kernels import INT_MM_MAX_DIM, CoarseBounds, as_int8, int8_scores, padded_train, smallest_scores, square_norms
 
 
 class NotFittedError(ClasslabValueError, exceptions.NotFittedError):

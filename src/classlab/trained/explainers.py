@@ -23,8 +23,8 @@ def attribute(model: RunModel, images: np.ndarray, targets: np.ndarray, method: 
     if run is not None:
         import torch
 
-        from .attribution import conv_layers, grad_cam, target_layer
         from ..inference.preprocess import to_input
+        from .attribution import conv_layers, grad_cam, target_layer
 
         if method != "occlusion" and images.ndim == 4 and (conv_layers(run.model) or layer):
             name, module = target_layer(run.model, layer)

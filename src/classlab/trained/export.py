@@ -15,8 +15,8 @@ import torch
 from ..errors import ClasslabError
 from ..fileio import atomic_write_bytes, atomic_write_text, write_json
 from ..inference.predict import predict_batches
-from .network import TrainedNetwork
 from ..inference.tta import forward_tta
+from .network import TrainedNetwork
 
 FORMATS = ("onnx", "torchscript")
 

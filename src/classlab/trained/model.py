@@ -41,14 +41,10 @@ class RunModel:
         """The files decoded at the model's size and channels (unreadable ones skipped with a warning)."""
         if self.network is not None:
             return self.network.load_images(files)
-        from .network import decode_files
-
         return decode_files(files, self.image_shape, self.channels)
 
     def predict(self, inputs, top_k: int = 3) -> list[dict]:
         """Top-k labels with probabilities for image files / folders (or uint8 images at the model's size)."""
-        from .network import predict_top_k
-
         return predict_top_k(self.predict_proba, self.load_images, self.class_names, inputs, top_k)
 
     def evaluate(self):

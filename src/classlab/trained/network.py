@@ -16,15 +16,15 @@ import numpy as np
 import torch
 
 from ..checkpoint import load_checkpoint
-from ..data.trees import is_hidden
 from ..data.images import IMAGE_EXTENSIONS, decode
-from ..safe_files import UnreadableFile, check_path, read_file
+from ..data.trees import is_hidden
 from ..errors import ClasslabError, warn
 from ..fileio import free_path, write_csv
-from ..models import create_model
 from ..inference.predict import predict_proba_array
 from ..inference.preprocess import Preprocessing
 from ..inference.tta import tta_mode
+from ..models import create_model
+from ..safe_files import UnreadableFile, check_path, read_file
 
 
 def _no_network(run_dir: Path) -> str:

@@ -15,9 +15,9 @@ import torch
 from torch import nn
 
 from ..errors import ClasslabError
-from ..safe_files import check_path
 from ..fileio import save_figure, write_json
 from ..inference.preprocess import to_input
+from ..safe_files import check_path
 from .network import TrainedNetwork
 
 CONVS = (nn.Conv2d, nn.Conv3d)

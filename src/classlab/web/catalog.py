@@ -8,8 +8,8 @@ import os
 import threading
 from pathlib import Path
 
-from ..safe_files import read_csv, read_json
 from ..runs import number
+from ..safe_files import read_csv, read_json
 
 SORT_KEYS = ("created", "command", "data", "model", "accuracy", "macro_f1")
 

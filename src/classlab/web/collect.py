@@ -15,10 +15,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..safe_files import UnreadableFile, read_file
 from ..data.trees import DATASET_MARKER, REMOVED_FOLDER
 from ..errors import ClasslabError
 from ..fileio import atomic_write_bytes, free_path, write_json
+from ..safe_files import UnreadableFile, read_file
 from .forms import check_dataset_name, check_names
 from .images import decode_upload
 

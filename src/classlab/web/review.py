@@ -8,8 +8,8 @@ import threading
 from pathlib import Path
 
 from ..data.corrections import ACTIONS, Correction, read_corrections, write_corrections
-from ..safe_files import read_json
 from ..errors import ClasslabError
+from ..safe_files import read_json
 from .catalog import read_csv_rows
 
 _LOCK = threading.Lock()  # one writer of corrections.csv at a time (two browser tabs)

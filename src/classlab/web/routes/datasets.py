@@ -15,8 +15,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from ...errors import ClasslabError
-from ..collect import (add_images, add_zip, class_files, made_here, remove_image, restore_image, sample_strip,
-                       thumbnail)
+from ..collect import add_images, add_zip, class_files, made_here, remove_image, restore_image, sample_strip, thumbnail
 from ..forms import MAX_FILES, available_datasets, read_upload_form, read_uploads
 from ..recent import Recent
 
