@@ -242,11 +242,13 @@ ALIGN_REACH = 2  # pixels either way around the view's alignment searched by the
 
 
 def aligned_similarity(gray32: np.ndarray, viewed: np.ndarray, others: np.ndarray, views: np.ndarray,
-                       block: int = 8192) -> np.ndarray:
+                       block: int = 8192, inverse: bool = False) -> np.ndarray:
     """Per pair: the best normalised cross-correlation (Pearson's r over a window) of image ``viewed``'s view
     ``views`` (an index into VIEWS), its border of ALIGN_MARGIN pixels left out, with image ``others``'
     thumbnail, over moves of up to ALIGN_REACH pixels around that view's alignment. One grouped convolution
-    per block of pairs gives every move's dot product; window means and norms come from average pooling."""
+    per block of pairs gives every move's dot product; window means and norms come from average pooling.
+    ``inverse``: the view undone instead (``others`` seen as ``viewed`` would look), so that the image whose
+    border a move filled in is the one whose border is left out."""
     import torch
     import torch.nn.functional as F
 
@@ -257,7 +259,9 @@ def aligned_similarity(gray32: np.ndarray, viewed: np.ndarray, others: np.ndarra
         rows = np.flatnonzero(views == v)
         for start in range(0, len(rows), block):
             part = rows[start : start + block]
-            a = view(gray32[viewed[part]], *VIEWS[v])[:, ALIGN_MARGIN : 32 - ALIGN_MARGIN, ALIGN_MARGIN : 32 - ALIGN_MARGIN]
+            zoom, dx, dy = VIEWS[v]
+            spec = (1 / zoom, -dx / zoom, -dy / zoom) if inverse else (zoom, dx, dy)
+            a = view(gray32[viewed[part]], *spec)[:, ALIGN_MARGIN : 32 - ALIGN_MARGIN, ALIGN_MARGIN : 32 - ALIGN_MARGIN]
             a = a - a.mean((1, 2), keepdims=True)
             a /= np.linalg.norm(a.reshape(len(a), -1), axis=1)[:, None, None] + 1e-6
             b = torch.from_numpy(np.ascontiguousarray(gray32[others[part]][:, inset : 32 - inset, inset : 32 - inset]))
@@ -284,7 +288,9 @@ def find(images=None, max_distance: int = MAX_DISTANCE, gray32: np.ndarray | Non
     keys = np.array(list(found), dtype=np.int64)
     d, viewed, views = (np.array([found[tuple(k)][m] for k in keys.tolist()], dtype=np.int64) for m in range(3))
     others = np.where(viewed == keys[:, 0], keys[:, 1], keys[:, 0])
-    similarity = aligned_similarity(gray32, viewed, others, views)
+    # both ways: the matched view of one against the other, and the view undone on the other against the one
+    similarity = np.maximum(aligned_similarity(gray32, viewed, others, views),
+                            aligned_similarity(gray32, others, viewed, views, inverse=True))
     brightness = gray32.mean((1, 2))
     flat = gray32.reshape(len(gray32), -1).std(axis=1) < FLAT_CONTRAST
     out = []
