@@ -462,3 +462,27 @@ def test_a_transfer_job_leaves_the_heads_epochs_to_its_default_unless_given(epoc
     args, _ = job_args(None, form)
     assert args[:2] == ["transfer", "digits"] and "--mode" in args
     assert [a for i, a in enumerate(args) if a == "--head-epochs" or args[i - 1] == "--head-epochs"] == expected
+
+
+def test_a_run_without_label_issues_says_none_were_found_and_how_they_were_looked_for(client, runs):
+    """Issue 30, item 13: an explained run whose search flagged nothing, and a run never explained, each say
+    so on the run page and the review page (instead of "every suspected label issue is reviewed")."""
+    root = runs["root"]
+    clean = root / (runs["cnn"] + "-no-issues")
+    shutil.copytree(root / runs["cnn"], clean)
+    (clean / "corrections.csv").unlink(missing_ok=True)
+    header = (clean / "explain" / "label_issues.csv").read_text().splitlines()[0]
+    (clean / "explain" / "label_issues.csv").write_text(header + "\n")
+    findings = json.loads((clean / "explain" / "explain.json").read_text())
+    findings["label_issues"] = {**findings["label_issues"], "flagged": 0}
+    (clean / "explain" / "explain.json").write_text(json.dumps(findings))
+    searched = findings["label_issues"]["searched"]
+    review = client.get(f"/runs/{clean.name}/review").text
+    assert "No suspected label issues were found" in review and f"each of {searched} training images" in review
+    assert "Every suspected label issue is reviewed" not in review
+    page = client.get(f"/runs/{clean.name}").text
+    assert 'id="no-label-issues">None found' in page and f"each of {searched} training images" in page
+    unexplained = root / (runs["mlp"] + "-unexplained")  # (another test here may explain the MLP run itself)
+    shutil.copytree(root / runs["mlp"], unexplained, ignore=shutil.ignore_patterns("explain", "corrections.csv"))
+    never = client.get(f"/runs/{unexplained.name}/review").text
+    assert "has not been explained yet" in never and f'action="/runs/{unexplained.name}/explain"' in never

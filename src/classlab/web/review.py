@@ -24,6 +24,10 @@ class Review:
         self.path = run_dir / "corrections.csv"
         self.issues = [r for r in read_csv_rows(run_dir / "explain" / "label_issues.csv") if r.get("id")]
         self.decided = {c.id: c for c in read_corrections(self.path)} if self.path.is_file() else {}
+        explained = read_json(run_dir / "explain" / "explain.json") or {}
+        # how explain looked for label issues (searched, flagged, space), or None before the run is explained
+        findings = explained.get("label_issues") if isinstance(explained, dict) else None
+        self.findings = findings if isinstance(findings, dict) else None
         metrics = read_json(run_dir / "metrics.json") or {}
         self.class_names = [str(c) for c in metrics.get("class_names", [])] if isinstance(metrics, dict) else []
 
