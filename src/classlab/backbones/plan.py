@@ -1,8 +1,9 @@
 """Where a backbone comes from, and the preprocessing contract it imposes on the data.
 
 ``plan_backbone`` resolves ``--backbone`` (a torchvision name, ``timm:NAME`` or an earlier classlab run:
-torchvision_source.py, timm_source.py, run_source.py) and its weights before any data is loaded, because the contract decides how data is loaded: a run trained on
-grayscale MNIST wants grayscale input, ImageNet weights want RGB normalised with ImageNet's mean/std.
+torchvision_source.py, timm_source.py, run_source.py) and its weights before any data is loaded, because the
+contract decides how data is loaded: a run trained on grayscale MNIST wants grayscale input, ImageNet weights
+want RGB normalised with ImageNet's mean/std.
 ``BackbonePlan.contract`` then fits a dataset to it: the resize to the backbone's input size, and
 grayscale either replicated to 3 channels or fed to a first convolution summed down to 1.
 """

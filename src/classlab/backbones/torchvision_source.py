@@ -1,4 +1,5 @@
-"""torchvision backbones and their pretrained weights, offline-safe: ``--weights FILE``, then the torch hub cache, then a download.
+"""torchvision backbones and their pretrained weights, offline-safe: ``--weights FILE``, then the torch hub
+cache, then a download.
 
 torchvision's weights enums name each file (``mobilenet_v2-b0353104.pth``, a sha256 prefix in the
 name) and carry the preprocessing the weights were trained with. A file already in

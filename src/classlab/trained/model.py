@@ -2,9 +2,11 @@
 NumPy MLP (``scratch.npz``) or k-NN on pixels (refitted on the run's own training split with its chosen k and
 metric). One mechanism: ``RunResult.predict`` / ``predict_proba`` / ``evaluate``, ``classlab.load_model``, the
 CLI's predict, ``classlab evaluate``, explain and the workbench all load a run's model here, reading the run
-folder itself (config.json, metrics.json, best.pt), so this layer sits below ``classlab.runs``. An evaluation's model lives in the run it evaluated, with that run's classes and data: every page,
-card and explanation of an evaluation asks this module for the model instead of reading it from the
-evaluation's own data (whose classes may be a subset, in another order)."""
+folder itself (config.json, metrics.json, best.pt), so this layer sits below ``classlab.runs``.
+
+An evaluation's model lives in the run it evaluated, with that run's classes and data: every page, card and
+explanation of an evaluation asks this module for the model instead of reading it from the evaluation's own
+data (whose classes may be a subset, in another order)."""
 
 from __future__ import annotations
 
