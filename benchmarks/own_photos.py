@@ -2,8 +2,8 @@
 
 Data: ../shared/data/hymenoptera (PyTorch's transfer-learning tutorial: 244 training photos, 153 validation
 photos of ants and bees, about 500 x 375). The split is the tutorial's: its validation folder is the test set
-both tools are scored on; classlab carves its own validation split (for choosing epochs and stages) out of the
-training photos, fastai trains on all of them. Backbone: torchvision's ImageNet MobileNetV2
+both tools are scored on (classlab's default split for a train/ + val/ folder with no test/); classlab carves its
+own validation split (for choosing epochs and stages) out of the training photos, fastai trains on all of them. Backbone: torchvision's ImageNet MobileNetV2
 (mobilenet_v2-b0353104.pth from the torch hub cache) for both.
 
 Each run is a subprocess, timed and measured (peak resident memory, children included) on its own:
@@ -52,28 +52,6 @@ def timed(cmd: list[str], env: dict | None = None, cwd: Path | None = None) -> t
     return seconds, max(peak, before) / 1024, out.stdout
 
 
-def manifest(data: Path, tmp: Path) -> Path:
-    """The tutorial's split as a classlab manifest: val/ is the test set, validation carved from train/."""
-    script = (
-        "import sys\n"
-        "from classlab.data import load_dataset, make_split\n"
-        "from classlab.data.split import save_manifest\n"
-        f"ds = load_dataset({str(data)!r}, max_size=224)\n"
-        "split = make_split(ds, 0.1, 0.0, 0)\n"
-        "a = split.assignment.copy()\n"
-        "tutorial_val = ds.official_split == 'val'\n"
-        "a[a == 'val'] = 'TMP'; a[tutorial_val] = 'test'\n"
-        "import numpy as np\n"
-        "from sklearn.model_selection import train_test_split\n"
-        "train = np.flatnonzero(~tutorial_val)\n"
-        "_, val = train_test_split(train, test_size=0.1, stratify=ds.labels[train], random_state=0)\n"
-        "a[:] = 'train'; a[val] = 'val'; a[tutorial_val] = 'test'\n"
-        "split.assignment = a\n"
-        f"save_manifest(ds, split, {str(tmp / 'split.csv')!r})\n")
-    subprocess.run([PY, "-c", script], check=True, capture_output=True)
-    return tmp / "split.csv"
-
-
 FASTAI = r'''
 import sys, json, time, torch, torchvision
 from pathlib import Path
@@ -118,14 +96,15 @@ HOG = "import torch, time, sys\ntorch.set_num_threads(2)\na = torch.randn(1024, 
       "end = time.time() + float(sys.argv[1])\nwhile time.time() < end:\n    a = (a @ a).clamp_(-1, 1)\n"
 
 
-def classlab_runs(data: Path, split: Path, tmp: Path) -> list[dict]:
+def classlab_runs(data: Path, tmp: Path) -> list[dict]:
     rows = []
     for label, extra in (("classlab transfer (defaults)", []),):
-        seconds, peak, _ = timed([PY, "-m", "classlab", "transfer", str(data), "--split", str(split),
-                                  "--runs-dir", str(tmp / "runs"), *extra],
+        seconds, peak, _ = timed([PY, "-m", "classlab", "transfer", str(data), "--runs-dir", str(tmp / "runs"), *extra],
                                  {"CLASSLAB_CACHE": str(tmp / "cache")})  # a fresh cache: features computed
         run = max((tmp / "runs").iterdir(), key=lambda p: p.stat().st_mtime)
         metrics = json.loads((run / "metrics.json").read_text())
+        if metrics["n"] != 153:
+            raise SystemExit(f"classlab's default split held out {metrics['n']} photos, not the tutorial's 153")
         stages = {k: round(v.get("feature_seconds", 0) + v["train_seconds"], 1) for k, v in metrics["stages"].items()}
         rows.append({"run": label, "accuracy": metrics["accuracy"], "macro_f1": metrics["macro_avg"]["f1"],
                      "seconds": round(seconds, 1), "peak_mb": round(peak), "stages": stages,
@@ -169,8 +148,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         data = extract(tmp)
-        split = manifest(data, tmp)
-        rows = classlab_runs(data, split, tmp) + [fastai_run(data, weights, 3)]
+        rows = classlab_runs(data, tmp) + [fastai_run(data, weights, 3)]
         print("| run | test accuracy (153 photos) | macro F1 | wall time | peak memory | stages |")
         print("|---|---|---|---|---|---|")
         for r in rows:

@@ -112,10 +112,15 @@ def test_run_page_confusion_cell_opens_its_images_and_a_card(page, server):
     target.click()
     page.wait_for_selector("#cell-images img")
     assert page.locator("#cell-images img").count() >= 1
+    assert page.locator("table.confusion td.selected").count() == 1  # the chosen cell stays marked
+    assert page.locator("table.confusion td.selected a").get_attribute("data-cell") == target.get_attribute("data-cell")
     page.locator("#cell-images a.thumb").first.click()
     page.wait_for_selector("#image-card", timeout=60_000)
     assert "what the model saw" in page.inner_text("#image-card")
-    page.locator("#card-panel").scroll_into_view_if_needed()
+    page.wait_for_function("() => { const r = document.querySelector('#card-panel').getBoundingClientRect();"
+                           " return r.top < window.innerHeight && r.bottom > 0; }")  # opened in view
+    caption = page.locator("#image-card figcaption.attribution")  # a CNN's card has its Grad-CAM
+    assert float(caption.first.evaluate("e => parseFloat(getComputedStyle(e).fontSize)")) >= 14
 
 
 def test_predict_an_uploaded_image(page, server, tmp_path):
@@ -130,6 +135,21 @@ def test_predict_an_uploaded_image(page, server, tmp_path):
     page.wait_for_selector("#results h3", timeout=60_000)
     assert page.inner_text("#results h3").startswith("three.png: ")
     assert page.locator("#results .topk").count() == 1
+
+
+def test_predict_asks_for_a_file_and_a_long_file_name_does_not_widen_the_page(page, server, tmp_path):
+    from test_web import digit_png
+
+    page.goto(f"{server['url']}/predict?run={server['cnn']}")
+    page.click("#predict-form button[type=submit]")  # no file: the browser asks for one, nothing is sent
+    assert page.evaluate("() => document.querySelector('#images').validationMessage") != ""
+    assert page.inner_text("#results") == ""
+    image = tmp_path / ("a-very-long-name-" * 14 + ".png")  # 240 characters
+    image.write_bytes(digit_png(5, 32))
+    page.set_input_files("#images", str(image))
+    page.click("#predict-form button[type=submit]")
+    page.wait_for_selector("#results h3", timeout=60_000)
+    assert page.evaluate("() => document.documentElement.scrollWidth") <= 1280
 
 
 def test_train_from_the_form_and_watch_epochs_arrive(page, server):

@@ -231,7 +231,7 @@ def test_a_class_named_train_beside_other_classes_is_refused_with_how_to_settle_
     assert "rename it" in line
 
 
-def test_a_given_validation_split_without_test_is_kept(tmp_path, runs_dir):
+def test_a_given_validation_folder_without_test_is_the_held_out_test_split(tmp_path, runs_dir):
     from classlab.data import make_split
 
     root = tmp_path / "d"
@@ -239,8 +239,11 @@ def test_a_given_validation_split_without_test_is_kept(tmp_path, runs_dir):
     make_class_folder(root, ("a", "b"), per_class=5, split="val", start=500)
     ds = load_dataset(root)
     split = make_split(ds)
-    assert np.array_equal(split.assignment == "val", ds.official_split == "val")
-    assert split.sizes()["test"] > 0 and "official validation" in split.method
+    assert np.array_equal(split.assignment == "test", ds.official_split == "val")
+    carved = split.indices("val")
+    assert len(carved) == 4 and (ds.official_split[carved] == "train").all()  # 10% of train/, stratified
+    assert sorted(ds.labels[carved].tolist()) == [0, 0, 1, 1]
+    assert "official validation folder as the test split" in split.method
 
 
 def test_a_file_rewritten_with_its_timestamp_kept_is_decoded_again(tmp_path):

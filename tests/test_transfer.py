@@ -473,7 +473,7 @@ def test_small_images_default_to_the_measured_small_input_size():
     assert plan.default_input_size((32, 32)) == [SMALL_INPUT_SIZE] * 2  # CIFAR-sized: 160, not 224
     assert plan.default_input_size((28, 28)) == [SMALL_INPUT_SIZE] * 2
     assert plan.default_input_size((300, 200)) == [224, 224]  # photos: the weights' own size
-    ds = SimpleNamespace(is_volume=False, item_shape=(32, 32, 3), channels=3)
+    ds = SimpleNamespace(is_volume=False, item_shape=(32, 32, 3), channels=3, crop=None)
     assert plan.contract(ds, None)[0].model_size == [SMALL_INPUT_SIZE] * 2
     assert plan.contract(ds, 96)[0].model_size == [96, 96]  # --image-size wins
 

@@ -3,6 +3,7 @@ security rules (loopback Host, token, same-origin POSTs, paths that stay inside 
 
 import io
 import json
+from pathlib import Path
 import os
 import re
 import shutil
@@ -486,3 +487,38 @@ def test_a_run_without_label_issues_says_none_were_found_and_how_they_were_looke
     shutil.copytree(root / runs["mlp"], unexplained, ignore=shutil.ignore_patterns("explain", "corrections.csv"))
     never = client.get(f"/runs/{unexplained.name}/review").text
     assert "has not been explained yet" in never and f'action="/runs/{unexplained.name}/explain"' in never
+
+
+def test_evaluate_offers_the_runs_own_data_first_and_refuses_other_classes_before_starting(runs, tmp_path):
+    """A digits model offered a folder of cat and dog photos: the page selects digits (what it trained on),
+    and choosing the photos is refused at once, in words, with no job started (it used to fail 15 s in)."""
+    data = tmp_path / "data"
+    make_class_folder(data / "pets", ("cat", "dog"), per_class=3)
+    with TestClient(create_app(runs["root"], data_dir=data), base_url="http://127.0.0.1") as c:
+        run = runs["cnn"]
+        page = c.get(f"/runs/{run}").text
+        options = re.findall(r'<option value="([^"]*)">([^<]*)</option>', page.split('id="evaluate-form"')[1])
+        assert options[0] == ("digits", "digits (scikit-learn&#39;s 8x8 digits, embedded) · the data it trained on")
+        assert ("pets", "pets/ (image folder)") in options
+        before = len(c.app.state.bench.jobs.listing())
+        refused = c.post(f"/runs/{run}/evaluate", data={"dataset": "pets", "split": "all"}, headers=ORIGIN)
+        assert refused.status_code == 400
+        assert "pets has classes this model does not know (cat, dog); its classes are 0, 1, 2" in refused.text
+        assert len(c.app.state.bench.jobs.listing()) == before
+        # asked by htmx, the refusal is the message alone, for the page to show where the answer goes
+        partial = c.post(f"/runs/{run}/evaluate", data={"dataset": "pets"}, headers={**ORIGIN, "HX-Request": "true"})
+        assert partial.status_code == 400 and partial.text.startswith('<p class="error" role="alert">Cannot do that:')
+        assert "<html" not in partial.text
+
+
+def test_pages_say_1_image_and_let_htmx_show_refusals():
+    from classlab.web.app import counted
+
+    assert [counted(1, "image"), counted(2, "image"), counted(1024, "class"), counted(3, "query")] == \
+        ["1 image", "2 images", "1,024 classes", "3 queries"]
+    import classlab.web
+
+    base = (Path(classlab.web.__file__).parent / "templates" / "base.html").read_text()
+    config = json.loads(re.search(r"name=\"htmx-config\" content='([^']*)'", base).group(1))
+    assert {"code": "4..", "swap": True, "error": True} in config["responseHandling"]  # a 400's words are shown
+    assert 'hx-indicator="#busy"' in base and 'id="busy"' in base

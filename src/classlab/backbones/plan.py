@@ -60,7 +60,7 @@ class BackbonePlan:
             else:  # the first convolution's filters summed: one input channel with the average statistics
                 mean, std, in_channels = [sum(self.mean) / 3], [sum(self.std) / 3], 1
         pre = Preprocessing(stored, ds.channels, list(mean), list(std), input_size=size if size != stored else None,
-                            input_channels=replicate, source=self.weights)
+                            input_channels=replicate, source=self.weights, crop=ds.crop)
         return pre, in_channels
 
     def decode_side(self, image_size: int | None) -> int:

@@ -107,6 +107,7 @@ class Scorer:
     class_names: list[str]
     image_size: tuple[int, ...]
     channels: int
+    crop: float | None  # how image files are fit to image_size (the run's preprocessing contract)
     predict: Callable
     tta: str
     temperature: float
@@ -132,14 +133,14 @@ def model_scorer(run_dir: Path, cfg: EvaluateConfig) -> Scorer:
         raise ClasslabError(f"--tta takes one of {', '.join(TTA_MODES)}, got '{cfg.tta}'")
     model = run_model(run_dir, device=cfg.device)
     if model.network is None:
-        return Scorer(model.class_names, model.image_shape, model.channels, model.predict_proba, "none", 1.0,
-                      model.description + ".")
+        return Scorer(model.class_names, model.image_shape, model.channels, model.crop, model.predict_proba, "none",
+                      1.0, model.description + ".")
     trained = model.network if cfg.tta is None else replace(model.network, tta=cfg.tta)
     pre = trained.preprocessing
     text = (f"`{run_dir}`: {len(trained.class_names)} classes, its preprocessing contract ({pre.source} "
             f"normalisation), test-time augmentation {trained.tta}")
     text += f", temperature {trained.temperature:.3f} (calibration.json)." if trained.temperature != 1 else "."
-    return Scorer(list(trained.class_names), tuple(pre.image_size), pre.channels,
+    return Scorer(list(trained.class_names), tuple(pre.image_size), pre.channels, pre.crop,
                   lambda images: trained.predict_proba(images, cfg.batch_size, progress=True), trained.tta,
                   trained.temperature, text)
 
@@ -152,9 +153,9 @@ def run_evaluate(run_dir: str | Path, data: str, data_dir: str | None = None, cf
     scorer = model_scorer(run_dir, cfg)
     size = scorer.image_size[0] if len(set(scorer.image_size)) == 1 else tuple(scorer.image_size)
     options = DataOptions(data=str(data), data_dir=data_dir, image_size=size if len(scorer.image_size) == 2 else None,
-                          channels=scorer.channels, coarse_labels=cfg.coarse_labels)
+                          channels=scorer.channels, coarse_labels=cfg.coarse_labels, crop=scorer.crop)
     loaded = load_dataset(options.data, data_dir=data_dir, image_size=options.image_size, channels=options.channels,
-                          coarse_labels=cfg.coarse_labels)
+                          coarse_labels=cfg.coarse_labels, crop=options.crop)
     rows = chosen_rows(loaded, cfg.split)
     hashes, known = loaded.content_hashes(), seen_hashes(run_dir)
     # scored with the model's class indices; the manifest keeps the data's own labels (images outside the

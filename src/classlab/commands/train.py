@@ -135,7 +135,8 @@ def _run_and_contract(opts, cfg, ds, split, model_info, runs_dir, ckpt, run_dir,
         path = run.run_dir
     path = ddp.broadcast(path)
     run = RunWriter.existing(path) if not ddp.main else run
-    return run, Preprocessing.from_images(ds.subset(split.indices("train")).images)  # lazy stays lazy: streamed
+    pre = Preprocessing.from_images(ds.subset(split.indices("train")).images)  # lazy stays lazy: streamed
+    return run, replace(pre, crop=ds.crop)
 
 
 def _score_best(run, model, ds, split, cfg, pre, state, model_info, device, folds=None) -> RunResult:

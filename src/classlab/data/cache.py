@@ -27,7 +27,7 @@ from ..errors import ClasslabError, warn
 from ..fileio import atomic_write_bytes
 from .dataset import ImageDataset
 
-FORMAT = 2  # 2: content-based keys
+FORMAT = 3  # 2: content-based keys; 3: photos above the model size centre-cropped (dataset.crop)
 
 
 def cache_dir() -> Path | None:
@@ -61,7 +61,8 @@ def load(key: str) -> ImageDataset | None:
             return ImageDataset(images=z["images"], labels=z["labels"], class_names=meta["class_names"],
                                 ids=z["ids"].tolist(), name=meta["name"], source=meta["source"],
                                 official_split=official, skipped=[tuple(s) for s in meta["skipped"]],
-                                notes=meta["notes"], modes=meta["modes"], original_sizes=meta["original_sizes"])
+                                notes=meta["notes"], modes=meta["modes"], original_sizes=meta["original_sizes"],
+                                crop=meta.get("crop"))
     except Exception:  # a damaged entry is just a miss
         return None
 
@@ -72,7 +73,7 @@ def save(key: str, ds: ImageDataset) -> None:
         return
     meta = {"class_names": ds.class_names, "name": ds.name, "source": ds.source, "skipped": ds.skipped,
             "notes": ds.notes, "modes": ds.modes, "original_sizes": ds.original_sizes,
-            "has_split": ds.official_split is not None}
+            "has_split": ds.official_split is not None, "crop": ds.crop}
     buf = io.BytesIO()
     split = ds.official_split.astype(str) if ds.official_split is not None else np.array([], dtype=str)
     np.savez(buf, images=ds.images, labels=ds.labels, ids=np.array(ds.ids, dtype=str), official_split=split,

@@ -84,6 +84,9 @@ class ImageDataset:
     notes: list[str] = field(default_factory=list)
     modes: dict[str, int] = field(default_factory=dict)  # original colour modes seen, for explore/check
     original_sizes: dict[str, int] = field(default_factory=dict)  # "HxW" -> count, before resizing
+    # How images were fit to their stored size: None resized whole; a fraction (images.CENTRE_CROP) resized
+    # the shorter side to size / crop and kept the centre. The preprocessing contract carries it to predict.
+    crop: float | None = None
     _hashes: list[str] | None = field(default=None, repr=False)
 
     def __post_init__(self):

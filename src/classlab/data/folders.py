@@ -22,7 +22,7 @@ from ..errors import ClasslabError, warn
 from ..safe_files import UnreadableFile, display
 from . import cache
 from .dataset import ImageDataset, LazyImages
-from .images import IMAGE_EXTENSIONS, ImageInfo, decode, probe
+from .images import CENTRE_CROP, IMAGE_EXTENSIONS, ImageInfo, decode, probe
 from .trees import DATASET_MARKER, REMOVED_FOLDER, extension, is_hidden, open_tree
 
 SPLIT_ALIASES = {"train": "train", "training": "train", "val": "val", "valid": "val",
@@ -199,12 +199,12 @@ def probe_entries(scan: TreeScan) -> list[ImageInfo]:
     return scan.infos
 
 
-def decode_chunk(jobs: list[tuple[str, int, tuple[int, int] | None]]) -> list:
-    """Each job (rel, channels, size) -> uint8 array, or the error message as a string."""
+def decode_chunk(jobs: list[tuple[str, int, tuple[int, int] | None, float | None]]) -> list:
+    """Each job (rel, channels, size, crop) -> uint8 array, or the error message as a string."""
     out = []
-    for rel, channels, size in jobs:
+    for rel, channels, size, crop in jobs:
         try:
-            out.append(decode(_TREE.read(rel), channels, size))
+            out.append(decode(_TREE.read(rel), channels, size, crop))
         except (ValueError, OSError) as e:
             out.append(str(e))
     return out
@@ -228,10 +228,11 @@ def _warn_skipped(skipped: list[tuple[str, str]], where: str) -> None:
 
 
 def load_folder(path: Path, image_size=None, channels=None, max_memory=DEFAULT_MAX_MEMORY,
-                max_size: int | None = None) -> ImageDataset:
+                max_size: int | None = None, crop: float | None = None) -> ImageDataset:
     """``max_size``: when ``image_size`` is not given, the side beyond which images are decoded at
     ``max_size`` x ``max_size`` instead of the folder's most common size (the model's input: decoding a
-    512 x 384 photo for a 224 px backbone would hold 4 x the pixels it ever uses)."""
+    512 x 384 photo for a 224 px backbone would hold 4 x the pixels it ever uses), keeping the centre crop
+    pretrained weights are scored with. ``crop``: with ``image_size``, how files are fit to it (images.decode)."""
     tree = open_tree(path)
     scan = scan_tree(tree)
     if not scan.entries:
@@ -240,7 +241,7 @@ def load_folder(path: Path, image_size=None, channels=None, max_memory=DEFAULT_M
     for rel, reason in tree.unreadable:
         warn(f"{path}/{rel}: {reason}; its images are left out")
     key = cache.tree_key(tree, [e.rel for e in scan.entries], {"image_size": image_size, "channels": channels,
-                                                                "max_size": max_size}) \
+                                                                "max_size": max_size, "crop": crop}) \
         if cache.cache_dir() is not None else None
     ds = cache.load(key) if key else None
     if ds is not None and ds.images.nbytes <= max_memory:  # a smaller budget asks for lazy decoding
@@ -248,18 +249,20 @@ def load_folder(path: Path, image_size=None, channels=None, max_memory=DEFAULT_M
             warn(note)
         _warn_skipped(ds.skipped, str(path))
         return ds
-    ds = _decode_tree(path, scan, image_size, channels, max_memory, max_size)
+    ds = _decode_tree(path, scan, image_size, channels, max_memory, max_size, crop)
     if key:
         cache.save(key, ds)
     return ds
 
 
-def _decode_tree(path: Path, scan: TreeScan, image_size, channels, max_memory, max_size=None) -> ImageDataset:
+def _decode_tree(path: Path, scan: TreeScan, image_size, channels, max_memory, max_size=None, crop=None
+                 ) -> ImageDataset:
     tree = scan.tree
     infos = probe_entries(scan)
     skipped = [(e.rel, i.error) for e, i in zip(scan.entries, infos) if i.error]
     good = [(e, i) for e, i in zip(scan.entries, infos) if not i.error]
     notes = []
+    crop = crop if image_size is not None else None
     if scan.non_images:
         notes.append(f"ignored {len(scan.non_images)} non-image files in {path} (e.g. {scan.non_images[0]})")
     sizes = Counter(i.size for _, i in good)
@@ -267,9 +270,11 @@ def _decode_tree(path: Path, scan: TreeScan, image_size, channels, max_memory, m
     if image_size is None and good:
         image_size = _most_common(sizes, prefer=lambda s: s[0] * s[1])
         if max_size is not None and max(image_size) > max_size:
+            outer = round(max_size / CENTRE_CROP)
             notes.append(f"images are {_sizes_text(sizes)}: decoded once at {max_size}x{max_size}, the model's input "
-                         "size, instead of the most common size (set --image-size to choose)")
-            image_size = (max_size, max_size)
+                         f"size (shorter side resized to {outer}, the centre kept, as ImageNet weights are scored), "
+                         "instead of the most common size (set --image-size to choose)")
+            image_size, crop = (max_size, max_size), CENTRE_CROP
         elif len(sizes) > 1:
             notes.append(f"images have {len(sizes)} sizes ({_sizes_text(sizes)}); all resized to the most common, "
                          f"{image_size[0]}x{image_size[1]} (set --image-size to choose)")
@@ -283,10 +288,10 @@ def _decode_tree(path: Path, scan: TreeScan, image_size, channels, max_memory, m
     h, w = image_size if good else (0, 0)
     nbytes = len(good) * h * w * (channels or 3)
     if nbytes > max_memory:
-        images = _lazy(tree, good, (h, w), channels, path)
+        images = _lazy(tree, good, (h, w), channels, path, crop)
         notes.append(f"{nbytes / 2**30:.1f} GiB of pixels exceeds the memory budget; images are decoded lazily")
     else:
-        images, good, failed = _eager(tree, good, (h, w), channels)
+        images, good, failed = _eager(tree, good, (h, w), channels, crop)
         skipped += failed
     _warn_skipped(skipped, str(path))
     used = Counter(e.class_name for e, _ in good)
@@ -305,11 +310,11 @@ def _decode_tree(path: Path, scan: TreeScan, image_size, channels, max_memory, m
         class_names=[display(c) for c in class_names], ids=[e.rel for e, _ in good], name=display(path.stem),
         source=display(str(path)),
         official_split=official, skipped=skipped, notes=notes, modes=dict(Counter(i.mode for _, i in good)),
-        original_sizes={f"{s[0]}x{s[1]}": n for s, n in Counter(i.size for _, i in good).most_common()})
+        original_sizes={f"{s[0]}x{s[1]}": n for s, n in Counter(i.size for _, i in good).most_common()}, crop=crop)
 
 
-def _eager(tree, good, size, channels):
-    results = map_files(tree, decode_chunk, [(e.rel, channels, size) for e, _ in good], "Decoding images")
+def _eager(tree, good, size, channels, crop=None):
+    results = map_files(tree, decode_chunk, [(e.rel, channels, size, crop) for e, _ in good], "Decoding images")
     failures = [(e.rel, r) for (e, _), r in zip(good, results) if isinstance(r, str)]
     keep = [k for k, r in enumerate(results) if not isinstance(r, str)]
     out = np.empty((len(keep), *size, channels), dtype=np.uint8)
@@ -318,12 +323,12 @@ def _eager(tree, good, size, channels):
     return out, [good[k] for k in keep], failures
 
 
-def _lazy(tree, good, size, channels, path):
+def _lazy(tree, good, size, channels, path, crop=None):
     rels = [e.rel for e, _ in good]
 
     def decode_one(k):
         try:
-            return decode(tree.read(rels[k]), channels, size)
+            return decode(tree.read(rels[k]), channels, size, crop)
         except (ValueError, OSError) as e:
             warn(f"{path}/{rels[k]}: {e}; using a blank image (run 'classlab check {path}')")
             return np.zeros((*size, channels), dtype=np.uint8)

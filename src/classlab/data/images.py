@@ -97,8 +97,26 @@ def convert(img: Image.Image, channels: int) -> Image.Image:
     return img.convert("L" if channels == 1 else "RGB")
 
 
-def decode(data: bytes, channels: int, size: tuple[int, int] | None) -> np.ndarray:
-    """Full decode to a uint8 (H, W, C) array. Raises ValueError with a readable reason."""
+# The centre crop of torchvision's and timm's ImageNet evaluation transforms (Resize(256), CenterCrop(224)):
+# what pretrained weights were scored with, and what photos decoded at a model's input size get (decode's crop).
+CENTRE_CROP = 0.875
+
+
+def crop_box(height: int, width: int, size: tuple[int, int], crop: float) -> tuple[float, float, float, float]:
+    """The centred (left, top, right, bottom) region of a height x width image that a resize of its shorter
+    side to ``size / crop`` followed by a centre crop of ``size`` keeps (torchvision's Resize + CenterCrop)."""
+    scale = max(size[0] / crop / height, size[1] / crop / width)  # covers the crop's enlarged box
+    keep_h, keep_w = min(height, size[0] / scale), min(width, size[1] / scale)
+    top, left = (height - keep_h) / 2, (width - keep_w) / 2
+    return left, top, left + keep_w, top + keep_h
+
+
+def decode(data: bytes, channels: int, size: tuple[int, int] | None, crop: float | None = None) -> np.ndarray:
+    """Full decode to a uint8 (H, W, C) array. Raises ValueError with a readable reason.
+
+    ``size`` resizes the whole image to it (aspect ratio not kept); with ``crop`` (a fraction such as
+    CENTRE_CROP) the shorter side is resized to ``size / crop`` and the centre ``size`` kept instead, in one
+    resampling, as the ImageNet weights' own evaluation transforms do."""
     if len(data) == 0:
         raise ValueError("empty file (0 bytes)")
     try:
@@ -107,12 +125,15 @@ def decode(data: bytes, channels: int, size: tuple[int, int] | None) -> np.ndarr
             img = Image.open(io.BytesIO(data))
             if size is not None and img.format == "JPEG":
                 # Decode big JPEGs at a reduced DCT scale: a 10000 px photo costs what a 1250 px one does.
-                side = max(size)
+                side = int(np.ceil(max(size) / (crop or 1)))
                 img.draft(img.mode, (side, side))
             img.load()
             img = ImageOps.exif_transpose(img)
             img = convert(img, channels)
-            if size is not None and (img.height, img.width) != tuple(size):
+            if size is not None and crop is not None:
+                box = crop_box(img.height, img.width, size, crop)
+                img = img.resize((size[1], size[0]), Image.Resampling.BILINEAR, box=box)
+            elif size is not None and (img.height, img.width) != tuple(size):
                 img = img.resize((size[1], size[0]), Image.Resampling.BILINEAR)
     except UnidentifiedImageError:
         raise ValueError("not an image (Pillow cannot identify the format)") from None

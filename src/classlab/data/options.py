@@ -39,6 +39,8 @@ class DataOptions:
     # set by the command, not a flag: without --image-size, images larger than this are decoded at
     # max_size x max_size, the model's input (transfer: the backbone's; train: the model's photo size)
     max_size: int | None = None
+    # set by evaluate, not a flag: image files fit to image_size as the evaluated model's were (images.decode)
+    crop: float | None = None
 
     def __post_init__(self):
         # Paths are recorded absolute (as given, links kept), so a run's data is found again from any working
@@ -56,7 +58,7 @@ def load_data(opts: DataOptions) -> ImageDataset:
     memory = DEFAULT_MAX_MEMORY if opts.max_memory_mb is None else opts.max_memory_mb << 20
     return load_dataset(opts.data, data_dir=opts.data_dir, image_size=opts.image_size,
                         channels=opts.channels, coarse_labels=opts.coarse_labels, max_memory=memory,
-                        max_size=opts.max_size)
+                        max_size=opts.max_size, crop=opts.crop)
 
 
 def load_and_split(opts: DataOptions) -> tuple[ImageDataset, Split]:

@@ -7,10 +7,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import ClasslabError, warn
+from ..safe_files import display
 from . import arrays
 from .dataset import ImageDataset
 from .download import download_file
-from .folders import DEFAULT_MAX_MEMORY, load_folder
+from .folders import DEFAULT_MAX_MEMORY, load_folder, scan_tree
+from .trees import open_tree
 
 
 @dataclass(frozen=True)
@@ -90,14 +92,15 @@ def download(name: str, data_dir: str | Path | None = None, mirror: str | None =
 def load_dataset(spec: str | os.PathLike = "digits", *, data_dir: str | Path | None = None,
                  image_size: int | tuple[int, int] | None = None, channels: int | None = None,
                  coarse_labels: bool = False, max_memory: int = DEFAULT_MAX_MEMORY,
-                 max_size: int | None = None) -> ImageDataset:
+                 max_size: int | None = None, crop: float | None = None) -> ImageDataset:
     """Load a dataset by name (digits, mnist, fashion-mnist, cifar10, cifar100) or by path
     (image folder, .zip of one, IDX folder, CIFAR pickle folder or .tar.gz, MedMNIST .npz, .csv).
 
     ``image_size`` (int or (H, W)) and ``channels`` (1 or 3) make every image the same shape;
     by default folders use their most common size and colour mode, arrays keep theirs. ``max_size`` (the
     model's input side, set by the commands) caps that default: larger images are decoded, once, at
-    ``max_size`` x ``max_size``, so a folder of phone photos costs what its thumbnails cost.
+    ``max_size`` x ``max_size``, so a folder of phone photos costs what its thumbnails cost. ``crop``: with
+    ``image_size``, image files are fit to it as a model's training images were (its contract's crop).
     """
     if isinstance(image_size, int):
         image_size = (image_size, image_size)
@@ -116,10 +119,10 @@ def load_dataset(spec: str | os.PathLike = "digits", *, data_dir: str | Path | N
             found = _named_dir(name, data_dir)
             if found is None:
                 raise ClasslabError(_missing_message(name, data_dir))
-            ds = _load_path(found, coarse_labels, image_size, channels, max_memory, max_size)
+            ds = _load_path(found, coarse_labels, image_size, channels, max_memory, max_size, crop)
             ds.name = name + ("-coarse" if coarse_labels else "")
     elif path.exists():
-        ds = _load_path(path, coarse_labels, image_size, channels, max_memory, max_size)
+        ds = _load_path(path, coarse_labels, image_size, channels, max_memory, max_size, crop)
     else:
         known = ", ".join(NAMED)
         raise ClasslabError(f"'{text}' is neither a known dataset ({known}) nor an existing path")
@@ -142,7 +145,7 @@ def load_dataset(spec: str | os.PathLike = "digits", *, data_dir: str | Path | N
     return ds
 
 
-def _load_path(path: Path, coarse: bool, image_size, channels, max_memory, max_size=None) -> ImageDataset:
+def _load_path(path: Path, coarse: bool, image_size, channels, max_memory, max_size=None, crop=None) -> ImageDataset:
     from . import huggingface
 
     suffix = "".join(path.suffixes[-2:]).lower() if path.is_file() else ""
@@ -156,7 +159,7 @@ def _load_path(path: Path, coarse: bool, image_size, channels, max_memory, max_s
     if kind:
         return arrays.load_cifar(path, kind, coarse)
     if path.is_dir() or suffix.endswith(".zip"):
-        return load_folder(path, image_size, channels, max_memory, max_size)
+        return load_folder(path, image_size, channels, max_memory, max_size, crop)
     if suffix.endswith(".npz"):
         return arrays.load_npz(path)
     if suffix.endswith(".csv"):
@@ -164,3 +167,27 @@ def _load_path(path: Path, coarse: bool, image_size, channels, max_memory, max_s
     raise ClasslabError(f"{path}: unsupported file type; give a folder of class folders, a .zip of one, "
                         "an IDX folder, a CIFAR folder or .tar.gz, a MedMNIST .npz, a .csv, or Hugging Face files "
                         "(Parquet, a save_to_disk folder, an imagefolder with metadata.csv)")
+
+
+def class_names_of(spec: str, data_dir: str | Path | None = None) -> list[str] | None:
+    """The class names a dataset would load with, read without decoding any image (a folder's or zip's class
+    folders, the known names of the named datasets), or None where only a full load can tell (arrays, CSV,
+    Hugging Face files). For checking a model's classes against data before a long job starts."""
+    text = str(spec)
+    name = ALIASES.get(text.lower(), text.lower())
+    path = Path(text).expanduser()
+    if name in NAMED and not path.exists():
+        if name in ("digits", "mnist"):
+            return [str(c) for c in range(10)]
+        if name == "fashion-mnist":
+            return list(arrays.FASHION_MNIST_CLASSES)
+        path = _named_dir(name, Path(data_dir) if data_dir else default_data_dir())
+        if path is None:
+            return None
+    if not (path.is_dir() or path.suffix.lower() == ".zip") or (path.is_dir() and arrays.is_idx_folder(path)):
+        return None
+    try:
+        names = [display(c) for c in scan_tree(open_tree(path)).class_names]
+    except (ClasslabError, OSError, ValueError):
+        return None
+    return names or None

@@ -20,6 +20,8 @@ class Preprocessing:
     another input: ``input_size`` resizes on the device (bilinear, antialiased, as torchvision's weights
     transforms do) and ``input_channels`` = 3 replicates grayscale. ``source`` says where mean/std came
     from: the training split ("data") or the pretrained weights (e.g. "MobileNet_V2_Weights.IMAGENET1K_V1").
+    ``crop``: how a file is fit to ``image_size`` at decode: None resizes the whole image; a fraction (0.875)
+    resizes its shorter side to image_size / crop and keeps the centre (data.images.decode).
     """
 
     image_size: list[int]
@@ -29,6 +31,7 @@ class Preprocessing:
     input_size: list[int] | None = None
     input_channels: int | None = None
     source: str = "data"
+    crop: float | None = None
 
     @property
     def model_size(self) -> list[int]:
@@ -50,9 +53,10 @@ class Preprocessing:
             raise ClasslabError(f"{where} holds a malformed preprocessing contract ({e})") from None
         values = [*pre.mean, *pre.std]
         if len(pre.mean) != len(pre.std) or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in values) \
-                or min(pre.std) <= 0:
-            raise ClasslabError(f"{where} holds an unusable preprocessing contract (mean {pre.mean}, std {pre.std}): "
-                                "std must be positive and every value finite; retrain or re-export the run")
+                or min(pre.std) <= 0 or not (pre.crop is None or (isinstance(pre.crop, float) and 0 < pre.crop <= 1)):
+            raise ClasslabError(f"{where} holds an unusable preprocessing contract (mean {pre.mean}, std {pre.std}, "
+                                f"crop {pre.crop}): std must be positive, every value finite and a crop in (0, 1]; "
+                                "retrain or re-export the run")
         return pre
 
     @classmethod
@@ -69,12 +73,19 @@ class Preprocessing:
         mean, std = channel_stats(images)
         return cls(list(images.shape[1:-1]), int(images.shape[-1]), mean, [max(s, 1e-6) for s in std])
 
+    def _fit_step(self, size: str) -> str:
+        if self.crop is None:
+            return f"resize to {size} (bilinear, antialiased)"
+        outer = [round(v / self.crop) for v in self.image_size]
+        return (f"resize so that the image covers {'x'.join(map(str, outer))} keeping its aspect ratio (the shorter "
+                f"side to {min(outer)}), then keep the centre {size} (bilinear, antialiased)")
+
     def describe(self) -> list[str]:
         """The contract as steps a person (or another runtime) can follow, in order."""
         size = "x".join(map(str, self.image_size))
         steps = ["decode the image; apply EXIF orientation",
                  f"convert to {'grayscale (L)' if self.channels == 1 else 'RGB'}",
-                 f"resize to {size} (bilinear, antialiased)", "scale pixels to [0, 1] (divide by 255)"]
+                 self._fit_step(size), "scale pixels to [0, 1] (divide by 255)"]
         if self.input_size:
             steps.append(f"resize to {'x'.join(map(str, self.input_size))} (bilinear, antialiased, on [0, 1] floats)")
         if self.input_channels:

@@ -38,12 +38,13 @@ class RunModel:
     predict_proba: Callable[[np.ndarray], np.ndarray]
     network: TrainedNetwork | None  # a network's model and preprocessing contract (Grad-CAM, export), else None
     description: str
+    crop: float | None = None  # how files are fit to image_shape at decode (data.images.decode)
 
     def load_images(self, files: list[Path]) -> tuple[np.ndarray, list[Path]]:
         """The files decoded at the model's size and channels (unreadable ones skipped with a warning)."""
         if self.network is not None:
             return self.network.load_images(files)
-        return decode_files(files, self.image_shape, self.channels)
+        return decode_files(files, self.image_shape, self.channels, self.crop)
 
     def predict(self, inputs, top_k: int = 3) -> list[dict]:
         """Top-k labels with probabilities for image files / folders (or uint8 images at the model's size)."""
@@ -88,7 +89,7 @@ def _json(path: Path) -> dict:
 def _network(network: TrainedNetwork, source: Path, what: str) -> RunModel:
     pre = network.preprocessing
     return RunModel(source, "network", list(network.class_names), tuple(pre.image_size), pre.channels,
-                    network.predict_proba, network, f"`{source}`: a {what}")
+                    network.predict_proba, network, f"`{source}`: a {what}", pre.crop)
 
 
 def run_model(run_dir: str | Path, ds=None, train_rows: np.ndarray | None = None, device: str | None = "cpu"
@@ -105,7 +106,8 @@ def run_model(run_dir: str | Path, ds=None, train_rows: np.ndarray | None = None
     if (source / "scratch.npz").is_file():
         ds = ds if ds is not None else _own_data(source)[0]
         return RunModel(source, "numpy-mlp", list(ds.class_names), tuple(ds.item_shape[:-1]), ds.channels,
-                        _batched(scratch_predictor(source), ds.num_classes), None, f"`{source}`: the NumPy MLP (scratch.npz)")
+                        _batched(scratch_predictor(source), ds.num_classes), None,
+                        f"`{source}`: the NumPy MLP (scratch.npz)", ds.crop)
     if command == "knn" and (source / "split.csv").is_file():
         if ds is None or train_rows is None:
             ds, split = _own_data(source)
@@ -119,7 +121,7 @@ def run_model(run_dir: str | Path, ds=None, train_rows: np.ndarray | None = None
         return RunModel(source, "knn", list(ds.class_names), tuple(ds.item_shape[:-1]), ds.channels,
                         _batched(predict, ds.num_classes), None,
                         f"`{source}`: k-NN on pixels (k={chosen.get('k', 1)}, {chosen.get('metric', 'l2')}), "
-                        f"searching its {len(train_rows)} training images")
+                        f"searching its {len(train_rows)} training images", ds.crop)
     raise ClasslabError(f"{source} holds no model to score images with; use a run of train, transfer, knn or "
                         "the NumPy MLP")
 

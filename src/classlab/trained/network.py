@@ -120,7 +120,8 @@ class TrainedNetwork:
 
     def load_images(self, files: list[Path]) -> tuple[np.ndarray, list[Path]]:
         """Decode files with the run's size and channels; unreadable ones are skipped with a warning."""
-        return decode_files(files, tuple(self.preprocessing.image_size), self.preprocessing.channels)
+        pre = self.preprocessing
+        return decode_files(files, tuple(pre.image_size), pre.channels, pre.crop)
 
     def predict(self, inputs, top_k: int = 3) -> list[dict]:
         """Top-k labels with probabilities for image files / folders (or a uint8 array)."""
@@ -128,14 +129,16 @@ class TrainedNetwork:
 
 
 
-def decode_files(files: list[Path], size: tuple[int, ...], channels: int) -> tuple[np.ndarray, list[Path]]:
-    """uint8 images of the files at a model's size and channels; unreadable ones are skipped with a warning."""
+def decode_files(files: list[Path], size: tuple[int, ...], channels: int, crop: float | None = None
+                 ) -> tuple[np.ndarray, list[Path]]:
+    """uint8 images of the files at a model's size and channels, fit as the model's training images were
+    (``crop``: data.images.decode); unreadable ones are skipped with a warning."""
     arrays, kept = [], []
     if len(size) != 2:
         raise ClasslabError("predicting on image files needs a 2D model; pass volumes as arrays")
     for f in files:
         try:
-            arrays.append(decode(read_file(f), channels, tuple(size)))
+            arrays.append(decode(read_file(f), channels, tuple(size), crop))
             kept.append(f)
         except (ValueError, OSError) as e:  # safe_files.UnreadableFile is a ValueError
             warn(f"skipped {f}: {e}")

@@ -104,6 +104,7 @@ def templates() -> Jinja2Templates:
     env.filters["pct"] = lambda v: f"{100 * v:.2f}%" if _is_number(v) else ""
     env.filters["num"] = lambda v, d=4: f"{v:.{d}f}" if _is_number(v) else ""
     env.filters["secs"] = seconds_text
+    env.filters["counted"] = counted
     env.globals["headline_rows"] = headline_rows  # the metrics table the notebook display shows too
     return Jinja2Templates(env=env)
 
@@ -119,6 +120,17 @@ def lifespan(bench: Workbench):
     return serving
 
 
+def counted(n, noun: str) -> str:
+    """'1 image', '2 images', '1,024 images' (``noun`` singular; '-es' and '-ies' plurals spelled out)."""
+    if noun.endswith("y") and noun[-2:-1] not in "aeiou":
+        plural = noun[:-1] + "ies"
+    else:
+        plural = noun + ("es" if noun.endswith(("s", "x", "ch", "sh")) else "s")
+    if not _is_number(n):
+        return f"{n} {plural}"
+    return f"{int(n):,} {noun if int(n) == 1 else plural}"
+
+
 def create_app(runs_dir: str | Path = "runs", *, data_dir: str | Path | None = None, token: str | None = None,
                allowed_hosts: tuple[str, ...] = LOOPBACK_NAMES) -> Starlette:
     """The workbench over ``runs_dir``. ``token``: required on every request (set it when binding an address
@@ -128,13 +140,16 @@ def create_app(runs_dir: str | Path = "runs", *, data_dir: str | Path | None = N
     bench = Workbench(Path(runs_dir), Path(data_dir) if data_dir else None, token)
     tpl = bench.templates
 
+    def error_page(request: Request, title: str, message: str, status: int):
+        # an htmx request swaps its answer into part of a page (base.html lets 4xx swap): the message alone
+        name = "error_partial.html" if request.headers.get("hx-request") == "true" else "error.html"
+        return tpl.TemplateResponse(request, name, {"title": title, "message": message}, status_code=status)
+
     async def not_found(request: Request, exc: HTTPException):
-        return tpl.TemplateResponse(request, "error.html", {"title": "Not found" if exc.status_code == 404 else "Error",
-                                                            "message": exc.detail}, status_code=exc.status_code)
+        return error_page(request, "Not found" if exc.status_code == 404 else "Error", exc.detail, exc.status_code)
 
     async def refused(request: Request, exc: ClasslabError):
-        return tpl.TemplateResponse(request, "error.html", {"title": "Cannot do that", "message": str(exc)},
-                                    status_code=400)
+        return error_page(request, "Cannot do that", str(exc), 400)
 
     async def broken(request: Request, exc: Exception):
         return HTMLResponse("<h1>Internal error</h1><p>the workbench could not answer; see the terminal that runs "

@@ -61,6 +61,11 @@ class RunExplainer:
     def input_shape(self) -> tuple[int, ...]:
         return tuple(self.ds.item_shape)
 
+    @property
+    def input_crop(self) -> float | None:
+        """How an uploaded file is fit to input_shape: as the model's training images were (decode's crop)."""
+        return self.model.crop
+
     def predict_proba(self, images: np.ndarray) -> np.ndarray:
         return np.asarray(self.model.predict_proba(images))
 

@@ -99,7 +99,8 @@ def preview(data: bytes, side: int = 192) -> np.ndarray:
     return np.asarray(image)
 
 
-def decode_upload(data: bytes, name: str, channels: int, size: tuple[int, int]) -> np.ndarray:
+def decode_upload(data: bytes, name: str, channels: int, size: tuple[int, int], crop: float | None = None
+                  ) -> np.ndarray:
     """An uploaded file as the run's input (uint8, size x channels), or a one-line ClasslabError: too big,
     too many pixels, not an image. Decoded by the loaders' own ``decode`` (EXIF rotation, alpha, 16-bit)."""
     from ..data.images import decode, probe
@@ -115,7 +116,7 @@ def decode_upload(data: bytes, name: str, channels: int, size: tuple[int, int]) 
     if height * width > MAX_UPLOAD_PIXELS:
         raise ClasslabError(f"{name}: {width}x{height} pixels is over the {MAX_UPLOAD_PIXELS:,}-pixel limit")
     try:
-        return np.array(decode(data, channels, size))  # writable: torch refuses read-only arrays quietly
+        return np.array(decode(data, channels, size, crop))  # writable: torch refuses read-only arrays quietly
     except (ValueError, OSError) as e:
         raise ClasslabError(f"{name}: not a readable image ({e})") from None
 

@@ -11,7 +11,7 @@ from starlette.requests import Request
 
 from .catalog import SORT_KEYS, run_details
 from .charts import curves_svg
-from .forms import available_datasets
+from .forms import available_datasets, own_dataset_first
 from .jobs import progress
 
 
@@ -36,7 +36,9 @@ async def run_view(bench, run_dir) -> tuple[str, dict]:
     predicts = any(r["predicts"] for r in rows if r["id"] == run_dir.name)  # the catalog's one rule
     evaluations = [r for r in rows if r["evaluates"] == run_dir.name] if predicts else []
     return "run.html", {"run": details, "jobs": [j for j in bench.jobs.listing() if j.after == run_dir.name][:3],
-                        "predicts": predicts, "datasets": available_datasets(bench.data_dir) if predicts else [],
+                        "predicts": predicts,
+                        "datasets": own_dataset_first(available_datasets(bench.data_dir), bench.data_dir,
+                                                      details["config"]) if predicts else [],
                         "evaluations": evaluations}
 
 

@@ -40,7 +40,7 @@ def routes(bench) -> list[Route]:
         results, errors = [], []
         for name, data in uploads:
             try:
-                image = decode_upload(data, name, shape[2], shape[:2])
+                image = decode_upload(data, name, shape[2], shape[:2], explainer.input_crop)
             except ClasslabError as e:
                 errors.append(str(e))
                 continue

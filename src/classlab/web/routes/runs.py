@@ -12,8 +12,9 @@ from starlette.responses import FileResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from ...errors import ClasslabError
+from ...safe_files import read_json
 from ..bundle import bundle_zip
-from ..forms import choice, dataset_args, query_whole
+from ..forms import check_classes, choice, dataset_args, query_whole
 from ..guard import resolve_run_file
 from ..images import cell_members
 from ..views import run_view, runs_context
@@ -91,6 +92,9 @@ def _actions(bench) -> list[Route]:
         dataset = str(form.get("dataset", "digits"))
         split = choice(form, "split", SPLITS, "auto", "split")
         args = ["evaluate", str(run_dir), *dataset_args(bench.data_dir, dataset), "--split", split]
+        classes = (read_json(run_dir / "metrics.json") or {}).get("class_names")
+        if isinstance(classes, list):
+            await asyncio.to_thread(check_classes, bench.data_dir, dataset, [str(c) for c in classes])
         args += ["--drop-seen"] if form.get("drop_seen") == "on" else []
         job = bench.jobs.submit(args, f"evaluate {run_dir.name} on {dataset}", after=run_dir.name)
         return RedirectResponse(f"/jobs/{job.id}", status_code=303)

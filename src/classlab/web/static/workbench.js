@@ -67,11 +67,30 @@ function setupWebcam(input) {
   });
 }
 
+function markCell(e) {
+  // the chosen confusion cell stays highlighted while its images are shown
+  const link = e.target.closest("table.confusion td.cell a");
+  if (!link) return;
+  document.querySelectorAll("table.confusion td.selected").forEach((td) => td.classList.remove("selected"));
+  link.parentElement.classList.add("selected");
+}
+
+function revealSwapped(e) {
+  // a card opens below the matrix: bring it into view (cells and thumbnails are above it)
+  const target = e.detail.target;
+  if (target && (target.id === "card-panel" || target.id === "cell-panel") && target.scrollIntoView) {
+    target.scrollIntoView({ block: "nearest", behavior: "smooth" });
+  }
+}
+
 function reviewKeys(e) {
   if (e.target.matches("input, select, textarea") || e.ctrlKey || e.metaKey || e.altKey) return;
   const button = document.querySelector(`#review button[data-key="${e.key.toLowerCase()}"]`);
   if (button) { e.preventDefault(); button.click(); }
 }
+
+document.addEventListener("click", markCell);
+document.addEventListener("htmx:afterSwap", revealSwapped);
 
 document.addEventListener("DOMContentLoaded", () => {
   document.querySelectorAll("[data-events]").forEach(watchJob);
