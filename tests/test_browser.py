@@ -152,6 +152,17 @@ def test_predict_asks_for_a_file_and_a_long_file_name_does_not_widen_the_page(pa
     assert page.evaluate("() => document.documentElement.scrollWidth") <= 1280
 
 
+def test_the_first_run_ticked_is_the_comparisons_baseline(page, server):
+    page.goto(server["url"] + "/runs")
+    later, first = server["mlp"], server["cnn"]  # ticked in this order: cnn, then mlp
+    page.check(f'input[name=runs][value="{first}"]')
+    page.check(f'input[name=runs][value="{later}"]')
+    assert first in page.inner_text("#baseline-hint")
+    page.click("#compare-form button[type=submit]")
+    page.wait_for_selector("h1:text('Comparison')")
+    assert first in page.inner_text("table.runs tr:nth-child(2)") and "baseline" in page.inner_text("table.runs tr:nth-child(2)")
+
+
 def test_train_from_the_form_and_watch_epochs_arrive(page, server):
     page.goto(server["url"] + "/train")
     page.select_option("#command", "train")

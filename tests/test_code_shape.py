@@ -91,7 +91,7 @@ def test_no_import_cycles():
 # ``__version__``) and ``compat`` (old paths, by string) stand outside the order.
 LAYERS = [
     ("foundation", ["errors", "fileio", "safe_files", "threads", "lazy", "device", "plots", "checkpoint",
-                    "notebook"]),
+                    "notebook", "progress"]),
     ("data", ["data"]),
     ("models", ["models", "scratch"]),
     ("inference contract", ["inference"]),

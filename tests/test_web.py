@@ -2,6 +2,7 @@
 security rules (loopback Host, token, same-origin POSTs, paths that stay inside the served folders, escaping)."""
 
 import io
+import html
 import json
 from pathlib import Path
 import os
@@ -135,6 +136,12 @@ def test_compare_from_the_runs_page(client, runs):
     assert response.status_code == 303
     page = client.get(response.headers["location"]).text
     assert "Comparison" in page and "McNemar" in page and "baseline" in page
+    assert re.search(rf'<b>baseline</b> <a href="/runs/{runs["mlp"]}">.*?</td><td>train</td><td>mlp</td><td>digits</td>', page)
+    assert "<h2>cnn · digits vs mlp · digits</h2>" in page  # runs named by model and data, not by id alone
+    # the boxes ticked cnn first: cnn is the baseline, whatever the table's order
+    ticked = client.post("/compare", data={"runs": [runs["mlp"], runs["cnn"]], "ticked": f"{runs['cnn']},{runs['mlp']}"},
+                         headers=ORIGIN)
+    assert re.search(rf'<b>baseline</b> <a href="/runs/{runs["cnn"]}">', ticked.text)
     assert client.post("/compare", data={"runs": [runs["cnn"]]}, headers=ORIGIN).status_code == 400
     assert client.post("/compare", data={"runs": [runs["cnn"], "../x"]}, headers=ORIGIN).status_code == 404
 
@@ -222,6 +229,14 @@ def test_train_job_runs_with_live_progress(client, runs):
     run_id = re.search(r'run <a href="/runs/([^"]+)"', panel).group(1)
     config = json.loads((runs["root"] / run_id / "config.json").read_text())
     assert config["job"] == job.rsplit("/", 1)[1] and config["options"]["train"]["epochs"] == 2
+    # a finished job says how it scored and where to go next
+    metrics = json.loads((runs["root"] / run_id / "metrics.json").read_text())
+    outcome = panel.split('id="job-outcome"')[1]
+    assert f"Test accuracy <b>{100 * metrics['accuracy']:.2f}%</b>" in outcome
+    assert f"on {metrics['n']} test images" in outcome
+    for link in (f'href="/runs/{run_id}"', f'href="/predict?run={run_id}"', f'href="/runs/{run_id}#export-form"',
+                 f'action="/runs/{run_id}/explain"'):
+        assert link in outcome, link
     with client.stream("GET", job + "/events") as events:  # a finished job: one progress event, then done
         body = "".join(events.iter_text())
     assert body.startswith("event: progress") and "event: done" in body
@@ -340,6 +355,7 @@ def test_explain_job_from_the_run_page(client, runs):
     start = client.post(f"/runs/{run}/explain", headers=ORIGIN, follow_redirects=False)
     panel = wait_for(start.headers["location"], client)
     assert 'id="job-status">done<' in panel, panel[-2000:]
+    assert f'for run <a href="/runs/{run}">' in panel  # the explain job links back to the run it explained
     page = client.get(f"/runs/{run}").text
     assert "Top losses" in page and "Explain again" in page
     card = client.get(f"/runs/{run}/card?id=all/00003")
@@ -522,3 +538,82 @@ def test_pages_say_1_image_and_let_htmx_show_refusals():
     config = json.loads(re.search(r"name=\"htmx-config\" content='([^']*)'", base).group(1))
     assert {"code": "4..", "swap": True, "error": True} in config["responseHandling"]  # a 400's words are shown
     assert 'hx-indicator="#busy"' in base and 'id="busy"' in base
+
+
+def test_a_long_jobs_phase_shows_before_its_first_epoch_and_its_table_stays_short(tmp_path):
+    """What a running job's page says before progress.json exists (the newest progress line of its output:
+    decoding, features), and a 129-epoch history shown as its last 10 rows with a curve that is not squeezed
+    into the left of a 400-epoch axis."""
+    from classlab.progress import PREFIX
+    from classlab.web.charts import curves_svg
+    from classlab.web.jobs import Job
+    from classlab.web.views import EPOCH_ROWS, job_context
+
+    log = tmp_path / "job.log"
+    log.write_text(f"loading\n{PREFIX}Reading headers: 60,000 img in 4 s\n"
+                   f"{PREFIX}Decoding images: 12,000/60,000 img (20%), 1,200 img/s, about 40 s left\nwarning: x\n")
+    job = Job("j1", ["transfer", "cifar10"], "transfer cifar10", status="running", started=1.0, log=log)
+    assert job.phase() == "Decoding images: 12,000/60,000 img (20%), 1,200 img/s, about 40 s left"
+    assert Job("j2", ["explain", "/runs/20261206-1-train-digits"], "explain").source_run == "20261206-1-train-digits"
+
+    class Bench:  # what job_context reads of the workbench
+        class jobs:
+            run_dir = staticmethod(lambda job: run_dir)
+            position = staticmethod(lambda job: 0)
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    history = [{"epoch": e, "train_loss": 1 / e, "train_acc": 0.5, "val_loss": 1 / e, "val_acc": 0.5, "seconds": 1}
+               for e in range(1, 130)]
+    (run_dir / "progress.json").write_text(json.dumps({"epoch": 129, "epochs": 400, "history": history}))
+    context = job_context(Bench, job)
+    assert context["phase"].startswith("Decoding images") and [r["epoch"] for r in context["rows"]] == \
+        list(range(130 - EPOCH_ROWS, 130)) and context["hidden_rows"] == 129 - EPOCH_ROWS
+    assert "epoch 162</text>" in context["chart"]  # the axis runs a quarter past the epochs done, not to 400
+    assert "epoch 10</text>" in curves_svg(history[:3], 400) and "epoch 5</text>" in curves_svg(history[:3], 5)
+
+
+def test_progress_lines_in_logs_are_quiet_for_quick_phases_and_say_rate_and_time_left():
+    import io
+
+    from classlab.progress import LogBar
+
+    now = [0.0]
+    out = io.StringIO()
+    quick = LogBar(total=100, desc="Decoding images", unit="img", clock=lambda: now[0], out=out)
+    quick.update(100)
+    quick.close()
+    assert out.getvalue() == ""  # under QUIET_FOR seconds: nothing
+    slow = LogBar(total=1000, desc="features", unit="img", clock=lambda: now[0], out=out)
+    for t, n in ((1, 50), (4, 150), (10, 100), (20, 200), (30, 500)):
+        now[0] = t
+        slow.update(n)
+    slow.close()
+    assert out.getvalue().splitlines() == [
+        "[phase] features: 200/1,000 img (20%), 50 img/s, about 16 s left",
+        "[phase] features: 500/1,000 img (50%), 25 img/s, about 20 s left",
+        "[phase] features: 1,000 img in 30 s"]
+
+
+def test_the_doctor_page_shows_every_finding_of_check_txt(tmp_path):
+    """A folder with a grayscale image among RGB ones, a corrupt file, a stray file and images too small for
+    the near-duplicate search: every line check.txt gives a finding is on the page, warnings and notes
+    included (the page once said 'warnings 2' and showed one)."""
+    from classlab import api
+
+    root = make_class_folder(tmp_path / "d", ("cat", "dog"), per_class=4, size=(12, 12))
+    (root / "cat" / "gray.png").write_bytes(png_bytes(np.full((12, 12), 90, np.uint8)))
+    (root / "dog" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 40)
+    (root / "notes.txt").write_text("not an image")
+    runs_root = tmp_path / "runs"
+    result = api.check(str(root), runs_dir=runs_root)
+    text = (result.run_dir / "check.txt").read_text()
+    assert "mixed colour modes" in text and "near-duplicate search skipped" in text and "ERROR files with an image" in text
+    with TestClient(create_app(runs_root), base_url="http://127.0.0.1") as c:
+        page = c.get(f"/runs/{result.run_dir.name}").text
+    shown = [html.unescape(re.sub(r"<[^>]+>", "", li)).split(":")[0].strip()
+             for li in re.findall(r'<li class="finding [a-z]+">(.*?)(?:<details>|</li>)', page, re.S)]
+    listed = [ln for ln in text.split("\n\n")[1].splitlines() if not ln.startswith("  ")]
+    assert len(shown) == len(listed) >= 4
+    for line, item in zip(listed, shown):
+        title = line.removeprefix("ERROR ").removeprefix("warning: ").split(":")[0]
+        assert item.split(" ", 1)[1].startswith(title[:40]), (line, item)

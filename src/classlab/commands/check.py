@@ -209,66 +209,88 @@ def _embedding_findings(spec: str, data_dir, backbone: str, weights: str | None)
                                     for i, s in found["neighbours_disagree"]]}
 
 
-def _lines(title: str, entries, limit: int = 15) -> list[str]:
-    if not entries:
-        return []
-    out = [f"{title}: {len(entries)}"]
-    for e in entries[:limit]:
-        out.append("  - " + (e if isinstance(e, str) else ", ".join(f"{v}" for v in e.values()) if isinstance(e, dict)
-                             else "; ".join(f"{m['id']} [{m['split'] or '-'}/{m['class']}]" for m in e)))
-    if len(entries) > limit:
-        out.append(f"  ... and {len(entries) - limit} more (see check.json)")
+def _entry_text(e) -> str:
+    if isinstance(e, str):
+        return e
+    if isinstance(e, dict):
+        return ", ".join(f"{v}" for v in e.values())
+    return "; ".join(f"{m['id']} [{m['split'] or '-'}/{m['class']}]" for m in e)
+
+
+def _pair(e: dict) -> dict:
+    return {"pair": " ~ ".join(f"{f} [{s or '-'}/{c}]" for f, s, c in zip(e["files"], e["splits"], e["classes"])),
+            "similarity": e["similarity"]}
+
+
+def findings(r: dict) -> list[dict]:
+    """Every finding of a check, in the order check.txt lists them: {"level": "error" / "warning" / "info",
+    "title", "entries" (texts; empty for a one-line finding)}. check.txt and the workbench's doctor page are
+    both made from this list, so the page shows every finding the text does."""
+    out = []
+
+    def add(level: str, title: str, entries=None) -> None:
+        """A one-line finding (no ``entries``), or a list of them, left out when the list is empty."""
+        if entries is None:
+            out.append({"level": level, "title": title, "entries": []})
+        elif entries:
+            out.append({"level": level, "title": title, "entries": [_entry_text(e) for e in entries]})
+    if r["num_classes"] < 2:
+        add("error", "fewer than two classes with images; classification needs at least two")
+    p, d = r["problems"], r["duplicates"]
+    add("error", "corrupt or truncated images", p.get("corrupt", []))
+    add("error", "zero-byte files", p.get("zero_byte", []))
+    add("error", "files with an image extension that are not images", p.get("not_an_image", []))
+    add("error", "empty class folders", p.get("empty_class_folders", []))
+    add("warning", "wrong file extension for the real format", p.get("wrong_extension", []))
+    add("warning", "non-image files (ignored)", p.get("non_image_files", []))
+    add("warning", "files outside class folders (ignored)", p.get("outside_class_folders", []))
+    add("warning", "hidden files and folders (ignored)", p.get("hidden", []))
+    add("warning", "tiny images", p.get("tiny_images", []))
+    if r["mixed_colour_modes"]:
+        add("warning", f"mixed colour modes {r['colour_modes']}; classlab converts all to the majority (or --channels)")
+    add("warning", "identical images across splits (leakage)", d["across_splits"])
+    add("warning", "identical images with different labels", d["conflicting_labels"])
+    add("info", "identical images within a split", d["within_split"])
+    near = r.get("near_duplicates", {"within_split": [], "across_splits": []})
+    add("warning", "near-duplicates across splits (leakage by content; --dedupe test drops them)",
+        [_pair(e) for e in near["across_splits"]])
+    add("info", "near-duplicates within a split", [_pair(e) for e in near["within_split"]])
+    if near.get("groups"):
+        g = near["groups"]
+        add("info", f"near-duplicate groups: {len(g)} (largest: {len(g[0]['files'])} images; "
+            f"{sum(x['crosses_splits'] for x in g)} cross splits, {sum(x['mixed_labels'] for x in g)} carry more "
+            "than one label)")
+    if near.get("skipped"):
+        add("info", f"near-duplicate search skipped: {near['skipped']}")
+    for kind, files in r.get("quality", {}).items():
+        add("warning", f"{kind.replace('_', ' ')} images", files)
+    if "embeddings" in r:
+        e = r["embeddings"]
+        add("info", f"embedding pass ({e['backbone']}): near-duplicates at cosine >= {e['threshold']:.3f} (keeps "
+            f"{e['calibration']['copies_kept']:.0%} of synthetic shifted, cropped and re-encoded copies); features "
+            f"{'read from the cache' if e.get('features_from_cache') else 'computed'} in "
+            f"{e.get('feature_seconds', 0):.1f} s")
+        add("warning", "near-duplicates across splits (embeddings)", [_pair(x) for x in e["near_duplicates"]["across_splits"]])
+        add("info", "near-duplicates within a split (embeddings)", [_pair(x) for x in e["near_duplicates"]["within_split"]])
+        add("warning", "outliers (far from every other image)", e["outliers"])
+        add("warning", "nearest neighbours carry another label (review these labels)", e["neighbours_disagree"])
     return out
 
 
-def report_text(r: dict) -> str:
+def report_text(r: dict, limit: int = 15) -> str:
     lines = [f"Dataset doctor: {r['data']} ({r['layout']} layout)",
              f"{r['readable_images']} readable images of {r['files_scanned']} scanned, {r['num_classes']} classes",
              f"errors: {r['errors']}, warnings: {r['warnings']}", ""]
-    if r["num_classes"] < 2:
-        lines.append("ERROR: fewer than two classes with images; classification needs at least two")
-    p, d = r["problems"], r["duplicates"]
-    lines += _lines("ERROR corrupt or truncated images", p.get("corrupt"))
-    lines += _lines("ERROR zero-byte files", p.get("zero_byte"))
-    lines += _lines("ERROR files with an image extension that are not images", p.get("not_an_image"))
-    lines += _lines("ERROR empty class folders", p.get("empty_class_folders"))
-    lines += _lines("warning: wrong file extension for the real format", p.get("wrong_extension"))
-    lines += _lines("warning: non-image files (ignored)", p.get("non_image_files"))
-    lines += _lines("warning: files outside class folders (ignored)", p.get("outside_class_folders"))
-    lines += _lines("warning: hidden files and folders (ignored)", p.get("hidden"))
-    lines += _lines("warning: tiny images", p.get("tiny_images"))
-    if r["mixed_colour_modes"]:
-        lines.append(f"warning: mixed colour modes {r['colour_modes']}; classlab converts all to the majority "
-                     "(or --channels)")
-    lines += _lines("warning: identical images across splits (leakage)", d["across_splits"])
-    lines += _lines("warning: identical images with different labels", d["conflicting_labels"])
-    lines += _lines("identical images within a split", d["within_split"])
-    near = r.get("near_duplicates", {"within_split": [], "across_splits": []})
-    pair = lambda e: {"pair": " ~ ".join(f"{f} [{s or '-'}/{c}]" for f, s, c in zip(e["files"], e["splits"],  # noqa: E731
-                                                                                  e["classes"])),
-                      "similarity": e["similarity"]}
-    lines += _lines("warning: near-duplicates across splits (leakage by content; --dedupe test drops them)",
-                    [pair(e) for e in near["across_splits"]])
-    lines += _lines("near-duplicates within a split", [pair(e) for e in near["within_split"]])
-    if near.get("groups"):
-        g = near["groups"]
-        lines.append(f"near-duplicate groups: {len(g)} (largest: {len(g[0]['files'])} images; "
-                     f"{sum(x['crosses_splits'] for x in g)} cross splits, "
-                     f"{sum(x['mixed_labels'] for x in g)} carry more than one label)")
-    if near.get("skipped"):
-        lines.append(f"near-duplicate search skipped: {near['skipped']}")
-    for kind, files in r.get("quality", {}).items():
-        lines += _lines(f"warning: {kind.replace('_', ' ')} images", files)
-    if "embeddings" in r:
-        e = r["embeddings"]
-        lines.append(f"embedding pass ({e['backbone']}): near-duplicates at cosine >= {e['threshold']:.3f} (keeps "
-                     f"{e['calibration']['copies_kept']:.0%} of synthetic shifted, cropped and re-encoded copies); "
-                     f"features {'read from the cache' if e.get('features_from_cache') else 'computed'} in "
-                     f"{e.get('feature_seconds', 0):.1f} s")
-        lines += _lines("warning: near-duplicates across splits (embeddings)", [pair(x) for x in e["near_duplicates"]["across_splits"]])
-        lines += _lines("near-duplicates within a split (embeddings)", [pair(x) for x in e["near_duplicates"]["within_split"]])
-        lines += _lines("warning: outliers (far from every other image)", e["outliers"])
-        lines += _lines("warning: nearest neighbours carry another label (review these labels)", e["neighbours_disagree"])
+    for f in findings(r):
+        entries = f["entries"]
+        head = {"error": "ERROR " if entries else "ERROR: ", "warning": "warning: ", "info": ""}[f["level"]] + f["title"]
+        if not entries:
+            lines.append(head)
+            continue
+        lines.append(f"{head}: {len(entries)}")
+        lines += [f"  - {e}" for e in entries[:limit]]
+        if len(entries) > limit:
+            lines.append(f"  ... and {len(entries) - limit} more (see check.json)")
     lines += ["", f"class counts (imbalance ratio {r['imbalance_ratio'] or 0:.2f}):"]
     lines += [f"  {name}: {n}" for name, n in r["class_counts"].items()]
     lines.append("sizes (HxW): " + ", ".join(f"{k} ({v})" for k, v in list(r["sizes"].items())[:8]))

@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from ..errors import ClasslabError, warn
+from ..progress import bar as progress_bar
 from ..safe_files import UnreadableFile, display
 from . import cache
 from .dataset import ImageDataset, LazyImages
@@ -133,7 +133,7 @@ def map_files(tree, worker, items: list, desc: str, while_waiting=None) -> list:
     moment to do other work in a thread without a fork meeting it halfway."""
     global _TREE
     chunks = [items[i : i + _CHUNK] for i in range(0, len(items), _CHUNK)]
-    bar = tqdm(total=len(items), desc=desc, unit="img", leave=False, disable=None if len(items) > 2000 else True)
+    bar = progress_bar(total=len(items), desc=desc, unit="img", enabled=len(items) > 2000)
     out = []
     with bar:
         if len(items) < _PARALLEL_FROM or _WORKERS < 2:

@@ -11,8 +11,8 @@ from typing import Callable, Iterable
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
+from ..progress import bar as progress_bar
 from .preprocess import Preprocessing, to_input
 from .tta import averaged_log_probs, forward_tta, tta_mode
 
@@ -48,7 +48,7 @@ def predict_batches(model, batches: Iterable, pre: Preprocessing, *, tta: str | 
     model.eval()
     averaging = tta_mode(tta) != "none"
     out = []
-    with tqdm(total=total, desc=desc, unit="img", leave=False, disable=None if progress else True) as bar:
+    with progress_bar(total=total, desc=desc, unit="img", enabled=progress) as bar:
         for batch in batches:
             rows, views = batch if isinstance(batch, tuple) else (batch, None)
             x = to_input(rows, pre, channels_last)

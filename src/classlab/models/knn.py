@@ -25,10 +25,10 @@ from sklearn import exceptions
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_array, check_X_y
-from tqdm.auto import tqdm
 
 from ..device import pick_device
 from ..errors import ClasslabValueError
+from ..progress import bar as progress_bar
 from .knn_kernels import INT_MM_MAX_DIM, CoarseBounds, as_int8, int8_scores, padded_train, smallest_scores, square_norms
 
 
@@ -183,8 +183,7 @@ class KNNClassifier(ClassifierMixin, BaseEstimator):
         if self._use_int_mm():
             buffer = torch.empty((max(block, 17), self._train_t.shape[1]), dtype=torch.int32, device=self.device_)
         dists, idx, bounds = [], [], self._bounds
-        bar = tqdm(total=len(Q), desc="k-NN search", unit="img", leave=False,
-                   disable=not self.progress or len(Q) * n < 5e7 or None)
+        bar = progress_bar(total=len(Q), desc="k-NN search", unit="img", enabled=self.progress and len(Q) * n >= 5e7)
         with torch.inference_mode(), bar:
             # with bounds, a small first block tells cheaply whether they prune enough for these images
             probe = min(PROBE_ROWS, block)

@@ -15,12 +15,12 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from ..checkpoint import load_checkpoint, save_checkpoint
 from ..errors import ClasslabError
 from ..inference.predict import inference_batch, predict_batches, predict_with_embeddings
 from ..inference.preprocess import Preprocessing, normalize, to_float
+from ..progress import bar as progress_bar
 from .augment import AlternatingFlip, augment, mix
 from .batches import SplitTensors, StreamedSplit
 from .config import TrainConfig
@@ -265,8 +265,8 @@ class Trainer:
             self.lookahead.begin_epoch(epoch * self.steps)
         order, drawn = self.epoch_order(), train.draw_views(self.generator)
         t0, seen, loss_sum, correct = time.perf_counter(), 0, 0.0, 0
-        bar = tqdm(range(self.steps), desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch", leave=False,
-                   disable=None if self.progress else True)
+        bar = progress_bar(range(self.steps), desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch",
+                           enabled=self.progress)
         for step, (idx, images) in zip(bar, train.batches(order[: self.steps * cfg.batch_size], cfg.batch_size, drawn)):
             flips = self.flips(idx, epoch) if self.flips else None
             x = augment(to_float(images, self.pre), cfg.augment, self.generator, cfg.crop_padding, flips)

@@ -14,13 +14,14 @@ def _polyline(points: list[tuple[float, float]], colour: str, dashed: bool = Fal
     return f'<polyline fill="none" stroke="{colour}" stroke-width="2"{dash} points="{text}"/>{dots}'
 
 
-def curves_svg(history: list[dict], epochs: int | None = None, width: int = 320, height: int = 180) -> str:
-    """Two small panels (loss, accuracy) of train and validation per epoch; the x axis spans the planned
-    epochs so a live run fills it from the left."""
+def curves_svg(history: list[dict], epochs: int | None = None, width: int = 460, height: int = 240) -> str:
+    """Two panels (loss, accuracy) of train and validation per epoch. The x axis runs a little past the epochs
+    done (at least 10, at most the planned ones): a live 400-epoch job's first epochs are not squeezed into
+    its left edge."""
     if not history:
         return '<svg class="chart" width="0" height="0" role="img" aria-label="no epochs yet"></svg>'
     last = max(int(h.get("epoch", i + 1)) for i, h in enumerate(history))
-    span = max(epochs or last, last, 2)
+    span = max(min(epochs or last, max(10, -(-last * 5 // 4))), last, 2)
     panels = []
     for p, (title, keys) in enumerate((("loss", ("train_loss", "val_loss")), ("accuracy", ("train_acc", "val_acc")))):
         values = [h[k] for h in history for k in keys if isinstance(h.get(k), (int, float))]

@@ -51,6 +51,21 @@ class Job:
     def finished(self) -> bool:
         return self.status in ("done", "failed", "cancelled")
 
+    @property
+    def source_run(self) -> str | None:
+        """The run this job works on (explain, evaluate, a retrain): its page is where the user goes back to."""
+        if self.after:
+            return self.after
+        return Path(self.args[1]).name if self.command == "explain" and len(self.args) > 1 else None
+
+    def phase(self) -> str:
+        """The newest progress line of the job's output (classlab.progress): 'Decoding images: 12,000/60,000
+        img (20%), ...', what a job does before its first epoch and between them."""
+        from ..progress import PREFIX
+
+        lines = [ln for ln in self.log_tail().splitlines() if ln.startswith(PREFIX)]
+        return lines[-1][len(PREFIX):] if lines else ""
+
     def log_tail(self) -> str:
         if self.log is None or not self.log.is_file():
             return ""

@@ -9,17 +9,32 @@ import time
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 
+from ..safe_files import read_json
 from .catalog import SORT_KEYS, run_details
 from .charts import curves_svg
 from .forms import available_datasets, own_dataset_first
 from .jobs import progress
 
 
+EPOCH_ROWS = 10  # rows of a job's epoch table; the whole history is in the run's history.csv
+
+
 def job_context(bench, job) -> dict:
     run_dir = bench.jobs.run_dir(job)
     state = progress(run_dir)
+    history = state.get("history", [])
+    outcome = None
+    if job.status == "done" and run_dir is not None:
+        metrics = read_json(run_dir / "metrics.json")
+        if isinstance(metrics, dict):
+            predicts = any(r["predicts"] for r in bench.catalog.query() if r["id"] == run_dir.name)
+            outcome = {"accuracy": metrics.get("accuracy"), "macro_f1": (metrics.get("macro_avg") or {}).get("f1"),
+                       "n": metrics.get("n"), "predicts": predicts, "exports": (run_dir / "best.pt").is_file(),
+                       "explainable": (run_dir / "probabilities.npz").is_file()}
     return {"job": job, "run_id": run_dir.name if run_dir else None, "progress": state,
-            "chart": curves_svg(state.get("history", []), state.get("epochs")), "position": bench.jobs.position(job),
+            "chart": curves_svg(history, state.get("epochs")), "position": bench.jobs.position(job),
+            "rows": history[-EPOCH_ROWS:], "hidden_rows": max(0, len(history) - EPOCH_ROWS),
+            "phase": job.phase() if job.status == "running" else "", "outcome": outcome,
             "log": job.log_tail()[-1500:], "elapsed": (job.ended or time.time()) - (job.started or time.time())}
 
 
@@ -76,7 +91,6 @@ def check_view(check: dict) -> dict:
     most = max(total.values(), default=1) or 1
     near = check.get("near_duplicates") if isinstance(check.get("near_duplicates"), dict) else {}
     exact = check.get("duplicates") if isinstance(check.get("duplicates"), dict) else {}
-    problems = check.get("problems") if isinstance(check.get("problems"), dict) else {}
     return {"summary": {k: check.get(k) for k in ("data", "layout", "files_scanned", "readable_images", "num_classes",
                                                     "imbalance_ratio", "errors", "warnings")},
             "classes": [{"name": c, "count": n, "share": n / most} for c, n in sorted(total.items())],
@@ -85,8 +99,17 @@ def check_view(check: dict) -> dict:
             "groups": [g for g in (near.get("groups") or []) if isinstance(g, dict)],
             "exact": {k: v[:30] for k, v in exact.items() if isinstance(v, list)},
             "quality": {k: v[:24] for k, v in (check.get("quality") or {}).items() if isinstance(v, list)},
-            "problems": {k: v[:50] for k, v in problems.items() if isinstance(v, list) and v},
-            "embeddings": embedding_view(check.get("embeddings"))}
+            "embeddings": embedding_view(check.get("embeddings")), "findings": listed_findings(check)}
+
+
+def listed_findings(check: dict) -> list[dict] | None:
+    """Every finding of check.txt (commands.check.findings), or None for a check.json that is not one."""
+    from ..commands.check import findings
+
+    try:
+        return [dict(f, shown=f["entries"][:20]) for f in findings(check)]
+    except (KeyError, TypeError, AttributeError, IndexError, ValueError):
+        return None
 
 
 def embedding_view(emb) -> dict | None:
@@ -105,10 +128,14 @@ def compare_view(bench, details: dict) -> dict:
     from pathlib import Path
 
     comparison = details["comparison"] if isinstance(details["comparison"], dict) else {}
-    runs = comparison.get("runs") or []
+    catalog = {r["id"]: r for r in bench.catalog.query()}
+    runs = [dict(r, model=catalog.get(r.get("run"), {}).get("model"), data=catalog.get(r.get("run"), {}).get("data"))
+            for r in comparison.get("runs") or [] if isinstance(r, dict)]
     baseline = Path(str(runs[0].get("run_dir", ""))).name if runs else ""
     try:
         bench.run_dir(baseline)
     except HTTPException:
         baseline = ""  # the baseline is outside the served folder: numbers only
-    return {"runs": runs, "pairs": comparison.get("pairs") or [], "baseline": baseline}
+    names = {r.get("run"): " · ".join(str(v) for v in (r.get("model") or r.get("command"), r.get("data")) if v)
+             for r in runs}
+    return {"runs": runs, "pairs": comparison.get("pairs") or [], "baseline": baseline, "names": names}

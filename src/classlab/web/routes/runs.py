@@ -113,6 +113,9 @@ def _actions(bench) -> list[Route]:
 
         form = await request.form()
         ids = [str(v) for v in form.getlist("runs")]
+        ticked = [t for t in str(form.get("ticked", "")).split(",") if t]
+        if sorted(ticked) == sorted(ids):  # the order the boxes were ticked in: its first is the baseline
+            ids = ticked
         if len(ids) < 2:
             raise ClasslabError("select at least two runs to compare (the first selected is the baseline)")
         dirs = [bench.run_dir(i) for i in ids]

@@ -83,6 +83,26 @@ function revealSwapped(e) {
   }
 }
 
+function setupCompare(form) {
+  // the baseline is the first run ticked, not the first row: the tick order travels in a hidden field
+  let ticked = [];
+  const hint = document.getElementById("baseline-hint");
+  const show = () => {
+    document.getElementById("ticked").value = ticked.join(",");
+    if (hint) hint.textContent = ticked.length ? "Baseline: " + ticked[0] + " (the first run you ticked)."
+      : "The first run you tick is the baseline; runs must be scored on the same test images.";
+  };
+  form.addEventListener("change", (e) => {
+    if (e.target.name !== "runs") return;
+    ticked = ticked.filter((id) => id !== e.target.value);
+    if (e.target.checked) ticked.push(e.target.value);
+    show();
+  });
+  document.addEventListener("htmx:afterSwap", (e) => {  // a re-sorted table comes unticked
+    if (e.detail.target.id === "runs-table") { ticked = []; show(); }
+  });
+}
+
 function reviewKeys(e) {
   if (e.target.matches("input, select, textarea") || e.ctrlKey || e.metaKey || e.altKey) return;
   const button = document.querySelector(`#review button[data-key="${e.key.toLowerCase()}"]`);
@@ -97,6 +117,8 @@ document.addEventListener("DOMContentLoaded", () => {
   const input = document.getElementById("images");
   if (input) { setupDrop(document.getElementById("drop"), input); setupWebcam(input); }
   if (document.getElementById("review")) document.addEventListener("keydown", reviewKeys);
+  const compare = document.getElementById("compare-form");
+  if (compare) setupCompare(compare);
   const command = document.getElementById("command");
   if (command) {
     const sync = () => document.querySelectorAll(".for-train, .for-transfer").forEach((el) => {
