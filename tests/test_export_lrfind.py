@@ -74,3 +74,37 @@ def test_lr_find_suggests_a_rate_that_trains(runs_dir, capsys):
     assert main(["train", "digits", "--model", "mlp", "--epochs", "5", "--lr", str(result["suggested_lr"])]) == 0
     assert json.loads((sorted(runs_dir.iterdir())[-1] / "metrics.json").read_text())["accuracy"] > 0.9
     assert main(["lr-find", "digits", "--start", "1", "--end", "0.1"]) == 2
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
+def test_the_bundles_predict_script_classifies_a_file_as_classlab_does_without_classlab(cnn_run, fmt, tmp_path):
+    """predict.py in the bundle (numpy, Pillow and the runtime only): the same top classes and probabilities as
+    the run's own predict on the same file, a 32 px PNG resized to the model's 8 x 8 by the script itself."""
+    import subprocess
+    import sys
+
+    from PIL import Image
+
+    bundle = export_run(cnn_run.run_dir, fmt, tmp_path / fmt)["bundle"]
+    script = (bundle / "predict.py").read_text()
+    imports = [ln for ln in script.splitlines() if ln.startswith(("import ", "from "))]
+    assert imports and not any("classlab" in ln for ln in imports)  # nothing of classlab's (run with -I below)
+    assert "predict.py" in (bundle / "README.txt").read_text()
+    ds = classlab.load_dataset("digits")
+    image = tmp_path / "digit.png"
+    Image.fromarray(ds.images[7, :, :, 0]).resize((32, 32), Image.Resampling.NEAREST).save(image)
+    out = subprocess.run([sys.executable, "-I", str(bundle / "predict.py"), str(image)], cwd=tmp_path,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    words = out.stdout.split()
+    assert words[0] == str(image)
+    theirs = [(words[i], float(words[i + 1])) for i in range(1, len(words), 2)]
+    ours = cnn_run.predict([image], top_k=3)[0]["top"]
+    assert [label for label, _ in theirs] == [label for label, _ in ours]
+    assert np.allclose([p for _, p in theirs], [p for _, p in ours], atol=2e-4)
+    # the run page's other recipe: import it from your own code
+    code = (f"import sys; sys.path.insert(0, {str(bundle)!r}); import predict; "
+            f"logits = predict.run(predict.load({str(image)!r}))[0]; print(predict.classes[logits.argmax()]); "
+            "assert not [m for m in sys.modules if m.startswith('classlab')]")
+    imported = subprocess.run([sys.executable, "-I", "-c", code], capture_output=True, text=True, timeout=120)
+    assert imported.stdout.strip() == ours[0][0], imported.stderr

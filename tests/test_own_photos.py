@@ -312,3 +312,24 @@ def test_a_centre_cropped_decode_is_torchvisions_resize_and_centre_crop(width, h
     assert np.abs(ours - theirs).mean() < 1.0
     whole = decode(buf.getvalue(), 3, (224, 224)).astype(float)  # no crop: the whole image, squashed
     assert np.abs(whole - theirs).mean() > 2 * np.abs(ours - theirs).mean()
+
+
+def test_a_photo_models_bundle_script_crops_photos_as_training_did(tmp_path, runs_dir):
+    """A CNN trained on photos (decoded at 64 px, shorter side to 73, centre kept) exported to TorchScript: the
+    bundle's predict.py, without classlab, crops a 500 x 375 photo the same way and agrees with run.predict."""
+    import classlab
+    from classlab.trained.export import export_run
+
+    folder = photo_folder(tmp_path / "photos", 6)
+    run = classlab.train(folder, "cnn", epochs=1, runs_dir=runs_dir, progress=False)
+    assert run.trained().preprocessing.crop == 0.875
+    bundle = export_run(run.run_dir, "torchscript", tmp_path / "bundle")["bundle"]
+    assert json.loads((bundle / "preprocessing.json").read_text())["contract"]["crop"] == 0.875
+    photo = next((folder / "bees").iterdir())
+    out = subprocess.run([sys.executable, "-I", str(bundle / "predict.py"), str(photo)], capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    words = out.stdout.split()[1:]
+    ours = run.predict([photo], top_k=2)[0]["top"]
+    assert [words[0], words[2]] == [label for label, _ in ours]
+    assert abs(float(words[1]) - ours[0][1]) < 2e-4

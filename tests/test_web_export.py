@@ -33,14 +33,15 @@ def test_a_model_exported_from_its_page_downloads_as_a_zip_that_predicts(bench, 
     from classlab.trained.export import run_exported
 
     client, root, runs = bench
-    assert 'id="export-form"' in client.get(f"/runs/{runs['cnn']}").text
+    page = client.get(f"/runs/{runs['cnn']}").text
+    assert 'id="export-form"' in page and "python predict.py photo.jpg" in page  # and how to use the zip
     response = client.post(f"/runs/{runs['cnn']}/export", data={"format": fmt}, headers=ORIGIN)
     assert response.status_code == 200 and response.headers["content-type"] == "application/zip"
     assert f'filename="{runs["cnn"]}-{fmt}.zip"' in response.headers["content-disposition"]
     zipfile.ZipFile(io.BytesIO(response.content)).extractall(tmp_path)
     bundle = tmp_path / f"{runs['cnn']}-{fmt}"
     assert sorted(p.name for p in bundle.iterdir()) == sorted(["README.txt", "classes.json", model_file,
-                                                                "preprocessing.json"])
+                                                                "predict.py", "preprocessing.json"])
     contract = json.loads((bundle / "preprocessing.json").read_text())
     ds = classlab.load_dataset("digits")
     x = (ds.images[:40].astype(np.float32) / 255 - contract["mean"][0]) / contract["std"][0]

@@ -16,6 +16,7 @@ from ..errors import ClasslabError
 from ..fileio import atomic_write_bytes, atomic_write_text, write_json
 from ..inference.predict import predict_batches
 from ..inference.tta import forward_tta
+from .bundle_script import RUNNERS, predict_script
 from .network import TrainedNetwork
 
 FORMATS = ("onnx", "torchscript")
@@ -68,7 +69,7 @@ def run_exported(path: Path, x: np.ndarray) -> np.ndarray:
         return torch.jit.load(str(path)).eval()(torch.from_numpy(x)).numpy()
 
 
-BUNDLE_FILES = {"model.onnx", "model.pt", "classes.json", "preprocessing.json", "README.txt"}
+BUNDLE_FILES = {"model.onnx", "model.pt", "classes.json", "preprocessing.json", "README.txt", "predict.py"}
 
 
 def _check_output(out: Path) -> None:
@@ -125,8 +126,16 @@ def export_run(run_dir: str | Path, fmt: str = "onnx", out_dir: str | Path | Non
                                                     if run.temperature != 1.0 else "")
                           + "; softmax gives the class probabilities",
                 "temperature": run.temperature,
-                "max_abs_difference_vs_pytorch": diff}
+                "max_abs_difference_vs_pytorch": diff,
+                "contract": pre.to_dict()}  # the same, as fields a program reads (predict.py does)
     write_json(out / "preprocessing.json", contract)
+    usage = ""
+    if len(pre.image_size) == 2:
+        atomic_write_text(out / "predict.py", predict_script(fmt))
+        usage = (f"predict.py: classifies image files with the model and its preprocessing, without classlab "
+                 f"(python predict.py photo.jpg; needs numpy, Pillow and {RUNNERS[fmt][0]}).\n")
+    elif (out / "predict.py").exists():
+        (out / "predict.py").unlink()  # an earlier 2D bundle's script would not fit this model
     atomic_write_text(out / "README.txt", f"classlab export of {run.run_dir}\n{name}: the model; classes.json: "
-                      "output index -> class name; preprocessing.json: what to do to an image first.\n")
+                      "output index -> class name; preprocessing.json: what to do to an image first.\n" + usage)
     return {"bundle": out, "model": out / name, "max_abs_difference": diff}
