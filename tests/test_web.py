@@ -617,3 +617,82 @@ def test_the_doctor_page_shows_every_finding_of_check_txt(tmp_path):
     for line, item in zip(listed, shown):
         title = line.removeprefix("ERROR ").removeprefix("warning: ").split(":")[0]
         assert item.split(" ", 1)[1].startswith(title[:40]), (line, item)
+
+
+def test_runs_are_named_noted_trashed_and_restored_never_deleted(runs, tmp_path):
+    """The runs list shows the settings people filter on; a run gets a name and a note (searchable), moves to
+    the trash (its folder intact, off the list) and comes back from the Trash page under its own id."""
+    from classlab.web.jobs import Job
+
+    root = tmp_path / "runs"
+    shutil.copytree(runs["root"], root)
+    run = runs["cnn"]
+    files_before = sorted(p.relative_to(root / run) for p in (root / run).rglob("*"))
+    with TestClient(create_app(root), base_url="http://127.0.0.1") as c:
+        table = c.get("/runs-table").text
+        config = json.loads((root / run / "config.json").read_text())["options"]["train"]
+        row = re.search(rf'href="/runs/{run}".*?</tr>', table, re.S).group(0)
+        assert ">8x8<" in row and f'>{config["epochs"]}<' in row and f">{config['lr']:g}<" in row
+        for header in ("image size", "epochs", "learning rate", "model / backbone"):
+            assert header in table
+        saved = c.post(f"/runs/{run}/notes", data={"name": "  small  CNN\tbaseline ", "note": "filters 8, 16\r\nno aug"},
+                       headers=ORIGIN, follow_redirects=False)
+        assert saved.status_code == 303
+        assert json.loads((root / run / "workbench.json").read_text()) == {"name": "small CNN baseline",
+                                                                            "note": "filters 8, 16\nno aug"}
+        page = c.get(f"/runs/{run}").text
+        assert "<h1>small CNN baseline</h1>" in page and 'id="run-note">filters 8, 16' in page
+        assert "small CNN baseline" in c.get("/runs-table?q=baseline").text
+        assert run in c.get("/runs-table?q=no aug").text and run not in c.get("/runs-table?q=zzz").text
+        too_long = c.post(f"/runs/{run}/notes", data={"name": "x" * 121}, headers=ORIGIN)
+        assert too_long.status_code == 400 and "at most 120 characters" in too_long.text
+        # the trash: off the list, on the Trash page, the folder intact, restored under its own id
+        moved = c.post(f"/runs/{run}/trash", headers=ORIGIN, follow_redirects=False)
+        assert moved.status_code == 303 and moved.headers["location"] == f"/trash?moved={run}"
+        assert not (root / run).exists() and run not in c.get("/runs-table").text
+        assert c.get(f"/runs/{run}").status_code == 404
+        trash = c.get("/trash").text
+        assert "small CNN baseline" in trash and f'action="/trash/{run}/restore"' in trash
+        kept = sorted(p.relative_to(root / ".trash" / run) for p in (root / ".trash" / run).rglob("*"))
+        assert kept == sorted([*files_before, Path("workbench.json")])  # every file kept
+        back = c.post(f"/trash/{run}/restore", headers=ORIGIN, follow_redirects=False)
+        assert back.headers["location"] == f"/runs/{run}" and c.get(f"/runs/{run}").status_code == 200
+        assert "The trash is empty" in c.get("/trash").text
+        for bad in ("../" + run, "..", ".trash", f"{run}~x"):
+            assert c.post(f"/trash/{bad}/restore", headers=ORIGIN).status_code in (400, 404)
+        # a run a job is writing stays where it is
+        c.app.state.bench.jobs.jobs["busy"] = Job("busy", ["explain", str(root / run)], "explain", status="running")
+        try:
+            refused = c.post(f"/runs/{run}/trash", headers=ORIGIN)
+            assert refused.status_code == 400 and "being written by a running job" in refused.text
+        finally:
+            del c.app.state.bench.jobs.jobs["busy"]
+        assert (root / run / "best.pt").is_file()
+
+
+def test_an_image_card_relabels_keeps_or_drops_its_image_as_the_review_page_does(runs, tmp_path):
+    from classlab.data.corrections import read_corrections
+
+    root = tmp_path / "runs"
+    shutil.copytree(runs["root"], root)
+    run = runs["cnn"]
+    (root / run / "corrections.csv").unlink(missing_ok=True)
+    with TestClient(create_app(root), base_url="http://127.0.0.1") as c:
+        card = c.get(f"/runs/{run}/card", params={"id": "all/00003"}, headers={"HX-Request": "true"}).text
+        assert f'hx-post="/runs/{run}/card/decide"' in card and "Keep “3”" in card  # all/00003 is a 3
+        decided = c.post(f"/runs/{run}/card/decide", data={"id": "all/00003", "action": "relabel", "label": "8"},
+                         headers={**ORIGIN, "HX-Request": "true"})
+        assert decided.status_code == 200 and "Relabelled <b>3</b> → <b>8</b>" in decided.text
+        assert [(x.id, x.action, x.label) for x in read_corrections(root / run / "corrections.csv")] == \
+            [("all/00003", "relabel", "8")]
+        assert '<option value="8" selected>' in c.get(f"/runs/{run}/card", params={"id": "all/00003"}).text
+        same = c.post(f"/runs/{run}/card/decide", data={"id": "all/00003", "action": "relabel", "label": "3"},
+                      headers=ORIGIN)  # relabelled as its own label: kept
+        assert "Kept as <b>3</b>" in same.text
+        c.post(f"/runs/{run}/card/decide", data={"id": "all/00005", "action": "drop"}, headers=ORIGIN)
+        kept = {x.id: x.action for x in read_corrections(root / run / "corrections.csv")}
+        assert kept == {"all/00003": "keep", "all/00005": "drop"}
+        for bad, code in (({"id": "all/00003", "action": "relabel", "label": "cat"}, 400),
+                          ({"id": "all/00003", "action": "burn"}, 400), ({"id": "no/such", "action": "drop"}, 404)):
+            assert c.post(f"/runs/{run}/card/decide", data=bad, headers=ORIGIN).status_code == code
+        assert len(read_corrections(root / run / "corrections.csv")) == 2

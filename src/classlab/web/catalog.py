@@ -10,8 +10,10 @@ from pathlib import Path
 
 from ..runs import number
 from ..safe_files import read_csv, read_json
+from .manage import NOTES, read_notes
 
-SORT_KEYS = ("created", "command", "data", "model", "accuracy", "macro_f1")
+SORT_KEYS = ("created", "name", "command", "data", "model", "size", "epochs", "lr", "accuracy", "macro_f1")
+SEARCHED = ("id", "name", "note", "data", "model", "command", "size")
 
 
 def read_csv_rows(path: Path, limit: int = 64 << 20) -> list[dict]:
@@ -33,6 +35,21 @@ def _model_name(config: dict) -> str:
     return ""
 
 
+def settings(config: dict) -> dict:
+    """The settings people filter runs on: image size ("224x224", what the model takes), epochs (fine-tuning's
+    for a transfer run that fine-tunes, else the head's or training's) and learning rate."""
+    options = config.get("options") if isinstance(config.get("options"), dict) else {}
+    part = next((options[k] for k in ("train", "transfer") if isinstance(options.get(k), dict)), {})
+    model = options.get("model") if isinstance(options.get("model"), dict) else {}
+    pre = options.get("preprocessing") if isinstance(options.get("preprocessing"), dict) else {}
+    size = pre.get("input_size") or pre.get("image_size") or model.get("image_size")
+    epochs = part.get("epochs")
+    if "finetune_epochs" in part:
+        epochs = part.get("finetune_epochs") if part.get("mode") in ("both", "finetune") else part.get("head_epochs")
+    return {"size": "x".join(str(v) for v in size) if isinstance(size, list) and size else "",
+            "epochs": number(epochs), "lr": number(part.get("lr"))}
+
+
 def _evaluated_run(config: dict) -> tuple[str, str]:
     """(id, model name) of the run an evaluation scored, or ("", "") for any other run."""
     source = (config.get("options") or {}).get("run") if isinstance(config.get("options"), dict) else None
@@ -51,7 +68,7 @@ def summarise(run_dir: Path) -> dict | None:
     metrics = metrics if isinstance(metrics, dict) else {}
     macro = metrics.get("macro_avg") if isinstance(metrics.get("macro_avg"), dict) else {}
     evaluates, evaluated_model = _evaluated_run(config)
-    return {"id": run_dir.name, "command": str(config.get("command") or ""), "data": str(config.get("data") or ""),
+    return {"id": run_dir.name, **read_notes(run_dir), **settings(config), "command": str(config.get("command") or ""), "data": str(config.get("data") or ""),
             "created": str(config.get("created") or ""), "model": evaluated_model or _model_name(config),
             "evaluates": evaluates,
             "accuracy": number(metrics.get("accuracy")), "macro_f1": number(macro.get("f1")),
@@ -78,7 +95,7 @@ class RunCatalog:
         except OSError:
             return None
         stamps = [own.st_mtime_ns]
-        for name in ("config.json", "metrics.json"):
+        for name in ("config.json", "metrics.json", NOTES):
             try:
                 stamps.append(os.stat(os.path.join(path, name)).st_mtime_ns)
             except OSError:
@@ -113,7 +130,7 @@ class RunCatalog:
         text = text.strip().lower()
         rows = [r for r in self.summaries()
                 if (not command or r["command"] == command)
-                and (not text or any(text in str(r[k]).lower() for k in ("id", "data", "model", "command")))]
+                and (not text or any(text in str(r[k]).lower() for k in SEARCHED))]
         sort = sort if sort in SORT_KEYS else "created"
         present = [r for r in rows if r[sort] not in (None, "")]
         missing = [r for r in rows if r[sort] in (None, "")]

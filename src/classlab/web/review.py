@@ -43,16 +43,25 @@ class Review:
         return next((r for r in self.issues if r["id"] not in self.decided), None)
 
     def decide(self, item: str, action: str, label: str = "") -> Correction:
+        """A decision on an image of the label-issue queue (a relabel defaults to the suggested label)."""
         known = {r["id"]: r for r in self.issues}
         if item not in known:
             raise ClasslabError("that image is not in this run's label-issue queue")
+        label = label or (known[item].get("suggested_label", "") if action == "relabel" else "")
+        return self.decide_image(item, known[item].get("given_label", ""), action, label)
+
+    def decision(self, item: str) -> Correction | None:
+        return self.decided.get(item)
+
+    def decide_image(self, item: str, given_label: str, action: str, label: str = "") -> Correction:
+        """A decision on any image of the run's data (an image card's buttons); ``given_label`` is the label
+        the data gives it, looked up by the caller, never taken from a form."""
         if action not in ACTIONS:
             raise ClasslabError(f"action must be one of {', '.join(ACTIONS)}")
         if action == "relabel":
-            label = label or known[item].get("suggested_label", "")
             if label not in self.class_names:
                 raise ClasslabError(f"'{label[:40]}' is not one of this run's classes")
-            if label == known[item].get("given_label"):
+            if label == given_label:
                 action, label = "keep", ""
         correction = Correction(item, action, label if action == "relabel" else "")
         with _LOCK:

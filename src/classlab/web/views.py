@@ -14,6 +14,7 @@ from .catalog import SORT_KEYS, run_details
 from .charts import curves_svg
 from .forms import available_datasets, own_dataset_first
 from .jobs import progress
+from .manage import read_notes
 
 
 EPOCH_ROWS = 10  # rows of a job's epoch table; the whole history is in the run's history.csv
@@ -41,12 +42,13 @@ def job_context(bench, job) -> dict:
 async def run_view(bench, run_dir) -> tuple[str, dict]:
     """The template and context of a run's page: a doctor's findings, a comparison, or a run's results."""
     details = run_details(run_dir)
-    command = details["config"].get("command")
+    command, notes = details["config"].get("command"), read_notes(run_dir)
     if command == "check":
         samples = await asyncio.to_thread(class_samples, bench, run_dir)
-        return "check.html", {"run": details, "check": check_view(details["check"] or {}), "samples": samples}
+        return "check.html", {"run": details, "check": check_view(details["check"] or {}), "samples": samples,
+                              "notes": notes}
     if command == "compare":
-        return "compare.html", {"run": details, "comparison": compare_view(bench, details)}
+        return "compare.html", {"run": details, "comparison": compare_view(bench, details), "notes": notes}
     rows = bench.catalog.query()
     predicts = any(r["predicts"] for r in rows if r["id"] == run_dir.name)  # the catalog's one rule
     evaluations = [r for r in rows if r["evaluates"] == run_dir.name] if predicts else []
@@ -54,7 +56,7 @@ async def run_view(bench, run_dir) -> tuple[str, dict]:
                         "predicts": predicts,
                         "datasets": own_dataset_first(available_datasets(bench.data_dir), bench.data_dir,
                                                       details["config"]) if predicts else [],
-                        "evaluations": evaluations}
+                        "evaluations": evaluations, "notes": notes}
 
 
 def runs_context(bench, request: Request) -> dict:

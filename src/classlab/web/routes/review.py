@@ -3,6 +3,9 @@ run's corrections.csv, and a retrain with those corrections that is compared wit
 
 from __future__ import annotations
 
+import asyncio
+
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import RedirectResponse
 from starlette.routing import Route
@@ -24,6 +27,20 @@ def routes(bench) -> list[Route]:
         name = "review_item.html" if request.headers.get("hx-request") == "true" else "review.html"
         return bench.page(request, name, run_id=run_dir.name, review=review, item=review.next_item())
 
+    async def card_decide(request: Request):
+        """Keep, relabel or drop the image an image card shows, as the review page does for its queue."""
+        run_dir = bench.run_dir(request.path_params["run"])
+        form = await request.form()
+        item = str(form.get("id", ""))
+        explainer = await asyncio.to_thread(bench.explainer, run_dir.name)
+        found = await asyncio.to_thread(bench.datasets.image, explainer.run_dir, item)
+        if found is None:
+            raise HTTPException(404, "no image with that id in this run's data")
+        review = Review(run_dir)
+        correction = review.decide_image(item, found[1], str(form.get("action", "")), str(form.get("label", "")))
+        return bench.page(request, "card_decision.html", run_id=run_dir.name, review=review, decision=correction,
+                          label=found[1], item=item, classes=review.class_names)
+
     async def retrain(request: Request):
         run_dir = bench.run_dir(request.path_params["run"])
         args = Review(run_dir).retrain_args(bench.jobs.work_dir)
@@ -31,4 +48,5 @@ def routes(bench) -> list[Route]:
         return RedirectResponse(f"/jobs/{job.id}", status_code=303)
 
     return [Route("/runs/{run}/review", review_page), Route("/runs/{run}/review", review_decide, methods=["POST"]),
+            Route("/runs/{run}/card/decide", card_decide, methods=["POST"]),
             Route("/runs/{run}/retrain", retrain, methods=["POST"])]

@@ -17,6 +17,7 @@ from ..bundle import bundle_zip
 from ..forms import check_classes, choice, dataset_args, query_whole
 from ..guard import resolve_run_file
 from ..images import cell_members
+from ..review import Review
 from ..views import run_view, runs_context
 
 PNG_SIDES = (48, 96, 192)
@@ -67,7 +68,9 @@ def _pages(bench) -> list[Route]:
             raise HTTPException(404, "no image with that id in this run's data")
         result = await asyncio.to_thread(explainer.card, found[0])
         name = "card_partial.html" if request.headers.get("hx-request") == "true" else "card.html"
-        return bench.page(request, name, run_id=run_id, item=item, label=found[1], card=result)
+        review = Review(bench.run_dir(run_id))  # the card's keep / relabel / drop, as on the review page
+        return bench.page(request, name, run_id=run_id, item=item, label=found[1], card=result, review=review,
+                          decision=review.decision(item), classes=review.class_names)
 
     return [Route("/", runs_page), Route("/runs", runs_page), Route("/runs-table", runs_table),
             Route("/runs/{run}", run_page), Route("/runs/{run}/files/{rel:path}", run_file),
