@@ -449,16 +449,24 @@ def test_serve_with_an_unusable_runs_folder_is_one_line(tmp_path, capsys):
     assert err.startswith("classlab: error: cannot use") and "Traceback" not in err
 
 
-def test_the_workshop_run_of_make_demo_renders_with_a_link_per_stop(tmp_path):
-    """What `make demo` leaves: a workshop run whose explore stop has no score (it once crashed the page)."""
+def test_the_workshop_run_of_make_demo_renders_with_a_link_per_stop(tmp_path, monkeypatch):
+    """What `make demo` leaves: a workshop run whose explore stop has no score (it once crashed the page), with
+    the text report's step-by-step table, the link to its comparison run and the note that a stop was skipped."""
     from classlab import api
 
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "no-weights"))  # as offline: the transfer stop is skipped
     result = api.workshop("digits", runs_dir=tmp_path / "runs")
     with TestClient(create_app(tmp_path / "runs"), base_url="http://127.0.0.1") as c:
         page = c.get(f"/runs/{result.run_dir.name}")
         assert page.status_code == 200 and "The workshop's path" in page.text
         stops = re.findall(r'<td><a href="/runs/([^"]+)">', page.text)
         assert len(stops) >= 4 and all(c.get(f"/runs/{s}").status_code == 200 for s in stops)
+        steps = re.findall(r"<tr><td>([^<]+ → [^<]+)</td>", page.text.split('id="workshop-steps"')[1])
+        assert steps == [f"{st['from']} → {st['to']}" for st in result.details["steps"]] and len(steps) >= 3
+        compare_run = re.search(r'<a href="/runs/([^"]+)">the comparison run</a>', page.text).group(1)
+        assert "Comparison" in c.get(f"/runs/{compare_run}").text
+        notes = page.text.split('id="workshop-notes"')[1]
+        assert "Transfer learning skipped: MobileNetV2" in notes and "No budget; the path took" in notes
 
 
 def test_durations_show_the_digits_they_need():

@@ -169,10 +169,12 @@ def _compare(results, ds, scaled, skip_transfer, budget, total, runs_dir) -> Run
     scored = [r for r in results if "accuracy" in r]
     keys = ["stop", "method", "accuracy", "macro_f1", "seconds", "run_dir"]
     write_csv(run.file("comparison.csv"), keys, ([r[k] for k in keys] for r in scored))
+    story = _per_image_story(scored, runs_dir)
     write_json(run.file("comparison.json"), {"data": ds.name, "budget_seconds": budget, "total_seconds": total,
                                              "stops": [{k: (str(v) if isinstance(v, Path) else v) for k, v in r.items()}
                                                        for r in results],
-                                             "scaled_down": scaled, "skipped": skip_transfer})
+                                             "scaled_down": scaled, "skipped": skip_transfer,
+                                             "steps": story["steps"], "compare_run": story["compare_run"]})
     _comparison_png(scored, run.file("comparison.png"), ds.name)
     lines = ["| stop | method | test accuracy | macro F1 | time | report |", "|---|---|---|---|---|---|"]
     for r in results:
@@ -184,7 +186,6 @@ def _compare(results, ds, scaled, skip_transfer, budget, total, runs_dir) -> Run
     notes += [f"Scaled down: {s}." for s in scaled]
     if skip_transfer:
         notes.append(f"Transfer learning skipped: {skip_transfer}.")
-    story = _per_image_story(scored, runs_dir)
     report = run.write_report(f"Workshop path on {ds.name}", [
         ("Comparison (same test images for every stop)", table + "\n\n![comparison](comparison.png)"),
         ("Step by step, image by image", story["text"]),
@@ -206,7 +207,7 @@ def _per_image_story(scored: list[dict], runs_dir) -> dict:
     from .compare import compare_runs
 
     if len(scored) < 2:
-        return {"text": "Only one stop was scored.", "steps": []}
+        return {"text": "Only one stop was scored.", "steps": [], "compare_run": None}
     result = compare_runs([r["run_dir"] for r in scored], runs_dir, names=[r["method"] for r in scored], chain=True)
     steps = [{"from": p["a"], "to": p["b"], "fixed": len(p["fixed"]), "broke": len(p["broken"]),
               "p_value": p["mcnemar"]["p_value"], "verdict": p["verdict_accuracy"]} for p in result.details["pairs"]]
@@ -215,7 +216,7 @@ def _per_image_story(scored: list[dict], runs_dir) -> dict:
     link = Path(result.report).relative_to(Path(result.run_dir).parent)
     text = "\n".join(lines) + "\n\n" + "\n".join(f"- {s['verdict']}" for s in steps) + \
         f"\n\nThe images themselves, per step: [comparison report](../{link})."
-    return {"text": text, "steps": steps}
+    return {"text": text, "steps": steps, "compare_run": Path(result.run_dir).name}
 
 
 def _comparison_png(rows, path: Path, data: str) -> Path:
@@ -224,13 +225,18 @@ def _comparison_png(rows, path: Path, data: str) -> Path:
     names = [r["method"] for r in rows]
     y = np.arange(len(rows))
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 0.6 * len(rows) + 1.8), sharey=True)
-    ax1.barh(y - 0.2, [r["accuracy"] for r in rows], 0.4, label="test accuracy")
-    ax1.barh(y + 0.2, [r["macro_f1"] for r in rows], 0.4, label="macro F1")
+    # dots on an axis zoomed to the scores: on 0-1 bars, 0.967 and 0.994 look the same
+    scores = [v for r in rows for v in (r["accuracy"], r["macro_f1"])]
+    low = max(0.0, min(scores) - 0.1 * (max(scores) - min(scores) + 0.02))
+    ax1.plot([r["accuracy"] for r in rows], y, "o", markersize=8, label="test accuracy")
+    ax1.plot([r["macro_f1"] for r in rows], y, "d", markersize=6, label="macro F1")
+    for k, r in enumerate(rows):
+        ax1.annotate(f"{r['accuracy']:.3f}", (r["accuracy"], k), xytext=(6, 6), textcoords="offset points", fontsize=8)
     ax1.set_yticks(y, labels=names)
-    ax1.set_xlim(0, 1)
+    ax1.set_xlim(low, min(1.0, max(scores) + 0.15 * (max(scores) - low)))
     ax1.invert_yaxis()
-    ax1.legend(loc="lower right")
-    ax1.set_title(f"{data}: test scores")
+    ax1.legend(loc="best")  # placed where no dot is
+    ax1.set_title(f"{data}: test scores (axis from {low:.2f}, not 0)")
     ax2.barh(y, [r["seconds"] for r in rows], 0.5, color="gray")
     ax2.set_title("time (s, training and scoring)")
     for ax in (ax1, ax2):
