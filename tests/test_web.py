@@ -704,3 +704,43 @@ def test_an_image_card_relabels_keeps_or_drops_its_image_as_the_review_page_does
                           ({"id": "all/00003", "action": "burn"}, 400), ({"id": "no/such", "action": "drop"}, 404)):
             assert c.post(f"/runs/{run}/card/decide", data=bad, headers=ORIGIN).status_code == code
         assert len(read_corrections(root / run / "corrections.csv")) == 2
+
+
+def test_a_cards_neighbours_follow_it_when_the_training_images_are_not_embedded_yet(runs, tmp_path):
+    """The first card of a run comes without waiting for every training image to be embedded: it asks for its
+    nearest training images in a second request; once they are built, cards carry them at once. Opening a
+    run's page loads its model in the background."""
+    root = tmp_path / "runs"
+    shutil.copytree(runs["root"], root)
+    run = runs["cnn"]
+    with TestClient(create_app(root), base_url="http://127.0.0.1") as c:
+        bench = c.app.state.bench
+        c.get(f"/runs/{run}")
+        assert bench.warming.acquire(timeout=120)  # the page's background load finished
+        bench.warming.release()
+        assert bench.explainers.get(run)[1]._model is not None
+        first = c.get(f"/runs/{run}/card", params={"id": "all/00003"}, headers={"HX-Request": "true"}).text
+        assert f'hx-get="/runs/{run}/card/neighbours?id=all/00003"' in first and "Nearest training images" in first
+        near = c.get(f"/runs/{run}/card/neighbours", params={"id": "all/00003"}).text
+        assert near.count('class="thumb"') == 5
+        second = c.get(f"/runs/{run}/card", params={"id": "all/00004"}, headers={"HX-Request": "true"}).text
+        assert "card/neighbours" not in second and second.count('class="thumb"') == 5
+        assert c.get(f"/runs/{run}/card/neighbours", params={"id": "nope"}).status_code == 404
+    # the embedded training images are kept in the run: the next server (or explain) reads them, until the
+    # model changes
+    from classlab.commands.explain import TrainSpace
+    from classlab.data.options import load_and_split, saved_options
+    from classlab.runs import RunResult
+
+    assert (root / run / "explain" / "train_space.npz").is_file()
+    ds, split = load_and_split(saved_options(root / run))
+    kept = TrainSpace(RunResult.load(root / run), ds, split.indices("train"))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(TrainSpace, "embed", lambda self, images: pytest.fail("embedded again"))
+        again = TrainSpace(RunResult.load(root / run), ds, split.indices("train"))
+    assert np.array_equal(again.vectors, kept.vectors) and again.metric == "cosine"
+    os.utime(root / run / "best.pt", ns=(1, 1))  # a new model: computed again
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(TrainSpace, "embed", lambda self, images: (_ for _ in ()).throw(RuntimeError("recomputed")))
+        with pytest.raises(RuntimeError, match="recomputed"):
+            TrainSpace(RunResult.load(root / run), ds, split.indices("train"))

@@ -261,7 +261,14 @@ class TrainSpace:
         self.model, self.what, self.metric = None, "pixels", "l2"
         if result.model_dir is not None:
             self.model = result.trained()  # the same loaded model attribution used
-        self.vectors = self.embed(np.asarray(ds.images[self.rows]))
+        cache = SavedSpace(result.run_dir, self.rows) if self.model is not None else None
+        saved = cache.load() if cache else None
+        if saved is not None:
+            self.vectors, self.what, self.metric = saved
+        else:
+            self.vectors = self.embed(np.asarray(ds.images[self.rows]))
+            if cache:
+                cache.save(self.vectors, self.what, self.metric)
         self.labels, self.num_classes = ds.labels[self.rows], ds.num_classes
         self._search = None
 
@@ -284,6 +291,48 @@ class TrainSpace:
                 self.what, self.metric = "the network's penultimate embeddings", "cosine"
                 return emb.numpy()
         return images.reshape(len(images), -1)
+
+
+class SavedSpace:
+    """A network's embeddings of its training images, kept in the run (explain/train_space.npz) for the
+    workbench's image cards and the next explain: embedding a photo model's training images takes seconds.
+    Valid while best.pt (size and time) and the rows are the same; anything else is computed again."""
+
+    def __init__(self, run_dir: Path, rows: np.ndarray):
+        self.path, self.rows = Path(run_dir) / "explain" / "train_space.npz", np.asarray(rows, dtype=np.int64)
+        try:
+            model = (Path(run_dir) / "best.pt").stat()
+            self.stamp = np.array([model.st_size, model.st_mtime_ns], dtype=np.int64)
+        except OSError:
+            self.stamp = None
+
+    def load(self):
+        """(vectors, what, metric), or None."""
+        if self.stamp is None or not self.path.is_file():
+            return None
+        try:
+            with np.load(self.path, allow_pickle=False) as z:
+                if np.array_equal(z["stamp"], self.stamp) and np.array_equal(z["rows"], self.rows):
+                    return z["vectors"], str(z["what"]), str(z["metric"])
+        except (OSError, ValueError, KeyError):  # damaged or foreign: computed again
+            return None
+        return None
+
+    def save(self, vectors: np.ndarray, what: str, metric: str) -> None:
+        if self.stamp is None:
+            return
+        import io
+
+        from ..fileio import atomic_write_bytes
+
+        buf = io.BytesIO()
+        np.savez(buf, stamp=self.stamp, rows=self.rows, vectors=np.asarray(vectors, dtype=np.float32),
+                 what=np.array(what), metric=np.array(metric))
+        try:
+            self.path.parent.mkdir(exist_ok=True)
+            atomic_write_bytes(self.path, buf.getvalue())
+        except OSError:  # a read-only run folder: the space is just not kept
+            pass
 
 
 def _by_example(out: Path, space: TrainSpace, ds, test_rows: np.ndarray, names, findings) -> tuple[str, str]:

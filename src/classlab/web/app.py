@@ -49,6 +49,7 @@ class Workbench:
     explainers: Recent = field(default_factory=lambda: Recent(EXPLAINERS_KEPT))  # run id -> (stamps, RunExplainer)
     predictions: Recent = field(default_factory=lambda: Recent(PREDICTIONS_KEPT))  # id -> (run id, rows), for CSV
     lock: threading.Lock = field(default_factory=threading.Lock)
+    warming: threading.Lock = field(default_factory=threading.Lock)  # one run's model loads ahead at a time
     templates: Jinja2Templates = field(init=False)
 
     def __post_init__(self):
@@ -84,6 +85,23 @@ class Workbench:
                 cached = (stamp, RunExplainer(run_dir, self.datasets))
             self.explainers.put(run_id, cached)
             return cached[1]
+
+
+    def warm(self, run_id: str) -> None:
+        """Load a run's model in a background thread while its page is read, so the first image card does not
+        wait for torch and the model (seconds on a photo model). One at a time; a run whose model cannot load
+        is left alone here: its card says why when asked."""
+        if not self.warming.acquire(blocking=False):
+            return
+
+        def work():
+            try:
+                self.explainer(run_id).warm()
+            except Exception:  # noqa: BLE001 - the card request reports the same failure in words
+                pass
+            finally:
+                self.warming.release()
+        threading.Thread(target=work, name=f"warm-{run_id}", daemon=True).start()
 
 
 def _is_number(value) -> bool:

@@ -81,6 +81,21 @@ class RunExplainer:
         x = to_float(torch.from_numpy(np.ascontiguousarray(image[None])), pre)[0]
         return (x.permute(1, 2, 0).clamp(0, 1) * 255).round().to(torch.uint8).numpy()
 
+    @property
+    def neighbours_ready(self) -> bool:
+        """Whether the training images' search space is built (the first one embeds every training image: seconds
+        on a photo model, so a card asks for its neighbours separately until then)."""
+        return self._space is not None or self.train_rows is None or not len(self.train_rows)
+
+    def neighbours(self, image: np.ndarray) -> list[dict]:
+        with self._lock:
+            return self._neighbours(image)
+
+    def warm(self) -> None:
+        """Load what a first card needs (torch, the model), ahead of the first click."""
+        with self._lock:
+            _ = self.model
+
     def card(self, image: np.ndarray, top_k: int = 5, neighbours: bool = True, original: np.ndarray | None = None) -> dict:
         """Everything the card shows for one uint8 image at the run's size and channels (``original``: the
         image before it was brought to that size, when there was one: an upload)."""

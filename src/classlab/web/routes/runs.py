@@ -37,6 +37,8 @@ def _pages(bench) -> list[Route]:
 
     async def run_page(request: Request):
         name, context = await run_view(bench, bench.run_dir(request.path_params["run"]))
+        if context.get("predicts"):
+            bench.warm(context["run"]["id"])  # its model loads while the user reads the page, not on the first card
         return bench.page(request, name, **context)
 
     async def run_file(request: Request):
@@ -66,15 +68,28 @@ def _pages(bench) -> list[Route]:
         found = await asyncio.to_thread(bench.datasets.image, explainer.run_dir, item)
         if found is None:
             raise HTTPException(404, "no image with that id in this run's data")
-        result = await asyncio.to_thread(explainer.card, found[0])
+        later = request.headers.get("hx-request") == "true" and not explainer.neighbours_ready
+        result = await asyncio.to_thread(explainer.card, found[0], 5, not later)
+        result["neighbours_later"] = later  # the card comes first; its neighbours follow (card_neighbours)
         name = "card_partial.html" if request.headers.get("hx-request") == "true" else "card.html"
         review = Review(bench.run_dir(run_id))  # the card's keep / relabel / drop, as on the review page
         return bench.page(request, name, run_id=run_id, item=item, label=found[1], card=result, review=review,
                           decision=review.decision(item), classes=review.class_names)
 
+    async def card_neighbours(request: Request):
+        run_id = bench.run_dir(request.path_params["run"]).name
+        item = request.query_params.get("id", "")
+        explainer = await asyncio.to_thread(bench.explainer, run_id)
+        found = await asyncio.to_thread(bench.datasets.image, explainer.run_dir, item)
+        if found is None:
+            raise HTTPException(404, "no image with that id in this run's data")
+        near = await asyncio.to_thread(explainer.neighbours, found[0])
+        return bench.page(request, "card_neighbours.html", run_id=run_id, neighbours=near)
+
     return [Route("/", runs_page), Route("/runs", runs_page), Route("/runs-table", runs_table),
             Route("/runs/{run}", run_page), Route("/runs/{run}/files/{rel:path}", run_file),
-            Route("/runs/{run}/image", run_image), Route("/runs/{run}/cell", cell), Route("/runs/{run}/card", card)]
+            Route("/runs/{run}/image", run_image), Route("/runs/{run}/cell", cell), Route("/runs/{run}/card", card),
+            Route("/runs/{run}/card/neighbours", card_neighbours)]
 
 
 def _actions(bench) -> list[Route]:
