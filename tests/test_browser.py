@@ -17,6 +17,7 @@ pytestmark = pytest.mark.browser
 CHROMIUM = Path("/usr/bin/chromium")
 README_SHOTS = {"runs_page": "runs", "run_page_confusion_cell_opens_its_images_and_a_card": "run",
                 "compare_page_shows_verdicts_and_disagreements": "compare",
+                "the_gallery_and_the_embedding_maps_image_under_the_pointer": "gallery",
                 "predict_an_uploaded_image": "predict", "train_from_the_form_and_watch_epochs_arrive": "train",
                 "review_a_label_with_the_keyboard": "review", "make_a_dataset_class_by_class": "collect"}
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -161,6 +162,18 @@ def test_the_first_run_ticked_is_the_comparisons_baseline(page, server):
     page.click("#compare-form button[type=submit]")
     page.wait_for_selector("h1:text('Comparison')")
     assert first in page.inner_text("table.runs tr:nth-child(2)") and "baseline" in page.inner_text("table.runs tr:nth-child(2)")
+
+
+def test_the_gallery_and_the_embedding_maps_image_under_the_pointer(page, server):
+    page.goto(f"{server['url']}/runs/{server['cnn']}/gallery?correct=wrong")
+    page.wait_for_selector("#gallery a.tile")
+    dot = page.locator("#embedding-map a.dot").first
+    dot.hover()
+    page.wait_for_selector("#map-preview:not([hidden]) img")
+    assert page.inner_text("#map-preview span") == dot.get_attribute("data-id")
+    page.wait_for_function("() => document.querySelector('#map-preview img').naturalWidth > 0")  # it loaded
+    page.locator("#gallery a.tile").first.click()
+    page.wait_for_selector("#image-card", timeout=60_000)
 
 
 def test_train_from_the_form_and_watch_epochs_arrive(page, server):

@@ -732,7 +732,7 @@ def test_a_cards_neighbours_follow_it_when_the_training_images_are_not_embedded_
     from classlab.data.options import load_and_split, saved_options
     from classlab.runs import RunResult
 
-    assert (root / run / "explain" / "train_space.npz").is_file()
+    assert (root / run / "train_space.npz").is_file()
     ds, split = load_and_split(saved_options(root / run))
     kept = TrainSpace(RunResult.load(root / run), ds, split.indices("train"))
     with pytest.MonkeyPatch.context() as mp:
@@ -744,3 +744,30 @@ def test_a_cards_neighbours_follow_it_when_the_training_images_are_not_embedded_
         mp.setattr(TrainSpace, "embed", lambda self, images: (_ for _ in ()).throw(RuntimeError("recomputed")))
         with pytest.raises(RuntimeError, match="recomputed"):
             TrainSpace(RunResult.load(root / run), ds, split.indices("train"))
+
+
+def test_the_gallery_filters_sorts_and_pages_a_runs_test_images_beside_its_embedding_map(client, runs):
+    import numpy as np
+
+    run = runs["cnn"]
+    assert f'href="/runs/{run}/gallery"' in client.get(f"/runs/{run}").text
+    with np.load(runs["root"] / run / "probabilities.npz") as z:
+        ids, y, proba = z["test_ids"].astype(str), z["test_labels"], z["test_probs"]
+    loss = -np.log(np.clip(proba[np.arange(len(y)), y], 1e-12, 1))
+    page = client.get(f"/runs/{run}/gallery").text
+    shown = re.findall(r'class="tile[^"]*" href="/runs/[^/]+/card\?id=([^"]+)"', page)
+    assert len(shown) == 48 and f"{len(ids)} images of {len(ids)}" in page  # a page of 48, worst first
+    assert [s.replace("%2F", "/") for s in shown] == list(ids[np.argsort(-loss, kind="stable")][:48])
+    wrong = client.get(f"/runs/{run}/gallery", params={"correct": "wrong", "sort": "-confidence"}).text
+    tiles = re.findall(r'class="tile ([^"]*)"', wrong)
+    mistakes = int((proba.argmax(1) != y).sum())
+    assert len(tiles) == mistakes and set(tiles) == {"wrong"}
+    threes = client.get(f"/runs/{run}/gallery", params={"true": "3", "predicted": "3", "min": "0.9"}).text
+    expected = int(((y == 3) & (proba.argmax(1) == 3) & (proba.max(1) >= 0.9)).sum())
+    assert len(re.findall(r'class="tile', threes)) == expected and expected > 0
+    last = client.get(f"/runs/{run}/gallery", params={"page": "99"}).text  # beyond the end: the last page
+    assert f"page {-(-len(ids) // 48)} of {-(-len(ids) // 48)}" in last
+    odd = client.get(f"/runs/{run}/gallery", params={"true": "x", "min": "nan", "sort": "evil", "page": "-1"})
+    assert odd.status_code == 200  # malformed filters fall back to none
+    # explained runs carry their map: a dot per test image, linked to its card
+    assert 'id="embedding-map"' in page and page.count('class="dot c') == len(ids)

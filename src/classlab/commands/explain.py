@@ -10,6 +10,7 @@ temperature fitted on validation that predict and export then use) and a map of 
 
 from __future__ import annotations
 
+import io
 import shutil
 import tempfile
 from pathlib import Path
@@ -176,7 +177,7 @@ def _embedding_map(out: Path, result: RunResult, ds, rows, y, pred, names, tsne:
     import matplotlib.pyplot as plt
     from sklearn.decomposition import PCA
 
-    from ..fileio import save_figure
+    from ..fileio import atomic_write_bytes, save_figure
 
     source = "penultimate embeddings"
     path = result.run_dir / "embeddings.npz"
@@ -201,6 +202,10 @@ def _embedding_map(out: Path, result: RunResult, ds, rows, y, pred, names, tsne:
     if len(names) <= 20:
         ax.legend(fontsize=7, markerscale=2, loc="best")
     save_figure(fig, out / "embedding_map.png")
+    buf = io.BytesIO()  # the points themselves, for the workbench's interactive map
+    np.savez(buf, ids=np.array([str(ds.ids[r]) for r in rows]), points=points.astype(np.float32), labels=y,
+             predicted=pred, class_names=np.array([str(n) for n in names]), method=np.array(method))
+    atomic_write_bytes(out / "embedding_map.npz", buf.getvalue())
     return "Embedding map", f"{method} of the {source} of every test image; black crosses are mistakes.\n\n" \
                             "![embedding map](embedding_map.png)"
 
@@ -294,12 +299,13 @@ class TrainSpace:
 
 
 class SavedSpace:
-    """A network's embeddings of its training images, kept in the run (explain/train_space.npz) for the
+    """A network's embeddings of its training images, kept in the run (train_space.npz; not in explain/, which
+    each explain replaces whole) for the
     workbench's image cards and the next explain: embedding a photo model's training images takes seconds.
     Valid while best.pt (size and time) and the rows are the same; anything else is computed again."""
 
     def __init__(self, run_dir: Path, rows: np.ndarray):
-        self.path, self.rows = Path(run_dir) / "explain" / "train_space.npz", np.asarray(rows, dtype=np.int64)
+        self.path, self.rows = Path(run_dir) / "train_space.npz", np.asarray(rows, dtype=np.int64)
         try:
             model = (Path(run_dir) / "best.pt").stat()
             self.stamp = np.array([model.st_size, model.st_mtime_ns], dtype=np.int64)
@@ -321,15 +327,12 @@ class SavedSpace:
     def save(self, vectors: np.ndarray, what: str, metric: str) -> None:
         if self.stamp is None:
             return
-        import io
-
         from ..fileio import atomic_write_bytes
 
         buf = io.BytesIO()
         np.savez(buf, stamp=self.stamp, rows=self.rows, vectors=np.asarray(vectors, dtype=np.float32),
                  what=np.array(what), metric=np.array(metric))
         try:
-            self.path.parent.mkdir(exist_ok=True)
             atomic_write_bytes(self.path, buf.getvalue())
         except OSError:  # a read-only run folder: the space is just not kept
             pass

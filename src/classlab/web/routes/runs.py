@@ -76,6 +76,17 @@ def _pages(bench) -> list[Route]:
         return bench.page(request, name, run_id=run_id, item=item, label=found[1], card=result, review=review,
                           decision=review.decision(item), classes=review.class_names)
 
+    async def gallery_page(request: Request):
+        from ..gallery import SORTS, Filters, embedding_map, gallery, test_outputs
+
+        run_dir = bench.run_dir(request.path_params["run"])
+        names = (await asyncio.to_thread(test_outputs, run_dir))["names"]
+        filters = Filters.from_query(request.query_params, len(names))
+        shown = await asyncio.to_thread(gallery, run_dir, filters)
+        points = await asyncio.to_thread(embedding_map, run_dir)
+        return bench.page(request, "gallery.html", run_id=run_dir.name, g=shown, f=filters, sorts=SORTS,
+                          emap=points, query=request.query_params)
+
     async def card_neighbours(request: Request):
         run_id = bench.run_dir(request.path_params["run"]).name
         item = request.query_params.get("id", "")
@@ -89,7 +100,7 @@ def _pages(bench) -> list[Route]:
     return [Route("/", runs_page), Route("/runs", runs_page), Route("/runs-table", runs_table),
             Route("/runs/{run}", run_page), Route("/runs/{run}/files/{rel:path}", run_file),
             Route("/runs/{run}/image", run_image), Route("/runs/{run}/cell", cell), Route("/runs/{run}/card", card),
-            Route("/runs/{run}/card/neighbours", card_neighbours)]
+            Route("/runs/{run}/card/neighbours", card_neighbours), Route("/runs/{run}/gallery", gallery_page)]
 
 
 def _actions(bench) -> list[Route]:

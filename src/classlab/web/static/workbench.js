@@ -103,6 +103,25 @@ function setupCompare(form) {
   });
 }
 
+function setupMap(figure) {
+  // the image under the pointer, beside it: the map's dots are links to cards, their ids in data-id
+  const preview = document.getElementById("map-preview");
+  const img = preview.querySelector("img"), caption = preview.querySelector("span");
+  figure.addEventListener("mouseover", (e) => {
+    const dot = e.target.closest("a.dot");
+    if (!dot) return;
+    img.src = "/runs/" + figure.dataset.run + "/image?side=96&id=" + encodeURIComponent(dot.dataset.id);
+    caption.textContent = dot.dataset.id;
+    preview.hidden = false;
+  });
+  figure.addEventListener("mousemove", (e) => {
+    const box = figure.getBoundingClientRect();
+    preview.style.left = (e.clientX - box.left + 14) + "px";
+    preview.style.top = (e.clientY - box.top + 14) + "px";
+  });
+  figure.addEventListener("mouseleave", () => { preview.hidden = true; });
+}
+
 function reviewKeys(e) {
   if (e.target.matches("input, select, textarea") || e.ctrlKey || e.metaKey || e.altKey) return;
   const button = document.querySelector(`#review button[data-key="${e.key.toLowerCase()}"]`);
@@ -117,6 +136,8 @@ document.addEventListener("DOMContentLoaded", () => {
   const input = document.getElementById("images");
   if (input) { setupDrop(document.getElementById("drop"), input); setupWebcam(input); }
   if (document.getElementById("review")) document.addEventListener("keydown", reviewKeys);
+  const map = document.querySelector("figure.emap");
+  if (map) setupMap(map);
   const compare = document.getElementById("compare-form");
   if (compare) setupCompare(compare);
   const command = document.getElementById("command");
