@@ -18,6 +18,7 @@ CHROMIUM = Path("/usr/bin/chromium")
 README_SHOTS = {"runs_page": "runs", "run_page_confusion_cell_opens_its_images_and_a_card": "run",
                 "compare_page_shows_verdicts_and_disagreements": "compare",
                 "the_gallery_and_the_embedding_maps_image_under_the_pointer": "gallery",
+                "interactive_curves_smooth_zoom_log_and_overlay": "curves",
                 "predict_an_uploaded_image": "predict", "train_from_the_form_and_watch_epochs_arrive": "train",
                 "review_a_label_with_the_keyboard": "review", "make_a_dataset_class_by_class": "collect"}
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -174,6 +175,26 @@ def test_the_gallery_and_the_embedding_maps_image_under_the_pointer(page, server
     page.wait_for_function("() => document.querySelector('#map-preview img').naturalWidth > 0")  # it loaded
     page.locator("#gallery a.tile").first.click()
     page.wait_for_selector("#image-card", timeout=60_000)
+
+
+def test_interactive_curves_smooth_zoom_log_and_overlay(page, server):
+    page.goto(f"{server['url']}/runs/{server['cnn']}")
+    page.wait_for_selector("#curve-charts .uplot")
+    assert page.locator("#curve-charts .uplot").count() == 2  # loss and accuracy
+    assert page.locator("#perclass-chart .uplot").count() == 1 and page.locator("#calibration-chart .uplot").count() == 1
+    page.check("#log-loss")
+    page.wait_for_selector("text=loss (log scale)")
+    page.fill("#smoothing", "0.6")
+    page.select_option("#overlay", server["mlp"])
+    page.wait_for_function("() => document.querySelectorAll('#curve-charts .uplot .u-legend tr').length >= 5")
+    legend = page.inner_text("#curve-charts .uplot .u-legend")
+    assert server["mlp"][:19] in legend  # the other run's curves are drawn beside this one's
+    chart = page.locator("#curve-charts .uplot .u-over").first  # drag across: the x axis zooms in
+    box = chart.bounding_box()
+    page.mouse.move(box["x"] + 20, box["y"] + 50)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + 50)
+    page.mouse.up()
 
 
 def test_train_from_the_form_and_watch_epochs_arrive(page, server):

@@ -771,3 +771,24 @@ def test_the_gallery_filters_sorts_and_pages_a_runs_test_images_beside_its_embed
     assert odd.status_code == 200  # malformed filters fall back to none
     # explained runs carry their map: a dot per test image, linked to its card
     assert 'id="embedding-map"' in page and page.count('class="dot c') == len(ids)
+
+
+def test_the_run_pages_chart_data_comes_from_its_files(client, runs):
+    """charts.json (what the vendored uPlot draws): history.csv's columns, per-class scores and calibration
+    bins, equal to the run's own files."""
+    import csv
+
+    run = runs["cnn"]
+    page = client.get(f"/runs/{run}").text
+    assert '<script src="/static/uplot.min.js" defer></script>' in page and 'id="perclass-chart"' in page
+    assert client.get("/static/uplot.min.js").status_code == 200 and "uPlot" in client.get("/static/uplot.LICENSE").text
+    data = client.get(f"/runs/{run}/charts.json").json()
+    history = list(csv.DictReader((runs["root"] / run / "history.csv").open()))
+    assert data["curves"]["training"]["val_loss"] == [float(r["val_loss"]) for r in history]
+    assert data["curves"]["training"]["epoch"] == [float(r["epoch"]) for r in history]
+    metrics = json.loads((runs["root"] / run / "metrics.json").read_text())
+    assert data["per_class"]["f1"] == [c["f1"] for c in metrics["per_class"]]
+    reliability = json.loads((runs["root"] / run / "explain" / "explain.json").read_text())["calibration"]["reliability"]
+    assert sum(data["calibration"]["count"]) == sum(reliability["count"]) and min(data["calibration"]["count"]) > 0
+    assert "<script" not in client.get("/runs-table").text  # pages without charts load no chart code
+    assert "uplot" not in client.get("/runs").text

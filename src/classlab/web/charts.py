@@ -63,3 +63,46 @@ def topk_svg(top: list[tuple[str, float]], width: int = 300) -> str:
                     f'<text x="{115 + p * (width - 170):.1f}" y="{y + 15}">{p:.1%}</text>')
     return (f'<svg class="topk" viewBox="0 0 {width} {height}" width="{width}" height="{height}" role="img" '
             f'aria-label="top predictions">{"".join(bars)}</svg>')
+
+
+CURVE_KEYS = ("epoch", "train_loss", "val_loss", "train_acc", "val_acc", "lr")
+
+
+def _curves(path) -> dict | None:
+    """history.csv as columns of numbers (None where a value is missing), or None without one."""
+    from .catalog import read_csv_rows
+
+    rows = read_csv_rows(path)
+    if not rows:
+        return None
+
+    def value(text):
+        try:
+            v = float(text)
+        except (TypeError, ValueError):
+            return None
+        return v if v == v and abs(v) != float("inf") else None
+    return {k: [value(r.get(k)) for r in rows] for k in CURVE_KEYS}
+
+
+def chart_data(run_dir, metrics: dict, explain: dict) -> dict:
+    """What the run page's interactive charts draw (workbench.js, with the vendored uPlot): the training curves
+    (per stage for a transfer run), per-class precision / recall / F1, and the calibration bins."""
+    curves = {}
+    if (run_dir / "history.csv").is_file():
+        curves["training"] = _curves(run_dir / "history.csv")
+    for stage in ("features", "finetune"):
+        if (run_dir / stage / "history.csv").is_file():
+            curves[stage] = _curves(run_dir / stage / "history.csv")
+    per_class = metrics.get("per_class") if isinstance(metrics.get("per_class"), list) else []
+    bars = {"names": [str(c.get("class")) for c in per_class if isinstance(c, dict)]}
+    for key in ("precision", "recall", "f1"):
+        bars[key] = [c.get(key) if isinstance(c.get(key), (int, float)) else None for c in per_class if isinstance(c, dict)]
+    calibration = (explain.get("calibration") or {}).get("reliability") if isinstance(explain, dict) else None
+    bins = None
+    if isinstance(calibration, dict) and isinstance(calibration.get("count"), list):
+        keep = [i for i, n in enumerate(calibration["count"]) if isinstance(n, (int, float)) and n > 0]
+        bins = {k: [calibration[k][i] for i in keep] for k in ("confidence", "accuracy", "count")
+                if isinstance(calibration.get(k), list)}
+    return {"run": run_dir.name, "curves": {k: v for k, v in curves.items() if v}, "per_class": bars,
+            "calibration": bins}

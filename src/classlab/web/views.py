@@ -56,7 +56,9 @@ async def run_view(bench, run_dir) -> tuple[str, dict]:
                         "predicts": predicts,
                         "datasets": own_dataset_first(available_datasets(bench.data_dir), bench.data_dir,
                                                       details["config"]) if predicts else [],
-                        "evaluations": evaluations, "notes": notes}
+                        "evaluations": evaluations, "notes": notes,
+                        "overlays": [r for r in rows if r["id"] != run_dir.name and r["command"] in ("train", "transfer")
+                                     and r["finished"]][:50]}
 
 
 def runs_context(bench, request: Request) -> dict:

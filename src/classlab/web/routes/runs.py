@@ -8,7 +8,7 @@ import asyncio
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import FileResponse, RedirectResponse, Response
+from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from ...errors import ClasslabError
@@ -87,6 +87,14 @@ def _pages(bench) -> list[Route]:
         return bench.page(request, "gallery.html", run_id=run_dir.name, g=shown, f=filters, sorts=SORTS,
                           emap=points, query=request.query_params)
 
+    async def charts_json(request: Request):
+        from ..catalog import run_details
+        from ..charts import chart_data
+
+        run_dir = bench.run_dir(request.path_params["run"])
+        details = await asyncio.to_thread(run_details, run_dir)
+        return JSONResponse(await asyncio.to_thread(chart_data, run_dir, details["metrics"], details["explain"]))
+
     async def card_neighbours(request: Request):
         run_id = bench.run_dir(request.path_params["run"]).name
         item = request.query_params.get("id", "")
@@ -100,7 +108,8 @@ def _pages(bench) -> list[Route]:
     return [Route("/", runs_page), Route("/runs", runs_page), Route("/runs-table", runs_table),
             Route("/runs/{run}", run_page), Route("/runs/{run}/files/{rel:path}", run_file),
             Route("/runs/{run}/image", run_image), Route("/runs/{run}/cell", cell), Route("/runs/{run}/card", card),
-            Route("/runs/{run}/card/neighbours", card_neighbours), Route("/runs/{run}/gallery", gallery_page)]
+            Route("/runs/{run}/card/neighbours", card_neighbours), Route("/runs/{run}/gallery", gallery_page),
+            Route("/runs/{run}/charts.json", charts_json)]
 
 
 def _actions(bench) -> list[Route]:
