@@ -651,13 +651,14 @@ def test_runs_are_named_noted_trashed_and_restored_never_deleted(runs, tmp_path)
         page = c.get(f"/runs/{run}").text
         assert "<h1>small CNN baseline</h1>" in page and 'id="run-note">filters 8, 16' in page
         assert "small CNN baseline" in c.get("/runs-table?q=baseline").text
-        assert run in c.get("/runs-table?q=no aug").text and run not in c.get("/runs-table?q=zzz").text
+        assert f'href="/runs/{run}"' in c.get("/runs-table?q=no aug").text
+        assert f'href="/runs/{run}"' not in c.get("/runs-table?q=zzz").text
         too_long = c.post(f"/runs/{run}/notes", data={"name": "x" * 121}, headers=ORIGIN)
         assert too_long.status_code == 400 and "at most 120 characters" in too_long.text
         # the trash: off the list, on the Trash page, the folder intact, restored under its own id
         moved = c.post(f"/runs/{run}/trash", headers=ORIGIN, follow_redirects=False)
         assert moved.status_code == 303 and moved.headers["location"] == f"/trash?moved={run}"
-        assert not (root / run).exists() and run not in c.get("/runs-table").text
+        assert not (root / run).exists() and f'href="/runs/{run}"' not in c.get("/runs-table").text
         assert c.get(f"/runs/{run}").status_code == 404
         trash = c.get("/trash").text
         assert "small CNN baseline" in trash and f'action="/trash/{run}/restore"' in trash
@@ -792,3 +793,30 @@ def test_the_run_pages_chart_data_comes_from_its_files(client, runs):
     assert sum(data["calibration"]["count"]) == sum(reliability["count"]) and min(data["calibration"]["count"]) > 0
     assert "<script" not in client.get("/runs-table").text  # pages without charts load no chart code
     assert "uplot" not in client.get("/runs").text
+
+
+def test_one_runs_slow_load_does_not_stall_other_runs():
+    """A run's dataset (or explainer) being built holds only that run's lock: another run's entry is served
+    meanwhile, and two requests for the slow one build it once."""
+    import threading
+
+    from classlab.web.recent import Recent
+
+    cache, release, calls = Recent(4), threading.Event(), []
+
+    def slow():
+        calls.append("a")
+        assert release.wait(30)
+        return "A"
+    first = threading.Thread(target=lambda: cache.get_or_make("a", slow, serialise=True))
+    second = threading.Thread(target=lambda: cache.get_or_make("a", slow, serialise=True))
+    first.start()
+    second.start()
+    done = threading.Event()
+    other = threading.Thread(target=lambda: (cache.get_or_make("b", lambda: "B", serialise=True), done.set()))
+    other.start()
+    assert done.wait(5), "run b waited for run a's load"
+    release.set()
+    for t in (first, second, other):
+        t.join(10)
+    assert calls == ["a"] and cache.get("a") == "A" and cache.get("b") == "B"

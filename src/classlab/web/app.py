@@ -50,6 +50,7 @@ class Workbench:
     predictions: Recent = field(default_factory=lambda: Recent(PREDICTIONS_KEPT))  # id -> (run id, rows), for CSV
     lock: threading.Lock = field(default_factory=threading.Lock)
     warming: threading.Lock = field(default_factory=threading.Lock)  # one run's model loads ahead at a time
+    building: dict = field(default_factory=dict)  # run id -> the lock its explainer is built under
     templates: Jinja2Templates = field(init=False)
 
     def __post_init__(self):
@@ -79,11 +80,13 @@ class Workbench:
         run_dir = self.run_dir(run_id)
         stamp = tuple((run_dir / n).stat().st_mtime_ns if (run_dir / n).exists() else 0
                       for n in ("best.pt", "calibration.json", "split.csv"))
-        with self.lock:
+        with self.lock:  # held for lookups only: building one run's explainer (seconds) stalls no other run
+            building = self.building.setdefault(run_id, threading.Lock())
+        with building:
             cached = self.explainers.get(run_id)
             if cached is None or cached[0] != stamp:  # new, or its model or split changed: build it again
                 cached = (stamp, RunExplainer(run_dir, self.datasets))
-            self.explainers.put(run_id, cached)
+                self.explainers.put(run_id, cached)
             return cached[1]
 
 

@@ -1,7 +1,12 @@
 """Training jobs started from the workbench: one at a time, the rest queued, each a plain ``classlab``
 command line in its own process writing a normal run directory (resumable with ``classlab train --resume``).
 The job's run is found by the id the job puts in its environment (``CLASSLAB_JOB``, recorded in the run's
-config.json); its epochs are read from the run's ``progress.json``."""
+config.json); its epochs are read from the run's ``progress.json``.
+
+Jobs outlive the server: each is journalled in ``RUNS/.jobs/ID.json`` (written atomically at every change)
+beside its log. A server started again after a crash or ``kill -9`` lists them: queued jobs queued again,
+a job that was running marked ``interrupted`` (its process, if it outlived the server, stopped; its run
+keeps last.pt), with the command that resumes it."""
 
 from __future__ import annotations
 
@@ -17,9 +22,11 @@ from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..fileio import write_json
 from ..safe_files import read_json
 
 COMMANDS = ("train", "transfer", "workshop", "check", "explain", "evaluate")
+JOURNAL = ".jobs"  # in the runs folder: one JSON entry and one log per job
 LOG_TAIL = 4000
 
 
@@ -36,7 +43,33 @@ class Job:
     log: Path | None = None
     after: str | None = None  # the run this job starts from: the one retrained with corrections, or evaluated
     found_run: Path | None = None  # the run directory, once found
+    pid: int | None = None  # the job's process (the leader of its process group) while it runs
     process: subprocess.Popen | None = field(default=None, repr=False)
+
+    def record(self) -> dict:
+        """What the journal keeps (everything but the live process)."""
+        return {"id": self.id, "args": self.args, "title": self.title, "status": self.status,
+                "submitted": self.submitted, "started": self.started, "ended": self.ended,
+                "returncode": self.returncode, "after": self.after, "pid": self.pid,
+                "found_run": str(self.found_run) if self.found_run else None}
+
+    @classmethod
+    def from_record(cls, data: dict, log: Path) -> "Job | None":
+        try:
+            job = cls(str(data["id"]), [str(a) for a in data["args"]], str(data["title"]), str(data["status"]),
+                      float(data["submitted"]), data.get("started"), data.get("ended"), data.get("returncode"),
+                      log, data.get("after"), Path(data["found_run"]) if data.get("found_run") else None,
+                      data.get("pid"))
+        except (KeyError, TypeError, ValueError):
+            return None  # a damaged entry: left on disk, not listed
+        return job if job.args and job.args[0] in COMMANDS else None
+
+    @property
+    def resume_args(self) -> list[str] | None:
+        """The command that continues an interrupted train job's run (its last.pt), or None."""
+        if self.command == "train" and self.found_run is not None and (self.found_run / "last.pt").is_file():
+            return ["train", "--resume", str(self.found_run)]
+        return None
 
     @property
     def command(self) -> str:
@@ -49,7 +82,7 @@ class Job:
 
     @property
     def finished(self) -> bool:
-        return self.status in ("done", "failed", "cancelled")
+        return self.status in ("done", "failed", "cancelled", "interrupted")
 
     @property
     def source_run(self) -> str | None:
@@ -85,8 +118,13 @@ class JobQueue:
         self._queue: deque[str] = deque()
         # one condition guards every job's status and is notified at each change (wait_for waits on it)
         self._lock, self._wake = threading.Condition(), threading.Event()
-        self.work_dir = Path(tempfile.mkdtemp(prefix="classlab-jobs-"))
+        self.work_dir = self.runs_dir / JOURNAL
+        try:
+            self.work_dir.mkdir(exist_ok=True)
+        except OSError:  # a read-only runs folder: jobs live as long as the server
+            self.work_dir = Path(tempfile.mkdtemp(prefix="classlab-jobs-"))
         self._stopping = False
+        self._recover()
         self._worker = threading.Thread(target=self._work, name="classlab-jobs", daemon=True)
         self._worker.start()
 
@@ -98,8 +136,38 @@ class JobQueue:
         with self._lock:
             self.jobs[job.id] = job
             self._queue.append(job.id)
+            self._journal(job)
         self._wake.set()
         return job
+
+    def _journal(self, job: Job) -> None:
+        """The job's entry on disk, renewed (called under the lock at every change). A full disk or a read-only
+        folder costs the entry, never the job."""
+        try:
+            write_json(self.work_dir / f"{job.id}.json", job.record())
+        except OSError:
+            pass
+
+    def _recover(self) -> None:
+        """The jobs of an earlier server, from the journal: finished ones listed, queued ones queued again in
+        their order, running ones marked interrupted (a process that outlived the server is stopped first)."""
+        found = []
+        for path in sorted(self.work_dir.glob("*.json")):
+            data = read_json(path, 1 << 20)
+            job = Job.from_record(data, self.work_dir / f"{path.stem}.log") if isinstance(data, dict) else None
+            if job is not None and job.id == path.stem:
+                found.append(job)
+        for job in sorted(found, key=lambda j: j.submitted):
+            if job.status == "running":
+                _stop_group(job.pid, job.id)
+                job.status, job.ended, job.pid = "interrupted", job.ended or time.time(), None
+                self.run_dir(job)  # found now, while its config.json names the job
+                self._journal(job)
+            elif job.status == "queued":
+                self._queue.append(job.id)
+            self.jobs[job.id] = job
+        if self._queue:
+            self._wake.set()
 
     def cancel(self, job_id: str) -> Job | None:
         with self._lock:
@@ -109,10 +177,12 @@ class JobQueue:
             if job.status == "queued":
                 self._queue.remove(job.id)
                 job.status, job.ended = "cancelled", time.time()
+                self._journal(job)
                 self._lock.notify_all()
                 return job
             process = job.process
             job.status = "cancelled"
+            self._journal(job)
             self._lock.notify_all()
         if process is not None and process.poll() is None:
             try:
@@ -165,6 +235,7 @@ class JobQueue:
                         break
                     job = self.jobs[self._queue.popleft()]
                     job.status, job.started = "running", time.time()
+                    self._journal(job)
                     self._lock.notify_all()
                 self._run(job)
 
@@ -179,19 +250,46 @@ class JobQueue:
                 log.write(f"cannot start the job: {e}\n".encode())
                 with self._lock:
                     job.status, job.ended = "failed", time.time()
+                    self._journal(job)
                     self._lock.notify_all()
                 return
             with self._lock:
-                job.process = process
+                job.process, job.pid = process, process.pid
                 cancelled = job.status == "cancelled"
+                self._journal(job)
             if cancelled:
                 os.killpg(process.pid, signal.SIGTERM)
             code = process.wait()
+        self.run_dir(job)
         with self._lock:
-            job.returncode, job.ended, job.process = code, time.time(), None
+            job.returncode, job.ended, job.process, job.pid = code, time.time(), None, None
             if job.status != "cancelled":
                 job.status = "done" if code == 0 else "failed"
+            self._journal(job)
             self._lock.notify_all()
+
+
+def _stop_group(pid, job_id: str) -> None:
+    """Stop a job's process group left running by a server that died (SIGTERM: training saves last.pt), when
+    that process is still the job's (its environment names the job: a reused pid is someone else's)."""
+    if not isinstance(pid, int) or pid <= 1:
+        return
+    try:
+        environ = Path(f"/proc/{pid}/environ").read_bytes()
+    except OSError:  # gone, or not Linux: nothing of ours to stop
+        return
+    if f"CLASSLAB_JOB={job_id}".encode() not in environ.split(b"\0"):
+        return
+    try:
+        os.killpg(pid, signal.SIGTERM)
+    except (ProcessLookupError, PermissionError, OSError):
+        return
+    for _ in range(100):  # up to 10 s for it to write last.pt and leave
+        try:
+            os.killpg(pid, 0)
+        except (ProcessLookupError, PermissionError, OSError):
+            return
+        time.sleep(0.1)
 
 
 def progress(run_dir: Path | None) -> dict:

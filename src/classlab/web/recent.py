@@ -14,6 +14,7 @@ class Recent:
         self.size = size
         self._items: OrderedDict = OrderedDict()
         self._lock = threading.Lock()
+        self._making: dict = {}  # key -> the lock its entry is made under (serialise)
 
     def get(self, key: Hashable, default=None):
         with self._lock:
@@ -27,14 +28,18 @@ class Recent:
             self._put(key, value)
 
     def get_or_make(self, key: Hashable, make: Callable[[], object], serialise: bool = False):
-        """The entry for ``key``, made by ``make()`` when missing. ``serialise``: make it under the lock, so
-        two requests for one costly entry (a run's dataset) build it once (and others wait meanwhile)."""
+        """The entry for ``key``, made by ``make()`` when missing. ``serialise``: make it under that key's own
+        lock, so two requests for one costly entry (a run's dataset) build it once while requests for other
+        keys go on (one global lock once made every run's thumbnails wait for one run's dataset)."""
         if serialise:
             with self._lock:
-                if key not in self._items:
-                    self._put(key, make())
-                self._items.move_to_end(key)
-                return self._items[key]
+                making = self._making.setdefault(key, threading.Lock())
+            with making:
+                found = self.get(key, _MISSING)
+                if found is _MISSING:
+                    found = make()
+                    self.put(key, found)
+                return found
         found = self.get(key, _MISSING)
         if found is _MISSING:
             found = make()

@@ -11,6 +11,7 @@ from starlette.responses import RedirectResponse, StreamingResponse
 from starlette.routing import Route
 
 from ...backbones.hub_cache import weights_status
+from ...errors import ClasslabError
 from ..forms import TRANSFER_BACKBONES, available_datasets, job_args
 from ..views import job_context
 
@@ -59,6 +60,15 @@ def routes(bench) -> list[Route]:
                 await asyncio.sleep(EVENT_INTERVAL)
         return StreamingResponse(stream(), media_type="text/event-stream", headers={"x-accel-buffering": "no"})
 
+    async def resume_job(request: Request):
+        """Continue an interrupted train job's run from its last.pt, as a new job."""
+        job = _job(bench, request)
+        args = job.resume_args if job.status == "interrupted" else None
+        if args is None:
+            raise ClasslabError("only an interrupted train job whose run kept last.pt can be resumed here")
+        new = bench.jobs.submit(args, f"resume {job.found_run.name}", after=job.after)
+        return RedirectResponse(f"/jobs/{new.id}", status_code=303)
+
     async def cancel_job(request: Request):
         job = _job(bench, request)
         bench.jobs.cancel(job.id)
@@ -66,11 +76,12 @@ def routes(bench) -> list[Route]:
 
     return [Route("/train", train_page), Route("/jobs", start_job, methods=["POST"]),
             Route("/jobs/{job}", job_page), Route("/jobs/{job}/panel", job_panel),
-            Route("/jobs/{job}/events", job_events), Route("/jobs/{job}/cancel", cancel_job, methods=["POST"])]
+            Route("/jobs/{job}/events", job_events), Route("/jobs/{job}/cancel", cancel_job, methods=["POST"]),
+            Route("/jobs/{job}/resume", resume_job, methods=["POST"])]
 
 
 def _job(bench, request: Request):
     job = bench.jobs.jobs.get(request.path_params["job"])
     if job is None:
-        raise HTTPException(404, "no such job (jobs are kept while the server runs; finished runs are on the runs page)")
+        raise HTTPException(404, "no such job (finished runs are on the runs page)")
     return job
