@@ -128,7 +128,7 @@ def sample_strip(data_dir: Path | None, dataset: str, class_name: str, count: in
     from PIL import Image
 
     from ..data.images import decode
-    folder = data_dir / dataset / class_name
+    folder = _class_folder(data_dir, dataset, class_name, False)  # a class of a dataset made here, or refused
     tiles = []
     for path in [folder / name for name in class_files(data_dir, dataset, class_name)[: count * 2]]:
         try:
