@@ -59,7 +59,9 @@ def post(url: str, path: str, form: dict) -> str:
     try:
         urllib.request.build_opener(NoRedirect).open(request, timeout=60)
     except urllib.error.HTTPError as e:
-        return e.headers["location"]
+        if e.code == 303:
+            return e.headers["location"]
+        raise SystemExit(f"POST {path} answered {e.code}: {e.read()[:300]!r}") from None
     raise SystemExit(f"POST {path} did not start a job")
 
 
@@ -72,7 +74,9 @@ def job_speed(root: Path, job: str, skip: int = 0) -> float | None:
     """Mean images/s over the epochs of a job's run (found by the job id its config.json records), after the
     first ``skip`` epochs."""
     job_id = job.rsplit("/", 1)[1]
-    for run in root.glob("*-train-digits"):
+    for run in root.iterdir():
+        if not (run / "config.json").is_file():
+            continue
         config = json.loads((run / "config.json").read_text())
         if config.get("job") == job_id and (run / "history.csv").is_file():
             rates = [float(r["images_per_s"]) for r in csv.DictReader((run / "history.csv").open())][skip:]
@@ -178,7 +182,7 @@ def main() -> None:
                 time.sleep(1)
             speed_alone = job_speed(root, alone, skip=1)  # its first epoch warms up
             quiet = load_phase(url, ids, args.users, args.predictors, args.seconds)
-            busy_job = post(url, "/jobs", {"command": "train", "dataset": "digits", "model": "cnn", "epochs": "2000"})
+            busy_job = post(url, "/jobs", {"command": "train", "dataset": "digits", "model": "cnn", "epochs": "1000"})
             time.sleep(5)
             busy = load_phase(url, ids, args.users, args.predictors, args.seconds)
             speed_busy = job_speed(root, busy_job, skip=3)  # the epochs before the users arrived left out
@@ -189,12 +193,13 @@ def main() -> None:
             server.wait(30)
     print(f"\n{args.users} users ({args.predictors} uploading to Predict), {len(ids)} runs, {args.seconds:.0f} s a phase")
     print("| page | phase | requests | failed | p50 ms | p95 ms | p99 ms |\n|---|---|---|---|---|---|---|")
-    for phase, table in (("no job", quiet), ("a job training", busy)):
+    for phase, table in (("no job, cold caches", quiet), ("a job training, warm caches", busy)):
         for name, row in table.items():
             print(f"| {name} | {phase} | {row['requests']} | {row['failures']} | {row['p50_ms']:.0f} | "
                   f"{row['p95_ms']:.0f} | {row['p99_ms']:.0f} |")
     print(f"\nserver peak resident memory: {peak:.0f} MB")
-    print(f"training job (digits CNN): {speed_alone:.0f} images/s alone, {speed_busy:.0f} images/s under the load")
+    print(f"training job (digits CNN): {speed_alone or float('nan'):.0f} images/s alone, "
+          f"{speed_busy or float('nan'):.0f} images/s under the load")
 
 
 if __name__ == "__main__":

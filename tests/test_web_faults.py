@@ -125,3 +125,106 @@ def test_a_job_whose_process_is_killed_is_marked_failed_with_the_end_of_its_outp
     finally:
         server.terminate()
         server.wait(10)
+
+
+@pytest.fixture
+def full_disk(tmp_path):
+    """A real 16 MB filesystem (tmpfs; needs the right to mount, else the test is skipped)."""
+    mount = tmp_path / "small"
+    mount.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(mount)], capture_output=True).returncode:
+        pytest.skip("mounting a small tmpfs needs root")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def fill_up(folder: Path) -> None:
+    """Take every free byte of the filesystem under ``folder``."""
+    with open(folder / "filler", "wb") as f:
+        try:
+            while True:
+                f.write(b"\0" * (1 << 16))
+                f.flush()
+        except OSError:
+            pass
+    for n in range(100):  # the last few blocks, in small files
+        try:
+            (folder / f"filler-{n}").write_bytes(b"\0" * 512)
+        except OSError:
+            break
+
+
+def tree_digest(folder: Path) -> dict:
+    import hashlib
+
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_a_full_disk_loses_nothing_says_what_was_not_written_and_the_server_keeps_serving(digits_runs, full_disk):
+    import shutil
+
+    from starlette.testclient import TestClient
+
+    from classlab.web.app import create_app
+
+    runs = full_disk / "runs"
+    run = digits_runs["cnn"]
+    shutil.copytree(digits_runs["root"] / run, runs / run)
+    (runs / run / "corrections.csv").write_text("id,action,label\nall/00005,drop,\n")
+    with TestClient(create_app(runs), base_url="http://127.0.0.1") as client:
+        fill_up(full_disk)
+        before = tree_digest(runs)
+        origin = {"origin": "http://127.0.0.1"}
+        decided = client.post(f"/runs/{run}/card/decide", data={"id": "all/00003", "action": "drop"}, headers=origin)
+        assert decided.status_code == 400 and "cannot write" in decided.text and "corrections.csv" in decided.text
+        noted = client.post(f"/runs/{run}/notes", data={"name": "x"}, headers=origin)
+        assert noted.status_code == 400 and "workbench.json" in noted.text
+        assert client.get("/runs").status_code == 200 and client.get(f"/runs/{run}").status_code == 200
+        assert tree_digest(runs) == before  # nothing already there changed, no half-written file left
+    # a training run on the full disk: refused in one line, exit status 2, the runs already there untouched
+    out = subprocess.run([sys.executable, "-m", "classlab", "train", "digits", "--model", "mlp", "--epochs", "1",
+                          "--runs-dir", str(runs)], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 2, out.stderr[-2000:]
+    assert "cannot write" in out.stderr and "Traceback" not in out.stderr
+    assert {k: v for k, v in tree_digest(runs).items() if k.startswith(run)} == before
+
+
+def test_runs_deleted_edited_or_swapped_for_links_under_the_server_give_clear_pages(digits_runs, tmp_path):
+    """A run folder deleted or its files edited by hand while the server has it cached, a run swapped for a
+    link to somewhere else, and a runs folder of 5,000 runs: pages answer in words, never a 500."""
+    import shutil
+
+    from starlette.testclient import TestClient
+
+    from classlab.web.app import create_app
+
+    runs = tmp_path / "runs"
+    shutil.copytree(digits_runs["root"], runs)
+    cnn, mlp = digits_runs["cnn"], digits_runs["mlp"]
+    outside = tmp_path / "elsewhere"
+    shutil.copytree(runs / mlp, outside)
+    with TestClient(create_app(runs), base_url="http://127.0.0.1", raise_server_exceptions=False) as client:
+        assert client.get(f"/runs/{cnn}/card", params={"id": "all/00003"}).status_code == 200  # cached now
+        shutil.rmtree(runs / cnn)
+        for path in (f"/runs/{cnn}", f"/runs/{cnn}/card?id=all/00003", f"/runs/{cnn}/gallery",
+                     f"/runs/{cnn}/image?id=all/00003", f"/runs/{cnn}/charts.json"):
+            response = client.get(path)
+            assert response.status_code == 404 and "no such run" in response.text, (path, response.status_code)
+        (runs / mlp / "metrics.json").write_text("{ not json")  # edited by hand
+        (runs / mlp / "history.csv").write_bytes(b"\xff\xfe garbage\x00")
+        for path in (f"/runs/{mlp}", f"/runs/{mlp}/charts.json", "/runs", f"/runs/{mlp}/gallery"):
+            assert client.get(path).status_code < 500, path
+        shutil.rmtree(runs / mlp)
+        (runs / mlp).symlink_to(outside)  # swapped for a link leading out of the runs folder
+        assert client.get(f"/runs/{mlp}").status_code == 404
+        assert client.get(f"/runs/{mlp}/files/config.json").status_code == 404
+        for k in range(5000):
+            folder = runs / f"20250101-{k:06d}-train-many"
+            folder.mkdir()
+            (folder / "config.json").write_text('{"command": "train", "data": "digits", "created": "2025-01-01"}')
+        page = client.get("/runs")
+        assert page.status_code == 200 and "5,0" in page.text  # "5,00x runs"
+        assert client.get("/runs-table", params={"q": "many", "sort": "epochs"}).status_code == 200

@@ -334,7 +334,7 @@ class SavedSpace:
                  what=np.array(what), metric=np.array(metric))
         try:
             atomic_write_bytes(self.path, buf.getvalue())
-        except OSError:  # a read-only run folder: the space is just not kept
+        except ClasslabError:  # a full disk or a read-only run folder (said as a ClasslabError): just not kept
             pass
 
 

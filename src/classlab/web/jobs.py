@@ -22,6 +22,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..errors import ClasslabError
 from ..fileio import write_json
 from ..safe_files import read_json
 
@@ -145,7 +146,7 @@ class JobQueue:
         folder costs the entry, never the job."""
         try:
             write_json(self.work_dir / f"{job.id}.json", job.record())
-        except OSError:
+        except (OSError, ClasslabError):  # write_json says a full disk as a ClasslabError
             pass
 
     def _recover(self) -> None:
