@@ -12,7 +12,6 @@ server's peak resident memory; the training job's images per second alone and un
 from __future__ import annotations
 
 import argparse
-import csv
 import io
 import json
 import random
@@ -71,15 +70,16 @@ def job_status(url: str, job: str) -> str:
 
 
 def job_speed(root: Path, job: str, skip: int = 0) -> float | None:
-    """Mean images/s over the epochs of a job's run (found by the job id its config.json records), after the
-    first ``skip`` epochs."""
+    """Mean images/s over the epochs of a job's run (found by the job id its config.json records; its
+    progress.json, written every epoch, also for a cancelled job), after the first ``skip`` epochs."""
     job_id = job.rsplit("/", 1)[1]
     for run in root.iterdir():
         if not (run / "config.json").is_file():
             continue
         config = json.loads((run / "config.json").read_text())
-        if config.get("job") == job_id and (run / "history.csv").is_file():
-            rates = [float(r["images_per_s"]) for r in csv.DictReader((run / "history.csv").open())][skip:]
+        if config.get("job") == job_id and (run / "progress.json").is_file():  # written every epoch
+            history = json.loads((run / "progress.json").read_text())["history"]
+            rates = [float(r["images_per_s"]) for r in history][skip:]
             return sum(rates) / len(rates) if rates else None
     return None
 

@@ -228,3 +228,40 @@ def test_runs_deleted_edited_or_swapped_for_links_under_the_server_give_clear_pa
         page = client.get("/runs")
         assert page.status_code == 200 and "5,0" in page.text  # "5,00x runs"
         assert client.get("/runs-table", params={"q": "many", "sort": "epochs"}).status_code == 200
+
+
+def test_two_tabs_deciding_labels_of_one_run_at_once_keep_every_decision_once(digits_runs, tmp_path):
+    """Two clients (two tabs) relabel and drop images of the same run at the same time: corrections.csv ends
+    with every decision exactly once (one writer at a time; each write reads the file it replaces)."""
+    import shutil
+    import threading
+
+    from starlette.testclient import TestClient
+
+    from classlab.data.corrections import read_corrections
+    from classlab.web.app import create_app
+
+    runs = tmp_path / "runs"
+    run = digits_runs["cnn"]
+    shutil.copytree(digits_runs["root"] / run, runs / run)
+    (runs / run / "corrections.csv").unlink(missing_ok=True)
+    app = create_app(runs)
+    ids = [f"all/{k:05d}" for k in range(40)]
+    errors = []
+
+    def tab(mine: list[str], action: str):
+        client = TestClient(app, base_url="http://127.0.0.1")
+        for item in mine:
+            response = client.post(f"/runs/{run}/card/decide", data={"id": item, "action": action},
+                                   headers={"origin": "http://127.0.0.1"})
+            if response.status_code != 200:
+                errors.append((item, response.status_code))
+    tabs = [threading.Thread(target=tab, args=(ids[0::2], "drop")), threading.Thread(target=tab, args=(ids[1::2], "keep"))]
+    for t in tabs:
+        t.start()
+    for t in tabs:
+        t.join(120)
+    assert not errors
+    kept = read_corrections(runs / run / "corrections.csv")
+    assert sorted(c.id for c in kept) == ids  # each once
+    assert {c.id: c.action for c in kept} == {i: ("drop" if k % 2 == 0 else "keep") for k, i in enumerate(ids)}

@@ -69,15 +69,10 @@ class DatasetCache:
 
 def cell_members(run_dir: Path, true: int, pred: int, limit: int = 48) -> dict:
     """Test images of one confusion-matrix cell, worst (highest loss) first, from probabilities.npz."""
-    from ..safe_files import check_path
+    from .gallery import test_outputs
 
-    path = run_dir / "probabilities.npz"
-    if not path.is_file():
-        raise ClasslabError("this run kept no per-image probabilities (probabilities.npz); run it again to browse "
-                            "its confusion cells")
-    check_path(path)
-    with np.load(path, allow_pickle=False) as z:
-        ids, y, proba, names = z["test_ids"], z["test_labels"].astype(np.int64), z["test_probs"], z["class_names"]
+    out = test_outputs(run_dir)
+    ids, y, proba, names = out["ids"], out["y"], out["proba"], out["names"]
     k = len(names)
     if not (0 <= true < k and 0 <= pred < k):
         raise ClasslabError(f"no cell ({true}, {pred}) in a {k}-class confusion matrix")

@@ -20,6 +20,18 @@ from .manage import read_notes
 EPOCH_ROWS = 10  # rows of a job's epoch table; the whole history is in the run's history.csv
 
 
+async def requested_image(bench, request: Request, item: str | None = None):
+    """(run id, image id, the run's explainer, (image, label)) of a request about one image of a run's data
+    (``item``: from a form; else the ``id`` query parameter); a 404 in words when the run has no such image."""
+    run_id = bench.run_dir(request.path_params["run"]).name
+    item = request.query_params.get("id", "") if item is None else item
+    explainer = await asyncio.to_thread(bench.explainer, run_id)
+    found = await asyncio.to_thread(bench.datasets.image, explainer.run_dir, item)
+    if found is None:
+        raise HTTPException(404, "no image with that id in this run's data")
+    return run_id, item, explainer, found
+
+
 def job_context(bench, job) -> dict:
     run_dir = bench.jobs.run_dir(job)
     state = progress(run_dir)

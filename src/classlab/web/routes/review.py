@@ -3,14 +3,12 @@ run's corrections.csv, and a retrain with those corrections that is compared wit
 
 from __future__ import annotations
 
-import asyncio
-
-from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import RedirectResponse
 from starlette.routing import Route
 
 from ..review import Review
+from ..views import requested_image
 
 
 def routes(bench) -> list[Route]:
@@ -31,11 +29,7 @@ def routes(bench) -> list[Route]:
         """Keep, relabel or drop the image an image card shows, as the review page does for its queue."""
         run_dir = bench.run_dir(request.path_params["run"])
         form = await request.form()
-        item = str(form.get("id", ""))
-        explainer = await asyncio.to_thread(bench.explainer, run_dir.name)
-        found = await asyncio.to_thread(bench.datasets.image, explainer.run_dir, item)
-        if found is None:
-            raise HTTPException(404, "no image with that id in this run's data")
+        _, item, _, found = await requested_image(bench, request, str(form.get("id", "")))
         review = Review(run_dir)
         correction = review.decide_image(item, found[1], str(form.get("action", "")), str(form.get("label", "")))
         return bench.page(request, "card_decision.html", run_id=run_dir.name, review=review, decision=correction,

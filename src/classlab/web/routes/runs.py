@@ -18,7 +18,7 @@ from ..forms import check_classes, choice, dataset_args, query_whole
 from ..guard import resolve_run_file
 from ..images import cell_members
 from ..review import Review
-from ..views import run_view, runs_context
+from ..views import requested_image, run_view, runs_context
 
 PNG_SIDES = (48, 96, 192)
 
@@ -62,12 +62,7 @@ def _pages(bench) -> list[Route]:
         return bench.page(request, "cell.html", run_id=run_dir.name, cell=members)
 
     async def card(request: Request):
-        run_id = bench.run_dir(request.path_params["run"]).name
-        item = request.query_params.get("id", "")
-        explainer = await asyncio.to_thread(bench.explainer, run_id)
-        found = await asyncio.to_thread(bench.datasets.image, explainer.run_dir, item)
-        if found is None:
-            raise HTTPException(404, "no image with that id in this run's data")
+        run_id, item, explainer, found = await requested_image(bench, request)
         later = request.headers.get("hx-request") == "true" and not explainer.neighbours_ready
         result = await asyncio.to_thread(explainer.card, found[0], 5, not later)
         result["neighbours_later"] = later  # the card comes first; its neighbours follow (card_neighbours)
@@ -96,12 +91,7 @@ def _pages(bench) -> list[Route]:
         return JSONResponse(await asyncio.to_thread(chart_data, run_dir, details["metrics"], details["explain"]))
 
     async def card_neighbours(request: Request):
-        run_id = bench.run_dir(request.path_params["run"]).name
-        item = request.query_params.get("id", "")
-        explainer = await asyncio.to_thread(bench.explainer, run_id)
-        found = await asyncio.to_thread(bench.datasets.image, explainer.run_dir, item)
-        if found is None:
-            raise HTTPException(404, "no image with that id in this run's data")
+        run_id, _, explainer, found = await requested_image(bench, request)
         near = await asyncio.to_thread(explainer.neighbours, found[0])
         return bench.page(request, "card_neighbours.html", run_id=run_id, neighbours=near)
 
