@@ -272,7 +272,7 @@ def _decode_tree(path: Path, scan: TreeScan, image_size, channels, max_memory, m
         if max_size is not None and max(image_size) > max_size:
             outer = round(max_size / CENTRE_CROP)
             notes.append(f"images are {_sizes_text(sizes)}: decoded once at {max_size}x{max_size}, the model's input "
-                         f"size (shorter side resized to {outer}, the centre kept, as ImageNet weights are scored), "
+                         f"size (shorter side resized to {outer}, the centre kept: the standard evaluation crop), "
                          "instead of the most common size (set --image-size to choose)")
             image_size, crop = (max_size, max_size), CENTRE_CROP
         elif len(sizes) > 1:

@@ -85,9 +85,16 @@ def _curves(path) -> dict | None:
     return {k: [value(r.get(k)) for r in rows] for k in CURVE_KEYS}
 
 
-def chart_data(run_dir, metrics: dict, explain: dict) -> dict:
-    """What the run page's interactive charts draw (workbench.js, with the vendored uPlot): the training curves
-    (per stage for a transfer run), per-class precision / recall / F1, and the calibration bins."""
+def chart_data(run_dir) -> dict:
+    """What the run page's interactive charts draw (charts.js, with the vendored uPlot): the training curves
+    (per stage for a transfer run), per-class precision / recall / F1, and the calibration bins. Reads only the
+    files it draws from (history.csv, metrics.json, explain/explain.json)."""
+    from ..safe_files import read_json
+
+    metrics = read_json(run_dir / "metrics.json")
+    metrics = metrics if isinstance(metrics, dict) else {}
+    explain = read_json(run_dir / "explain" / "explain.json")
+    explain = explain if isinstance(explain, dict) else {}
     curves = {}
     if (run_dir / "history.csv").is_file():
         curves["training"] = _curves(run_dir / "history.csv")

@@ -83,12 +83,10 @@ def _pages(bench) -> list[Route]:
                           emap=points, query=request.query_params)
 
     async def charts_json(request: Request):
-        from ..catalog import run_details
         from ..charts import chart_data
 
         run_dir = bench.run_dir(request.path_params["run"])
-        details = await asyncio.to_thread(run_details, run_dir)
-        return JSONResponse(await asyncio.to_thread(chart_data, run_dir, details["metrics"], details["explain"]))
+        return JSONResponse(await asyncio.to_thread(chart_data, run_dir))
 
     async def card_neighbours(request: Request):
         run_id, _, explainer, found = await requested_image(bench, request)
