@@ -27,7 +27,7 @@ from ..errors import ClasslabError, warn
 from ..fileio import atomic_write_bytes
 from .dataset import ImageDataset
 
-FORMAT = 3  # 2: content-based keys; 3: photos above the model size centre-cropped (dataset.crop)
+FORMAT = 4  # 2: content-based keys; 3: photos above the model size centre-cropped (dataset.crop); 4: its note reworded
 
 
 def cache_dir() -> Path | None:
