@@ -269,7 +269,8 @@ def test_make_a_dataset_class_by_class(page, server, tmp_path):
     from test_web import digit_png
 
     page.goto(server["url"] + "/data")
-    page.click('a[href="/data/new"]')
+    with page.expect_navigation():
+        page.click('a[href="/data/new"]')
     many = []
     for i in range(201):  # one more than an upload takes: said before anything is sent
         many.append(tmp_path / f"many-{i}.png")

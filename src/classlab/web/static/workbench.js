@@ -19,6 +19,7 @@ function setupDrop(zone, input) {
     if (most > 0 && n > most) chosen.textContent += ": at most " + most + " go in one upload; choose fewer and add the rest after";
   };
   input.addEventListener("change", show);
+  show();  // files chosen before this script ran (a slow page, or the browser keeping them on Back) are counted too
   const folder = document.getElementById("folder");
   if (folder) folder.addEventListener("change", () => {  // a folder's image files join the chosen ones
     const files = new DataTransfer();
