@@ -123,8 +123,15 @@ def test_unfreeze_more_blocks_than_the_backbone_has():
     assert len(net.blocks()) == 19  # MobileNetV2's feature blocks
     with pytest.raises(ClasslabError, match="more blocks than the backbone has \\(19\\).*last:1 to last:19"):
         net.freeze("last:20")
-    with pytest.raises(ClasslabError, match="'all' or 'last:N'"):
+    with pytest.raises(ClasslabError, match="'all', 'half' or 'last:N'"):
         net.freeze("first:2")
+    # the default: the later half, rounded up; the early blocks stay frozen
+    assert net.freeze("half") == 10
+    assert not any(p.requires_grad for p in net.blocks()[8].parameters())
+    assert all(p.requires_grad for b in net.blocks()[9:] for p in b.parameters())
+    from classlab.backbones.config import TransferConfig
+
+    assert TransferConfig().unfreeze == "half"
 
 
 def test_summed_first_conv_equals_replicated_grayscale():
@@ -344,8 +351,8 @@ def test_head_augment_flip_trains_the_head_on_mirrored_features_too(torch_home, 
     report = (run.run_dir / "report.md").read_text()
     assert "constant schedule" in report and "head augment flip" in report
     assert "`features/`" in report and "`finetune/`" not in report  # only the stages that ran
-    # the schedule: constant head and cosine fine-tuning by default, one choice for both when given
-    assert [TransferConfig().stage_config(s).schedule for s in ("head", "finetune")] == ["constant", "cosine"]
+    # the schedule: constant head and one-cycle fine-tuning (a warm-up) by default, one choice for both when given
+    assert [TransferConfig().stage_config(s).schedule for s in ("head", "finetune")] == ["constant", "onecycle"]
     assert {TransferConfig(schedule="onecycle").stage_config(s).schedule for s in ("head", "finetune")} == {"onecycle"}
     assert main(["transfer", "digits", "--image-size", "32", "--mode", "features", "--head-augment", "crop"]) == 2
     assert "--head-augment takes none or flip, got 'crop'" in capsys.readouterr().err

@@ -36,7 +36,12 @@ class TransferConfig:
     finetune_epochs: int = flag(5, "epochs of fine-tuning")
     lr: float = flag(1e-3, "head learning rate")
     backbone_lr_ratio: float = flag(0.1, "backbone lr = lr x this while fine-tuning")
-    unfreeze: str = flag("all", "all or last:N backbone blocks while fine-tuning")
+    # "half": the later half of the backbone's blocks. On the tutorial's ants and bees (MobileNetV2, 220 training
+    # photos) it ran 2x the images/s of "all" (no gradients through the early blocks) and scored as well or
+    # better; its early blocks' generic edges and textures are what a small photo folder cannot improve on
+    # (benchmarks/README.md, own photos)
+    unfreeze: str = flag("half", "all, half (the later half of the backbone's blocks) or last:N blocks while "
+                                 "fine-tuning")
     bn: str = flag("frozen", "BatchNorm statistics while fine-tuning: frozen or train")
     batch_size: int = flag(64, "images per step")
     micro_batch: int | None = flag(None, "fine-tuning: run each step in chunks of this many images, gradients "
@@ -52,9 +57,12 @@ class TransferConfig:
     head_augment: str = flag("none", "features stage: none or flip (the mirror images' features cached too; each "
                                      "epoch trains on one of the pair per image)")
     # both stages; None: constant for the head (measured: a decaying rate starves heads on small data of
-    # steps, e.g. digits 74% -> 66% in 5 epochs; on 10k CIFAR-10 cosine gains about 1 point) and cosine for fine-tuning
+    # steps, e.g. digits 74% -> 66% in 5 epochs) and one-cycle for fine-tuning, as fastai's fine_tune: its
+    # warm-up keeps Adam's first full-rate steps from undoing the trained head (on ants and bees, cosine's first
+    # epoch took training accuracy from 0.99 to 0.84 and fine-tuning never caught up with the head; one-cycle's
+    # first epoch beat it; benchmarks/README.md)
     schedule: str | None = flag(None, "learning-rate schedule of both stages: constant, step, cosine, onecycle "
-                                      "(default: constant for the head, cosine for fine-tuning)")
+                                      "(default: constant for the head, onecycle for fine-tuning)")
     class_weight: str | None = flag(None, "balanced: weight both stages' loss by inverse class frequency (imbalanced "
                                           "data; as Keras's fit(class_weight=))")
     sampler: str | None = flag(None, "balanced: both stages draw batches with equal class probability")
@@ -104,7 +112,7 @@ class TransferConfig:
             batch_size=self.batch_size,
             lr=self.lr, optimizer=self.optimizer, weight_decay=self.weight_decay, label_smoothing=self.label_smoothing,
             augment="none" if head else self.augment, class_weight=self.class_weight, sampler=self.sampler,
-            schedule=self.schedule or ("constant" if head else "cosine"),
+            schedule=self.schedule or ("constant" if head else "onecycle"),
             early_stopping=self.early_stopping, seed=self.seed, device=self.device, tta=self.tta,
             precision="fp32" if head else self.precision)
 

@@ -139,7 +139,8 @@ class TransferNet(nn.Module):
         return out
 
     def freeze(self, unfreeze: str | None) -> int:
-        """Freeze the backbone, then unfreeze ``"all"`` or ``"last:N"`` blocks; returns the count unfrozen."""
+        """Freeze the backbone, then unfreeze ``"all"``, ``"half"`` (the later half of the blocks, rounded up)
+        or ``"last:N"`` blocks; returns the count unfrozen."""
         self.backbone.requires_grad_(False)
         if unfreeze is None:
             return 0
@@ -147,10 +148,10 @@ class TransferNet(nn.Module):
         if unfreeze == "all":
             self.backbone.requires_grad_(True)
             return len(blocks)
-        count = parse_unfreeze(unfreeze)
+        count = (len(blocks) + 1) // 2 if unfreeze == "half" else parse_unfreeze(unfreeze)
         if count > len(blocks):
             raise ClasslabError(f"--unfreeze last:{count} asks for more blocks than the backbone has ({len(blocks)}); "
-                                f"use last:1 to last:{len(blocks)}, or all")
+                                f"use last:1 to last:{len(blocks)}, half or all")
         for block in blocks[len(blocks) - count:]:
             block.requires_grad_(True)
         return count
@@ -175,12 +176,14 @@ def contract_mismatch(x: torch.Tensor) -> str | None:
 
 
 def parse_unfreeze(text: str) -> int | None:
-    """'all' -> None (everything), 'last:N' -> N."""
+    """'all' -> None (everything), 'half' -> 0 (counted on the backbone's blocks), 'last:N' -> N."""
     if text == "all":
         return None
+    if text == "half":
+        return 0
     kind, _, n = text.partition(":")
     if kind != "last" or not n.isdigit() or int(n) < 1:
-        raise ClasslabError(f"--unfreeze takes 'all' or 'last:N' with N >= 1, got '{text}'")
+        raise ClasslabError(f"--unfreeze takes 'all', 'half' or 'last:N' with N >= 1, got '{text}'")
     return int(n)
 
 
