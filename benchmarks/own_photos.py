@@ -12,7 +12,7 @@ Each run is a subprocess, timed and measured (peak resident memory, children inc
 - fastai: ``vision_learner(dls, mobilenet_v2)``, ``Resize(224)``, ``aug_transforms()``, ``fine_tune(3)``.
 - contention: classlab's frozen-feature stage alone, then beside a 2-thread matrix-multiplying job (what a
   laptop's other work or a shared CI machine does), with and without the OpenMP spin-wait setting
-  (``classlab/threads.py``).
+  (``classlab/threads.py``); then one epoch of default fine-tuning alone and beside the same job.
 
     TORCH_HOME=/tmp/th .venv/bin/python benchmarks/own_photos.py     # pip install -e '.[bench]' for fastai
 
@@ -156,20 +156,40 @@ def fastai_run(data: Path, weights: Path, epochs: int) -> dict:
             "peak_mb": round(peak), "train_seconds": round(result["train_seconds"], 1)}
 
 
-def contention(data: Path) -> list[dict]:
+def beside_a_2_thread_job(cmd: list[str], env: dict) -> str:
+    """``cmd``'s output while a 2-thread matrix-multiplying job runs (libgomp's default spin, as another
+    program's would be)."""
+    hog = subprocess.Popen([PY, "-c", HOG, "600"], env={**os.environ, "GOMP_SPINCOUNT": "300000"})
+    time.sleep(2)
+    try:
+        return timed(cmd, env)[2]
+    finally:
+        hog.kill()
+        hog.wait()
+
+
+def finetune_seconds(data: Path, tmp: Path, env: dict, shared: bool) -> float:
+    """One epoch of the default fine-tuning (features cached by the runs before), its training seconds."""
+    runs = tmp / ("finetune-shared" if shared else "finetune-alone")
+    cmd = [PY, "-m", "classlab", "transfer", str(data), "--mode", "finetune", "--finetune-epochs", "1",
+           "--runs-dir", str(runs)]
+    beside_a_2_thread_job(cmd, env) if shared else timed(cmd, env)
+    metrics = json.loads((next(runs.iterdir()) / "metrics.json").read_text())
+    return metrics["stages"]["finetune"]["train_seconds"]
+
+
+def contention(data: Path, tmp: Path) -> list[dict]:
     rows = []
     for label, env in (("classlab's default (GOMP_SPINCOUNT=1000)", {"GOMP_SPINCOUNT": "1000"}),
                        ("libgomp's own spin-wait", {"GOMP_SPINCOUNT": "300000"})):
         alone = float(timed([PY, "-c", FEATURES, str(data)], env)[2].strip())
-        hog = subprocess.Popen([PY, "-c", HOG, "60"], env={**os.environ, "GOMP_SPINCOUNT": "300000"})
-        time.sleep(2)
-        try:
-            shared = float(timed([PY, "-c", FEATURES, str(data)], env)[2].strip())
-        finally:
-            hog.kill()
-            hog.wait()
-        rows.append({"setting": label, "alone_s": alone, "beside_2_thread_job_s": shared,
+        shared = float(beside_a_2_thread_job([PY, "-c", FEATURES, str(data)], env).strip())
+        rows.append({"setting": label, "stage": "frozen features", "alone_s": alone, "beside_2_thread_job_s": shared,
                      "slowdown": round(shared / alone, 2)})
+    env = {"GOMP_SPINCOUNT": "1000", "CLASSLAB_CACHE": str(tmp / "cache-contention")}
+    alone, shared = finetune_seconds(data, tmp, env, False), finetune_seconds(data, tmp, env, True)
+    rows.append({"setting": rows[0]["setting"], "stage": "fine-tuning, 1 epoch", "alone_s": alone,
+                 "beside_2_thread_job_s": shared, "slowdown": round(shared / alone, 2)})
     return rows
 
 
@@ -207,9 +227,10 @@ def main() -> None:
             print(f"\nclasslab's wall time / fastai's: {rows[0]['seconds'] / fast['seconds']:.2f}")
         if args.no_contention:
             return
-        print("\n| OpenMP waiting | frozen features alone | beside a 2-thread job | slowdown |\n|---|---|---|---|")
-        for r in contention(data):
-            print(f"| {r['setting']} | {r['alone_s']:.1f} s | {r['beside_2_thread_job_s']:.1f} s | {r['slowdown']}x |")
+        print("\n| OpenMP waiting | stage | alone | beside a 2-thread job | slowdown |\n|---|---|---|---|---|")
+        for r in contention(data, tmp):
+            print(f"| {r['setting']} | {r['stage']} | {r['alone_s']:.1f} s | {r['beside_2_thread_job_s']:.1f} s | "
+                  f"{r['slowdown']}x |")
 
 
 if __name__ == "__main__":

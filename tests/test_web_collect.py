@@ -156,20 +156,20 @@ def test_a_full_disk_keeps_what_was_written_and_names_the_rest(tmp_path, monkeyp
     from classlab.errors import ClasslabError
     from classlab.web import collect
 
-    real, calls = collect.atomic_write_bytes, []
+    real, calls = collect.write_new_file, []
 
-    def fills_up(path, data):
-        calls.append(path)
+    def fills_up(folder, stem, suffix, data):
+        calls.append(stem)
         if len(calls) > 1:
             raise OSError(errno.ENOSPC, "No space left on device")
-        return real(path, data)
+        return real(folder, stem, suffix, data)
 
-    monkeypatch.setattr(collect, "atomic_write_bytes", fills_up)
+    monkeypatch.setattr(collect, "write_new_file", fills_up)
     added = add_images(tmp_path, "disk", "eight", digits_of(8, 3))
     assert len(added.kept) == 1 and len(added.errors) == 2
     assert all(e.endswith(": not written (No space left on device)") for e in added.errors)
     assert len(os.listdir(tmp_path / "disk" / "eight")) == 1  # no partial file
-    monkeypatch.setattr(collect, "atomic_write_bytes", real)
+    monkeypatch.setattr(collect, "write_new_file", real)
     os.mkfifo(tmp_path / "disk" / "eight" / "pipe.png")
     (tmp_path / "disk" / "eight" / "link.png").symlink_to("/dev/zero")
     again = add_images(tmp_path, "disk", "eight", digits_of(8, 3))

@@ -18,8 +18,9 @@ import pytest
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="signals and /proc as on Linux")
 
 
-def serve(runs: Path) -> tuple[subprocess.Popen, str]:
-    process = subprocess.Popen([sys.executable, "-m", "classlab", "serve", "--port", "0", "--runs-dir", str(runs)],
+def serve(runs: Path, *extra: str) -> tuple[subprocess.Popen, str]:
+    process = subprocess.Popen([sys.executable, "-m", "classlab", "serve", "--port", "0", "--runs-dir", str(runs),
+                                *extra],
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     line = process.stdout.readline()
     match = re.search(r"(http://127\.0\.0\.1:\d+)/", line)
@@ -265,3 +266,103 @@ def test_two_tabs_deciding_labels_of_one_run_at_once_keep_every_decision_once(di
     kept = read_corrections(runs / run / "corrections.csv")
     assert sorted(c.id for c in kept) == ids  # each once
     assert {c.id: c.action for c in kept} == {i: ("drop" if k % 2 == 0 else "keep") for k, i in enumerate(ids)}
+
+
+def test_two_servers_and_four_tabs_uploading_into_one_made_dataset_keep_every_image_once(tmp_path):
+    """Two `classlab serve` processes on one data folder, two clients each, all adding images named alike
+    (phones call every photo IMG_0001.jpg) to the same class of the same new dataset at once, plus one image
+    that every client sends: each distinct image is kept exactly once, none replaced by another."""
+    import hashlib
+    import threading
+
+    import httpx
+
+    from test_web import digit_png
+
+    data = tmp_path / "data"
+    servers = [serve(tmp_path / f"runs{k}", "--data-dir", str(data)) for k in range(2)]
+    shared = digit_png(5, 40)
+    sent, errors = [shared], []
+
+    def tab(url: str, digit: int):
+        mine = [digit_png(digit, 12 + i) for i in range(10)]
+        sent.extend(mine)
+        with httpx.Client(base_url=url, headers={"Origin": url}, timeout=60) as client:
+            for image in mine + [shared]:
+                response = client.post("/data/new", data={"dataset": "race", "class_name": "digits"},
+                                       files={"images": ("IMG_0001.png", image, "image/png")})
+                if response.status_code != 303:
+                    errors.append(response.text[-300:])
+    try:
+        tabs = [threading.Thread(target=tab, args=(url, digit)) for digit, (_, url) in enumerate(servers * 2)]
+        for t in tabs:
+            t.start()
+        for t in tabs:
+            t.join(120)
+    finally:
+        for process, _ in servers:
+            process.terminate()
+            process.wait(10)
+    assert not errors
+    kept = sorted((data / "race" / "digits").iterdir())
+    digests = [hashlib.sha256(p.read_bytes()).hexdigest() for p in kept]
+    assert sorted(digests) == sorted({hashlib.sha256(b).hexdigest() for b in sent})  # each exactly once
+    assert len(kept) == 41 and all(p.suffix == ".png" and not p.name.startswith(".") for p in kept)
+    assert sorted(p.name for p in (data / "race").iterdir()) == [".classlab-dataset.json", "digits"]
+
+
+def test_a_full_disk_during_an_upload_names_what_was_not_written_and_leaves_no_part(full_disk, tmp_path):
+    from starlette.testclient import TestClient
+
+    from test_web import digit_png
+    from test_web_collect import digits_zip
+
+    from classlab.web.app import create_app
+
+    data = full_disk / "data"
+    with TestClient(create_app(tmp_path / "runs", data_dir=data), base_url="http://127.0.0.1") as client:
+        origin = {"origin": "http://127.0.0.1"}
+        first = client.post("/data/new", data={"dataset": "mine", "class_name": "eight"}, headers=origin,
+                            files={"images": ("a.png", digit_png(8, 20), "image/png")}, follow_redirects=False)
+        assert first.status_code == 303
+        fill_up(full_disk)
+        before = tree_digest(data)
+        more = client.post("/data/new", data={"dataset": "mine", "class_name": "eight"}, headers=origin,
+                           files=[("images", (f"b{k}.png", digit_png(8, 24 + k), "image/png")) for k in range(3)])
+        assert more.status_code == 400
+        assert all(f"b{k}.png: not written (No space left on device)" in more.text for k in range(3))
+        new_class = client.post("/data/new", data={"dataset": "mine", "class_name": "nine"}, headers=origin,
+                                files={"images": ("c.png", digit_png(9, 20), "image/png")})
+        assert new_class.status_code == 400 and "c.png: not written (No space left on device)" in new_class.text
+        assert not (data / "mine" / "nine").exists()  # no empty class folder left to read as a class
+        archive = client.post("/data/new/zip", data={"dataset": "zipped"}, headers=origin,
+                              files={"archive": ("z.zip", digits_zip({"zero": 0, "one": 1}), "application/zip")})
+        assert archive.status_code == 400 and "cannot write to the data folder" in archive.text
+        assert "Traceback" not in more.text + new_class.text + archive.text
+        assert tree_digest(data) == before  # nothing changed, no part file left
+        assert client.get("/data/new?dataset=mine").status_code == 200
+
+
+def test_a_full_disk_mid_training_stops_in_one_line_keeps_the_last_checkpoint_and_resume_finishes(full_disk, tmp_path):
+    """The disk fills while a training run writes its checkpoints: the run stops in one line (exit 2) naming
+    the file, its last.pt stays whole, and once space is freed --resume finishes the run."""
+    from classlab.checkpoint import load_checkpoint
+
+    runs = full_disk / "runs"
+    env = {**os.environ, "CLASSLAB_CACHE": str(tmp_path / "cache")}
+    process = subprocess.Popen([sys.executable, "-m", "classlab", "train", "digits", "--model", "mlp", "--epochs", "400",
+                                "--runs-dir", str(runs)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True)
+    until(lambda: epochs_done(runs) >= 2, 120, "two epochs")
+    fill_up(full_disk)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 2, err[-2000:]
+    assert "cannot write" in err and "Traceback" not in err and len(err.strip().splitlines()) <= 3
+    run = next(runs.glob("*-train-*"))
+    saved = load_checkpoint(run / "last.pt")  # whole: a weights_only load of a complete file
+    assert 2 <= saved["fit_state"]["epoch"] < 400
+    (full_disk / "filler").unlink()
+    resumed = subprocess.run([sys.executable, "-m", "classlab", "train", "--resume", str(run)], env=env,
+                             capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert json.loads((run / "metrics.json").read_text())["accuracy"] > 0.8

@@ -7,6 +7,7 @@ import io
 import json
 import os
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
@@ -104,3 +105,45 @@ def free_path(folder: str | os.PathLike, stem: str, suffix: str = "") -> Path:
     that must be created atomically, try ``mkdir(exist_ok=False)`` over ``numbered_paths`` instead."""
     return next(p for p in numbered_paths(folder, stem, suffix) if not os.path.lexists(p))
 
+
+
+def write_new_file(folder: str | os.PathLike, stem: str, suffix: str, data: bytes) -> Path:
+    """Write ``data`` complete (temporary file, fsync) and give it the first free name of ``numbered_paths``
+    by a hard link, which fails instead of replacing: another process writing the same name at the same
+    moment gets the next number, and nothing is ever overwritten. A failure (a full disk) raises its OSError
+    for the caller to word, and leaves nothing behind."""
+    folder = Path(folder)
+    fd, tmp = tempfile.mkstemp(prefix=f".{stem}.", suffix=".part", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())
+        for path in numbered_paths(folder, stem, suffix):
+            try:
+                os.link(tmp, path)
+                return path
+            except FileExistsError:
+                continue
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    raise AssertionError("numbered_paths never ends")
+
+
+@contextmanager
+def folder_lock(folder: str | os.PathLike):
+    """Hold an exclusive lock on ``folder`` (flock on the folder itself: no lock file to leave behind) while
+    names and duplicates are decided against what is in it; other processes (a second `classlab serve` on
+    the same data folder) wait. Where flock is missing (Windows) only the caller's own lock applies."""
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)

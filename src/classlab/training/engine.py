@@ -196,7 +196,7 @@ class Trainer:
             return
         train, n = self.train_split, len(self.train_split.labels)
         pick = torch.randperm(n, generator=torch.Generator().manual_seed(self.cfg.seed))[:5000].sort().values
-        sample = train.images[pick.to(train.images.device)] if torch.is_tensor(train.images) else \
+        sample = train.take(pick.to(train.device)) if torch.is_tensor(train.images) else \
             torch.from_numpy(np.asarray(train.images[pick.numpy()]))
         self.model.init_from_data(normalize(to_float(sample.to(train.device), self.pre), self.pre))
 

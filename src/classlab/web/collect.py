@@ -8,6 +8,7 @@ skipped."""
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import shutil
 import threading
@@ -17,7 +18,7 @@ from pathlib import Path
 
 from ..data.trees import DATASET_MARKER, REMOVED_FOLDER
 from ..errors import ClasslabError
-from ..fileio import atomic_write_bytes, free_path, write_json
+from ..fileio import folder_lock, free_path, write_json, write_new_file
 from ..safe_files import UnreadableFile, read_file
 from .forms import check_dataset_name, check_names
 from .images import decode_upload
@@ -26,7 +27,9 @@ MARKER = DATASET_MARKER
 SUFFIXES = {"PNG": ".png", "JPEG": ".jpg", "MPO": ".jpg", "GIF": ".gif", "BMP": ".bmp", "TIFF": ".tif",
             "WEBP": ".webp"}
 MAX_SAMPLE_BYTES = 20 << 20  # as an upload
-_LOCK = threading.Lock()  # one writer at a time: names and duplicates are decided against what is on disk
+# one writer at a time, in this server (the lock) and across servers on one data folder (folder_lock): names
+# and duplicates are decided against what is on disk
+_LOCK = threading.Lock()
 
 
 @dataclass
@@ -105,15 +108,15 @@ def restore_image(data_dir: Path | None, dataset: str, class_name: str, file: st
 
 
 def _move(data_dir: Path | None, dataset: str, class_name: str, file: str, removed: bool) -> str:
-    with _LOCK:
+    with _LOCK, folder_lock(data_dir):
         if file not in class_files(data_dir, dataset, class_name, removed):
             raise ClasslabError(f"no image '{file[:80]}' in {dataset}/{class_name}")
         source = _class_folder(data_dir, dataset, class_name, removed)
         target_folder = _class_folder(data_dir, dataset, class_name, not removed)
         try:
             target_folder.mkdir(parents=True, exist_ok=True)
-            target = _free_name(target_folder, file, Path(file).suffix)
-            (source / file).replace(target)
+            target = free_path(target_folder, _safe_stem(file), Path(file).suffix)
+            (source / file).replace(target)  # under the folder lock: no other writer takes the name meanwhile
         except OSError as e:
             raise ClasslabError(f"cannot move {file} ({e.strerror or e}); it is where it was") from None
     return target.relative_to(data_dir / dataset).as_posix()
@@ -161,20 +164,38 @@ def add_images(data_dir: Path | None, dataset: str, class_name: str, uploads: li
         readable.append((name, data, suffix))
     if not readable:
         return added
-    with _LOCK:
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ClasslabError(f"cannot write to the data folder ({e.strerror or e}); nothing was added") from None
+    with _LOCK, folder_lock(data_dir):
         check_names(data_dir, dataset, class_name)  # again, now that no other upload can be writing
-        new = not target.parent.exists()
+        new_class = not target.exists()
         try:
-            if new:
-                target.parent.mkdir(parents=True)
-                write_json(target.parent / MARKER, {"made_by": "classlab workbench", "created": time.time()})
+            if not target.parent.exists():
+                _make_dataset_folder(target.parent)
             target.mkdir(exist_ok=True)
-        except OSError as e:
-            if new:  # an unmarked folder left behind would read as the user's own, and block the name
-                shutil.rmtree(target.parent, ignore_errors=True)
-            raise ClasslabError(f"cannot write to the data folder ({e.strerror or e}); nothing was added") from None
+        except (OSError, ClasslabError) as e:  # (write_json words its own OSError: a full disk, a read-only folder)
+            reason = e.strerror if isinstance(e, OSError) else "its files cannot be written"
+            raise ClasslabError(f"cannot write to the data folder ({reason}); nothing was added") from None
         _write(target, readable, added)
+        if new_class and not added.kept:  # an empty class folder would read as a class with no images
+            shutil.rmtree(target, ignore_errors=True)
     return added
+
+
+def _make_dataset_folder(folder: Path) -> None:
+    """The dataset's folder with its marker inside, made whole under a hidden name and renamed into place: a
+    reader (another server's first name check) sees no folder or a marked one, never an unmarked one that
+    would read as the user's own."""
+    part = folder.parent / f".{folder.name}.part"
+    shutil.rmtree(part, ignore_errors=True)  # left by a server killed while making it
+    try:
+        part.mkdir()
+        write_json(part / MARKER, {"made_by": "classlab workbench", "created": time.time()})
+        os.rename(part, folder)
+    finally:
+        shutil.rmtree(part, ignore_errors=True)
 
 
 def _write(target: Path, readable: list[tuple[str, bytes, str]], added: Added) -> None:
@@ -191,10 +212,9 @@ def _write(target: Path, readable: list[tuple[str, bytes, str]], added: Added) -
         if digest in present:
             added.duplicates.append(name)
             continue
-        path = _free_name(target, name, suffix)
         try:
-            atomic_write_bytes(path, data)
-        except OSError as e:
+            path = write_new_file(target, _safe_stem(name), suffix, data)
+        except OSError as e:  # a full disk: what was written stays, the rest is named
             added.errors += [f"{n}: not written ({e.strerror or e})" for n, _, _ in readable[i:]]
             return
         present.add(digest)
@@ -212,11 +232,9 @@ def _suffix(name: str, data: bytes) -> str:
     return SUFFIXES[kind]
 
 
-def _free_name(folder: Path, name: str, suffix: str) -> Path:
-    """The upload's own name made safe (letters, digits, '-', '_'), with the suffix of its real format,
-    numbered where that name is taken."""
-    stem = re.sub(r"[^A-Za-z0-9_-]+", "_", Path(name.replace("\\", "/")).stem).strip("_")[:80] or "image"
-    return free_path(folder, stem, suffix)
+def _safe_stem(name: str) -> str:
+    """The upload's own name made safe (letters, digits, '-', '_'); write_new_file numbers it where it is taken."""
+    return re.sub(r"[^A-Za-z0-9_-]+", "_", Path(name.replace("\\", "/")).stem).strip("_")[:80] or "image"
 
 
 def add_zip(data_dir: Path | None, dataset: str, stream) -> dict:
@@ -231,13 +249,16 @@ def add_zip(data_dir: Path | None, dataset: str, stream) -> dict:
     dataset = dataset.strip()  # as add_images: a stray space typed around the name is not part of it
     check_dataset_name(data_dir, dataset)
     target = data_dir / f"{dataset}.zip"
-    with _LOCK:
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ClasslabError(f"cannot write to the data folder ({e.strerror or e}); nothing was added") from None
+    with _LOCK, folder_lock(data_dir):
         if any(p.exists() or p.is_symlink() for p in (target, data_dir / dataset)):
             raise ClasslabError(f"{dataset} already exists in the data folder; an upload never replaces a dataset: "
                                 "choose another name")
         part = data_dir / f".{dataset}.zip.part"  # hidden: no form lists it while it is written
         try:
-            data_dir.mkdir(parents=True, exist_ok=True)
             with open(part, "wb") as out:
                 shutil.copyfileobj(stream, out, 1 << 20)
             tree = ZipTree(part)
