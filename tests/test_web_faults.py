@@ -191,6 +191,13 @@ def test_a_full_disk_loses_nothing_says_what_was_not_written_and_the_server_keep
     assert out.returncode == 2, out.stderr[-2000:]
     assert "cannot write" in out.stderr and "Traceback" not in out.stderr
     assert {k: v for k, v in tree_digest(runs).items() if k.startswith(run)} == before
+    # a report written into a run already there (explain's): refused in one line, the run's files unchanged
+    fill_up(full_disk)  # again: the refused run above may have left a few blocks free
+    before = tree_digest(runs / run)
+    out = subprocess.run([sys.executable, "-m", "classlab", "explain", str(runs / run), "--top", "8"],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 2 and "cannot write" in out.stderr and "Traceback" not in out.stderr, out.stderr[-2000:]
+    assert tree_digest(runs / run) == before
 
 
 def test_runs_deleted_edited_or_swapped_for_links_under_the_server_give_clear_pages(digits_runs, tmp_path):
