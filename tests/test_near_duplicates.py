@@ -241,3 +241,23 @@ def test_groups_hold_only_images_that_pair_with_their_representative():
     assert all((g[0], m) in linked for g in found for m in g[1:])
     assert len({m for g in found for m in g}) == sum(len(g) for g in found)  # no image in two groups
     assert [5, 6] in found and max(len(g) for g in found) == 3
+
+
+def test_look_alike_pictures_share_a_layout_but_not_detail_and_do_not_pair(cifar_images):
+    """A look-alike made of a real picture's layout (it blurred) and another picture's fine detail, as two ships
+    of one shape on one sea: its hash is a candidate and its layout correlates above MIN_SIMILARITY (the doctor
+    used to pair such pictures), but its detail does not: not a pair. A 2 px moved copy of the picture is."""
+    from PIL import ImageFilter
+
+    def blurred(a):
+        return np.asarray(Image.fromarray(a).filter(ImageFilter.GaussianBlur(1.5))).astype(np.float32)
+    picture, other = cifar_images[11][1], cifar_images[18][1]
+    look_alike = np.clip(blurred(picture) + other - blurred(other), 0, 255).astype(np.uint8)
+    images = np.stack([picture, look_alike, _moved(picture, 2, 0)])
+    thumbs = nd.grayscale_32(images)
+    assert (0, 1) in nd.candidates(thumbs)
+    one = (np.array([0]), np.array([1]), np.array([0]))
+    assert nd.aligned_similarity(thumbs, *one)[0] >= nd.MIN_SIMILARITY  # the layout alone would have paired them
+    assert nd.aligned_similarity(nd.local_detail(thumbs), *one)[0] < nd.MIN_DETAIL
+    found = {(i, j) for i, j, *_ in nd.find(images)}
+    assert (0, 1) not in found and (0, 2) in found
