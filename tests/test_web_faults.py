@@ -121,7 +121,9 @@ def test_a_job_whose_process_is_killed_is_marked_failed_with_the_end_of_its_outp
         panel = until(lambda: (lambda p: p if 'id="job-status">failed<' in p else None)(get(url + job + "/panel")),
                       60, "the job marked failed")
         assert "exit status -9" in panel and "<details open>" in panel and "epoch" in panel.split('class="log"')[1]
-        entry = json.loads((runs / ".jobs" / f"{job_id}.json").read_text())
+        journal = runs / ".jobs" / f"{job_id}.json"  # written just after the status the page shows
+        entry = until(lambda: (lambda e: e if e["status"] != "running" else None)(json.loads(journal.read_text())),
+                      10, "the journal updated")
         assert entry["status"] == "failed" and entry["returncode"] == -9
     finally:
         server.terminate()
