@@ -340,7 +340,8 @@ def test_head_augment_flip_trains_the_head_on_mirrored_features_too(torch_home, 
 
     hashed = []  # each split's pixels are hashed once for all its cache keys (precision lookup, plain, mirrored)
     blocks = features_module.iter_blocks
-    monkeypatch.setattr(features_module, "iter_blocks", lambda images: hashed.append(len(images)) or blocks(images))
+    monkeypatch.setattr(features_module, "iter_blocks",
+                        lambda images, **kw: hashed.append(len(images)) or blocks(images, **kw))
     run = transfer("digits", "mobilenet_v2", mode="features", head_augment="flip", **DIGITS_32)
     stage = json.loads((run.run_dir / "metrics.json").read_text())["stages"]["features"]
     assert set(stage["features_from_cache"]) == {"train", "train mirrored", "val", "test"}

@@ -42,8 +42,10 @@ class ImagesDigest:
         if self._hex is None:
             h = hashlib.blake2b(digest_size=16)
             h.update(np.ascontiguousarray(labels).tobytes())
-            for _, block in iter_blocks(images):
-                h.update(np.ascontiguousarray(block).tobytes())
+            # small blocks, hashed through the buffer protocol: 4,096 photos at 224 px and a bytes copy of them
+            # were a 1.2 GB spike (the digest is the same: the same bytes in the same order)
+            for _, block in iter_blocks(images, block=256):
+                h.update(np.ascontiguousarray(block))
             self._hex = h.hexdigest()
         return self._hex
 

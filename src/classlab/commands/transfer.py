@@ -147,7 +147,7 @@ def _features_stage(model, ds, idx, pre, plan, tc, run, extra, device, progress,
         what = f"features ({s}{', mirrored' if mirror else ''})"
         _phase(progress, f"{what}: {len(idx[s]):,} images through {tc.backbone} at {'x'.join(map(str, pre.model_size))}")
         began = time.perf_counter()
-        out, hit = cached_features(model.backbone, ds.subset(idx[s]).images, ds.labels[idx[s]], pre, device, plan.spec,
+        out, hit = cached_features(model.backbone, ds.rows(idx[s]), ds.labels[idx[s]], pre, device, plan.spec,
                                    bf16=bf16 and s != "test", progress=progress,
                                    desc=what, mirror=mirror,
                                    digest=digests[s])
@@ -188,7 +188,7 @@ def _feature_precision(model, ds, train, digest, pre, plan, tc, device) -> tuple
     """bf16 or fp32 for the training images' features: with ``--precision auto``, what the cache already
     holds (timings on a shared machine wander, and a flipped choice would recompute every feature), else
     measured (transfer/features.py)."""
-    images = ds.subset(train).images
+    images = ds.rows(train)
     cached = cached_precision(images, ds.labels[train], pre, plan.spec, digest) if tc.precision == "auto" else None
     if cached is not None:
         return cached, f"{'bf16' if cached else 'fp32'} (as the cached features of these images)"

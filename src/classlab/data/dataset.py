@@ -130,6 +130,13 @@ class ImageDataset:
             self._hashes = hashes
         return self._hashes
 
+    def rows(self, indices):
+        """The images at ``indices`` without copying them: rows read as they are used (a frozen-feature pass
+        over 2,047 photos at 224 px would otherwise hold a 310 MB copy beside the dataset)."""
+        if self.is_lazy:
+            return self.images.subset(indices)
+        return LazyImages(self.images.__getitem__, indices, self.images.shape[1:])
+
     def subset(self, indices) -> "ImageDataset":
         indices = np.asarray(indices, dtype=np.int64)
         images = self.images.subset(indices) if self.is_lazy else self.images[indices]
