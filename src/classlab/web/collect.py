@@ -108,8 +108,10 @@ def restore_image(data_dir: Path | None, dataset: str, class_name: str, file: st
 
 
 def _move(data_dir: Path | None, dataset: str, class_name: str, file: str, removed: bool) -> str:
+    if file not in class_files(data_dir, dataset, class_name, removed):  # no data folder, no such image: refused
+        raise ClasslabError(f"no image '{file[:80]}' in {dataset}/{class_name}")
     with _LOCK, folder_lock(data_dir):
-        if file not in class_files(data_dir, dataset, class_name, removed):
+        if file not in class_files(data_dir, dataset, class_name, removed):  # again: another writer may have moved it
             raise ClasslabError(f"no image '{file[:80]}' in {dataset}/{class_name}")
         source = _class_folder(data_dir, dataset, class_name, removed)
         target_folder = _class_folder(data_dir, dataset, class_name, not removed)
