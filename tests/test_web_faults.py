@@ -38,16 +38,23 @@ def post(url: str, form: dict) -> str:
     origin = re.match(r"http://[^/]+", url).group(0)
     request = urllib.request.Request(url, data=urllib.parse.urlencode(form).encode(), method="POST",
                                      headers={"Origin": origin})
-
-    class NoRedirect(urllib.request.HTTPRedirectHandler):
-        def redirect_request(self, *args, **kwargs):
-            return None
     try:
-        urllib.request.build_opener(NoRedirect).open(request, timeout=30)
+        send_unredirected(request)
     except urllib.error.HTTPError as e:
         assert e.code == 303, e.read()[:500]
         return e.headers["location"]
     raise AssertionError("expected a redirect to the job's page")
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args, **kwargs):
+        return None
+
+
+def send_unredirected(request: urllib.request.Request, timeout: float = 60) -> int:
+    """The response's status, a redirect not followed (urllib raises HTTPError for it and for 4xx/5xx)."""
+    with urllib.request.build_opener(_NoRedirect).open(request, timeout=timeout) as response:
+        return response.status
 
 
 def until(condition, timeout: float, what: str):
@@ -297,13 +304,8 @@ def test_two_servers_and_four_tabs_uploading_into_one_made_dataset_keep_every_im
             + image + f"\r\n--{boundary}--\r\n".encode()
         request = urllib.request.Request(url + "/data/new", data=body, method="POST", headers={
             "Origin": url, "Content-Type": f"multipart/form-data; boundary={boundary}"})
-
-        class NoRedirect(urllib.request.HTTPRedirectHandler):
-            def redirect_request(self, *args, **kwargs):
-                return None
         try:
-            with urllib.request.build_opener(NoRedirect).open(request, timeout=60) as response:
-                return response.status
+            return send_unredirected(request)
         except urllib.error.HTTPError as e:
             return e.code
 

@@ -18,9 +18,24 @@ def _umask() -> int:
     return mask
 
 
+def _complete_temporary(folder: Path, prefix: str, data: bytes) -> str:
+    """A hidden temporary file in ``folder`` holding ``data`` on disk (fsynced), with the permissions an
+    ordinary write would give (0666 less the umask, not mkstemp's 0600); removed again if writing fails."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{prefix}.", suffix=".part", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return tmp
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    """Write to a temporary file beside ``path``, fsync, rename. The file gets the permissions an ordinary
-    write would (0666 less the umask), not the temporary file's 0600. A full disk or a read-only folder is a
+    """Write to a temporary file beside ``path``, fsync, rename. A full disk or a read-only folder is a
     one-line ClasslabError that names the file, and leaves the old file (if any) as it was."""
     from .errors import ClasslabError
 
@@ -28,12 +43,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())
+        tmp = _complete_temporary(path.parent, path.name, data)
         os.replace(tmp, path)
     except OSError as e:
         if tmp:
@@ -113,13 +123,8 @@ def write_new_file(folder: str | os.PathLike, stem: str, suffix: str, data: byte
     moment gets the next number, and nothing is ever overwritten. A failure (a full disk) raises its OSError
     for the caller to word, and leaves nothing behind."""
     folder = Path(folder)
-    fd, tmp = tempfile.mkstemp(prefix=f".{stem}.", suffix=".part", dir=folder)
+    tmp = _complete_temporary(folder, stem, data)
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())
         for path in numbered_paths(folder, stem, suffix):
             try:
                 os.link(tmp, path)

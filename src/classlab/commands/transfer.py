@@ -292,7 +292,8 @@ def _finish(run, ds, split, idx, stages, model, tc, plan, folds=None) -> RunResu
         chunks = f" in chunks of {f['micro_batch']} images (gradients added up)" if f.get("micro_batch") else ""
         notes.append(f"Fine-tuning unfroze {f['unfrozen_blocks']} of {f['blocks']} backbone blocks "
                      f"({f['trainable_parameters']:,} trainable parameters), backbone lr {f['backbone_lr']:g}, head lr "
-                     f"{tc.lr:g}, BatchNorm statistics {tc.bn}, augment {tc.augment}, batch {f['batch_size']}"
+                     f"{tc.lr:g}, {tc.stage_config('finetune').schedule} schedule, BatchNorm statistics {tc.bn}, "
+                     f"augment {tc.augment}, batch {f['batch_size']}"
                      f"{chunks}. Curves: `finetune/curves.png`.")
     notes.append("Each stage's full report: " + ", ".join(f"`{name}/`" for name in stages) + ".")
     if folds is not None:

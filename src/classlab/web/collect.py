@@ -13,6 +13,7 @@ import re
 import shutil
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -166,11 +167,7 @@ def add_images(data_dir: Path | None, dataset: str, class_name: str, uploads: li
         readable.append((name, data, suffix))
     if not readable:
         return added
-    try:
-        data_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise ClasslabError(f"cannot write to the data folder ({e.strerror or e}); nothing was added") from None
-    with _LOCK, folder_lock(data_dir):
+    with _LOCK, _writing(data_dir):
         check_names(data_dir, dataset, class_name)  # again, now that no other upload can be writing
         new_class = not target.exists()
         try:
@@ -184,6 +181,17 @@ def add_images(data_dir: Path | None, dataset: str, class_name: str, uploads: li
         if new_class and not added.kept:  # an empty class folder would read as a class with no images
             shutil.rmtree(target, ignore_errors=True)
     return added
+
+
+@contextmanager
+def _writing(data_dir: Path):
+    """The data folder, made if missing, locked against other servers' writers while the caller writes."""
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ClasslabError(f"cannot write to the data folder ({e.strerror or e}); nothing was added") from None
+    with folder_lock(data_dir):
+        yield
 
 
 def _make_dataset_folder(folder: Path) -> None:
@@ -251,11 +259,7 @@ def add_zip(data_dir: Path | None, dataset: str, stream) -> dict:
     dataset = dataset.strip()  # as add_images: a stray space typed around the name is not part of it
     check_dataset_name(data_dir, dataset)
     target = data_dir / f"{dataset}.zip"
-    try:
-        data_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise ClasslabError(f"cannot write to the data folder ({e.strerror or e}); nothing was added") from None
-    with _LOCK, folder_lock(data_dir):
+    with _LOCK, _writing(data_dir):
         if any(p.exists() or p.is_symlink() for p in (target, data_dir / dataset)):
             raise ClasslabError(f"{dataset} already exists in the data folder; an upload never replaces a dataset: "
                                 "choose another name")
