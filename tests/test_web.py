@@ -138,6 +138,9 @@ def test_compare_from_the_runs_page(client, runs):
     assert "Comparison" in page and "McNemar" in page and "baseline" in page
     assert re.search(rf'<b>baseline</b> <a href="/runs/{runs["mlp"]}">.*?</td><td>train</td><td>mlp</td><td>digits</td>', page)
     assert "<h2>cnn · digits vs mlp · digits</h2>" in page  # runs named by model and data, not by id alone
+    verdicts = re.findall(r"<p>((?:No significant|\S.*? is significantly).*?)</p>", page)
+    assert len(verdicts) == 2 and all("mlp · digits" in v and "cnn · digits" in v for v in verdicts), verdicts
+    assert not any(runs["mlp"] in v or runs["cnn"] in v for v in verdicts)
     # the boxes ticked cnn first: cnn is the baseline, whatever the table's order
     ticked = client.post("/compare", data={"runs": [runs["mlp"], runs["cnn"]], "ticked": f"{runs['cnn']},{runs['mlp']}"},
                          headers=ORIGIN)
@@ -297,6 +300,9 @@ def test_review_writes_corrections_and_retrain_compares(client, runs):
     assert "Compare before and after" in panel
     compared = client.post("/compare", data={"runs": [run, new_run]}, headers=ORIGIN)
     assert compared.status_code == 200 and "McNemar" in compared.text  # the same test images
+    # the retrained run has the first one's model and data: the names tell them apart by the runs' times
+    heading = re.search(r"<h2>(.*?) vs (.*?)</h2>", compared.text).groups()
+    assert heading[0] != heading[1] and all(h.startswith("cnn · digits (") for h in heading), heading
 
 
 def test_data_page_and_doctor_findings(client, runs, tmp_path):
@@ -536,7 +542,7 @@ def test_evaluate_offers_the_runs_own_data_first_and_refuses_other_classes_befor
 
 
 def test_pages_say_1_image_and_let_htmx_show_refusals():
-    from classlab.web.app import counted
+    from classlab.progress import counted
 
     assert [counted(1, "image"), counted(2, "image"), counted(1024, "class"), counted(3, "query")] == \
         ["1 image", "2 images", "1,024 classes", "3 queries"]
@@ -591,15 +597,22 @@ def test_progress_lines_in_logs_are_quiet_for_quick_phases_and_say_rate_and_time
     quick.update(100)
     quick.close()
     assert out.getvalue() == ""  # under QUIET_FOR seconds: nothing
-    slow = LogBar(total=1000, desc="features", unit="img", clock=lambda: now[0], out=out)
+    slow = LogBar(total=1000, desc="features", unit="image", clock=lambda: now[0], out=out)
     for t, n in ((1, 50), (4, 150), (10, 100), (20, 200), (30, 500)):
         now[0] = t
         slow.update(n)
     slow.close()
     assert out.getvalue().splitlines() == [
-        "[phase] features: 200/1,000 img (20%), 50 img/s, about 16 s left",
-        "[phase] features: 500/1,000 img (50%), 25 img/s, about 20 s left",
-        "[phase] features: 1,000 img in 30 s"]
+        "[phase] features: 200/1,000 images (20%), 50 image/s, about 16 s left",
+        "[phase] features: 500/1,000 images (50%), 25 image/s, about 20 s left",
+        "[phase] features: 1,000 images in 30 s"]
+    now[0] = 100
+    batches = LogBar(total=None, desc="epoch 1/3", unit="batch", clock=lambda: now[0], out=out)
+    batches.update(4)
+    assert batches.line(110) == "[phase] epoch 1/3: 4 batches, 0.4 batch/s"  # counts in plural, never '4 batch'
+    one = LogBar(total=None, desc="epoch 1/3", unit="batch", clock=lambda: now[0], out=out)
+    one.update(1)
+    assert one.line(now[0] + 10).startswith("[phase] epoch 1/3: 1 batch,")
 
 
 def test_the_doctor_page_shows_every_finding_of_check_txt(tmp_path):

@@ -64,15 +64,15 @@ class LogBar:
     def close(self) -> None:
         if self.last_line is not None:  # only a phase that said it started says it ended
             elapsed = self.clock() - self.started
-            self._write(f"{PREFIX}{self.desc}: {self.n:,} {self.unit} in {elapsed:.0f} s"
+            self._write(f"{PREFIX}{self.desc}: {counted(self.n, self.unit)} in {elapsed:.0f} s"
                         + (f" ({self.postfix})" if self.postfix else ""))
             self.last_line = None
 
     def line(self, now: float) -> str:
         elapsed = max(now - self.started, 1e-9)
         rate = self.n / elapsed
-        parts = [f"{self.n:,}/{self.total:,} {self.unit} ({self.n / self.total:.0%})" if self.total
-                 else f"{self.n:,} {self.unit}"]
+        parts = [f"{self.n:,}/{counted(self.total, self.unit)} ({self.n / self.total:.0%})" if self.total
+                 else counted(self.n, self.unit)]
         parts.append(f"{rate:,.1f} {self.unit}/s" if rate < 10 else f"{rate:,.0f} {self.unit}/s")
         if self.total and rate > 0:
             parts.append(f"about {max(self.total - self.n, 0) / rate:.0f} s left")
@@ -83,3 +83,15 @@ class LogBar:
     def _write(self, text: str) -> None:
         out = self.out or sys.stderr
         print(text, file=out, flush=True)
+
+
+def counted(n, noun: str) -> str:
+    """'1 image', '2 images', '1,024 images', '4 batches' (``noun`` singular; '-es' and '-ies' plurals spelled
+    out). Anything not a number is shown as it is, with the plural."""
+    if noun.endswith("y") and noun[-2:-1] not in "aeiou":
+        plural = noun[:-1] + "ies"
+    else:
+        plural = noun + ("es" if noun.endswith(("s", "x", "ch", "sh")) else "s")
+    if not isinstance(n, (int, float)) or isinstance(n, bool):
+        return f"{n} {plural}"
+    return f"{int(n):,} {noun if int(n) == 1 else plural}"

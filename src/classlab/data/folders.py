@@ -133,7 +133,7 @@ def map_files(tree, worker, items: list, desc: str, while_waiting=None) -> list:
     moment to do other work in a thread without a fork meeting it halfway."""
     global _TREE
     chunks = [items[i : i + _CHUNK] for i in range(0, len(items), _CHUNK)]
-    bar = progress_bar(total=len(items), desc=desc, unit="img", enabled=len(items) > 2000)
+    bar = progress_bar(total=len(items), desc=desc, unit="image", enabled=len(items) > 2000)
     out = []
     with bar:
         if len(items) < _PARALLEL_FROM or _WORKERS < 2:

@@ -48,7 +48,7 @@ def predict_batches(model, batches: Iterable, pre: Preprocessing, *, tta: str | 
     model.eval()
     averaging = tta_mode(tta) != "none"
     out = []
-    with progress_bar(total=total, desc=desc, unit="img", enabled=progress) as bar:
+    with progress_bar(total=total, desc=desc, unit="image", enabled=progress) as bar:
         for batch in batches:
             rows, views = batch if isinstance(batch, tuple) else (batch, None)
             x = to_input(rows, pre, channels_last)

@@ -183,7 +183,7 @@ class KNNClassifier(ClassifierMixin, BaseEstimator):
         if self._use_int_mm():
             buffer = torch.empty((max(block, 17), self._train_t.shape[1]), dtype=torch.int32, device=self.device_)
         dists, idx, bounds = [], [], self._bounds
-        bar = progress_bar(total=len(Q), desc="k-NN search", unit="img", enabled=self.progress and len(Q) * n >= 5e7)
+        bar = progress_bar(total=len(Q), desc="k-NN search", unit="image", enabled=self.progress and len(Q) * n >= 5e7)
         with torch.inference_mode(), bar:
             # with bounds, a small first block tells cheaply whether they prune enough for these images
             probe = min(PROBE_ROWS, block)

@@ -25,6 +25,7 @@ from starlette.templating import Jinja2Templates
 
 from ..errors import ClasslabError
 from ..notebook import headline_rows
+from ..progress import counted
 from .catalog import RunCatalog
 from .guard import LOOPBACK_NAMES, Guard, resolve_run
 from .images import DatasetCache
@@ -139,17 +140,6 @@ def lifespan(bench: Workbench):
         yield
         bench.jobs.shutdown()  # a running job's process ends with the server; its run resumes from last.pt
     return serving
-
-
-def counted(n, noun: str) -> str:
-    """'1 image', '2 images', '1,024 images' (``noun`` singular; '-es' and '-ies' plurals spelled out)."""
-    if noun.endswith("y") and noun[-2:-1] not in "aeiou":
-        plural = noun[:-1] + "ies"
-    else:
-        plural = noun + ("es" if noun.endswith(("s", "x", "ch", "sh")) else "s")
-    if not _is_number(n):
-        return f"{n} {plural}"
-    return f"{int(n):,} {noun if int(n) == 1 else plural}"
 
 
 def create_app(runs_dir: str | Path = "runs", *, data_dir: str | Path | None = None, token: str | None = None,

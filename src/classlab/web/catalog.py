@@ -124,11 +124,12 @@ class RunCatalog:
                 del self._cache[gone]
         return rows
 
-    def query(self, text: str = "", command: str = "", sort: str = "created", descending: bool = True) -> list[dict]:
+    def query(self, text: str = "", command: str = "", sort: str = "created", descending: bool = True,
+              rows: list[dict] | None = None) -> list[dict]:
         """Runs whose id, data or model contain ``text`` (case-insensitive), of ``command`` when given, sorted
-        by ``sort`` (missing values last)."""
+        by ``sort`` (missing values last); of ``rows`` when given (summaries a page has already read)."""
         text = text.strip().lower()
-        rows = [r for r in self.summaries()
+        rows = [r for r in (self.summaries() if rows is None else rows)
                 if (not command or r["command"] == command)
                 and (not text or any(text in str(r[k]).lower() for k in SEARCHED))]
         sort = sort if sort in SORT_KEYS else "created"
@@ -137,8 +138,8 @@ class RunCatalog:
         present.sort(key=lambda r: (r[sort], r["id"]), reverse=descending)
         return present + sorted(missing, key=lambda r: r["id"], reverse=True)
 
-    def commands(self) -> list[str]:
-        return sorted({r["command"] for r in self.summaries() if r["command"]})
+    def commands(self, rows: list[dict] | None = None) -> list[str]:
+        return sorted({r["command"] for r in (self.summaries() if rows is None else rows) if r["command"]})
 
 
 def run_details(run_dir: Path) -> dict:

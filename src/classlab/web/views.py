@@ -73,11 +73,12 @@ async def run_view(bench, run_dir) -> tuple[str, dict]:
                                      and r["finished"]][:50]}
 
 
-def runs_context(bench, request: Request) -> dict:
+def runs_context(bench, request: Request, every: list[dict] | None = None) -> dict:
+    """The runs table's rows for the request's search and sort, of ``every`` run summary when given."""
     q = request.query_params
     sort = q.get("sort", "created") if q.get("sort") in SORT_KEYS else "created"
     descending = q.get("order", "desc") != "asc"
-    rows = bench.catalog.query(q.get("q", ""), q.get("command", ""), sort, descending)
+    rows = bench.catalog.query(q.get("q", ""), q.get("command", ""), sort, descending, every)
     return {"rows": rows, "q": q.get("q", ""), "command": q.get("command", ""), "sort": sort,
             "order": "desc" if descending else "asc"}
 
@@ -152,6 +153,30 @@ def compare_view(bench, details: dict) -> dict:
         bench.run_dir(baseline)
     except HTTPException:
         baseline = ""  # the baseline is outside the served folder: numbers only
-    names = {r.get("run"): " · ".join(str(v) for v in (r.get("model") or r.get("command"), r.get("data")) if v)
-             for r in runs}
-    return {"runs": runs, "pairs": comparison.get("pairs") or [], "baseline": baseline, "names": names}
+    names = _display_names(runs)
+    pairs = [dict(p, **{k: _named(p.get(k), names) for k in ("verdict_accuracy", "verdict_macro_f1")})
+             for p in comparison.get("pairs") or [] if isinstance(p, dict)]
+    return {"runs": runs, "pairs": pairs, "baseline": baseline, "names": names}
+
+
+def _display_names(runs: list[dict]) -> dict:
+    """Each compared run's name for people: model · data, with the run's time where two would read the same
+    (a retrained model beside its first version); the id when nothing else is known."""
+    plain = {r.get("run"): " · ".join(str(v) for v in (r.get("model") or r.get("command"), r.get("data")) if v)
+             or str(r.get("run")) for r in runs}
+    repeated = {n for n in plain.values() if list(plain.values()).count(n) > 1}
+    out = {}
+    for run, name in plain.items():
+        stamp = str(run).split("-")[:2]  # ids start YYYYMMDD-HHMMSS
+        if name in repeated and len(stamp) == 2 and stamp[1].isdigit() and len(stamp[1]) == 6:
+            name = f"{name} ({stamp[0][4:6]}-{stamp[0][6:8]} {stamp[1][:2]}:{stamp[1][2:4]}:{stamp[1][4:]})"
+        out[run] = name
+    return out
+
+
+def _named(sentence, names: dict) -> str:
+    """A verdict sentence with run ids replaced by the runs' names (report.md keeps the ids)."""
+    sentence = str(sentence or "")
+    for run, name in sorted(names.items(), key=lambda item: -len(str(item[0]))):
+        sentence = sentence.replace(str(run), name)
+    return sentence

@@ -30,7 +30,9 @@ def routes(bench) -> list[Route]:
 def _pages(bench) -> list[Route]:
     """What a run shows: the list, its page, files, images, cells and cards."""
     async def runs_page(request: Request):
-        return bench.page(request, "runs.html", **runs_context(bench, request), commands=bench.catalog.commands())
+        every = bench.catalog.summaries()  # read once for the table and the command filter
+        return bench.page(request, "runs.html", **runs_context(bench, request, every),
+                          commands=bench.catalog.commands(every))
 
     async def runs_table(request: Request):
         return bench.page(request, "runs_table.html", **runs_context(bench, request))
