@@ -97,12 +97,13 @@ def _by_content(gray: np.ndarray, min_side: int, items: list[tuple[str, str | No
     """Near-duplicates within and across splits (perceptual hash + thumbnail similarity) and image-quality
     findings, each naming its files, from the images' 32x32 grayscale thumbnails (``min_side``: the
     smallest image's shorter side)."""
+    from ..data import image_quality
     from ..data import near_duplicates as nd
 
     empty = {"within_split": [], "across_splits": []}
     if not len(gray):
         return {"near_duplicates": empty, "quality": {}}
-    found = nd.quality_findings(nd.quality(gray32=gray), aspect)
+    found = image_quality.quality_findings(image_quality.quality(gray32=gray), aspect)
     quality = {kind: [items[i][0] for i in idx] for kind, idx in found.items() if len(idx)}
     if min_side < nd.MIN_SIDE:
         return {"near_duplicates": {**empty, "skipped": f"images under {nd.MIN_SIDE} px hold too little "

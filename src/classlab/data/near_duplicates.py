@@ -10,10 +10,12 @@ a pair is a candidate when any view of one is within ``MAX_DISTANCE`` bits of th
 radius search, blockwise with int8 matrix products as the k-NN package's search, no pairwise table in memory).
 
 A candidate is confirmed by the thumbnails' correlation *after alignment*: the view that matched, moved by up
-to a pixel more, against the other thumbnail (``MIN_SIMILARITY``); assuming the alignment instead (comparing
-the thumbnails as they are) turned a 1-3 px shift into a correlation of 0.5-0.9. Their fine detail must then
-correlate too (``MIN_DETAIL``): different pictures of one silhouette share a layout but not their edges. Groups are built so that
-every member confirms against the group's representative (``groups``), never by chains of single links.
+to two pixels more, against the other thumbnail (``MIN_SIMILARITY``); assuming the alignment instead (comparing
+the thumbnails as they are) turned a 1-3 px shift into a correlation of 0.5-0.9. A pair just short of it is
+tried in every plain move of either image too (``best_alignment``: a shifted copy's hashes can match closest in
+a zoomed view). Their fine detail must then correlate too (``MIN_DETAIL``): different pictures of one
+silhouette share a layout but not their edges. Groups are built so that every member confirms against the
+group's representative (``groups``), never by chains of single links.
 """
 
 from __future__ import annotations
@@ -38,9 +40,9 @@ MIN_SIMILARITY = 0.9  # otherwise the aligned thumbnails must correlate this wel
 # pictures, e.g. two planes on a blue sky, correlate far less; benchmarks/README.md for recall and precision)
 # ...and their fine detail (each thumbnail less its 3 x 3 local mean, aligned the same way) this well: two different
 # ships of one silhouette on one sea correlate at 0.90-0.93 in their layout, but their edges do not. On the whole
-# CIFAR-10 zip nearly every pair below 0.3 was two different pictures; planted copies lost 0.1 points of recall
-# at 0.3 and 0.5 at 0.35 (benchmarks/README.md)
-MIN_DETAIL = 0.3
+# CIFAR-10 zip, of the pairs with detail 0.3-0.4 about 4 in 10 were two different pictures, 0.4-0.5 about 2 in 10,
+# 0.5-0.6 about 1 in 30; planted copies lost 0.7 points of recall at 0.4 (benchmarks/README.md)
+MIN_DETAIL = 0.4
 FLAT_CONTRAST = 4.0  # thumbnails with less standard deviation (0..255) are near-constant: their hash is noise
 FLAT_BRIGHTNESS = 8.0  # two near-constant images are near-duplicates only this close in mean brightness
 
@@ -222,18 +224,27 @@ def candidates(gray32: np.ndarray, max_distance: int = MAX_DISTANCE) -> dict[tup
     a = np.repeat(np.arange(n), near.shape[1])
     b = near.reshape(-1)
     a, b = np.minimum(a, b), np.maximum(a, b)
-    pairs = np.unique((a * n + b)[a != b])  # (with identical layouts, an image's own row need not come first)
+    # distinct pairs by a sort (with identical layouts, an image's own row need not come first): np.unique hashes
+    # in NumPy 2, 5.5 s for 7.7 million pairs against the sort's 0.7
+    pairs = np.sort((a * n + b)[a != b])
+    pairs = pairs[np.concatenate(([True], pairs[1:] != pairs[:-1]))]
     a, b = pairs // n, pairs % n
     packed = np.packbits(hashes, axis=2).view(np.uint64)[..., 0]  # (views, n): 64 bits each
-    best = np.full(len(a), 65, np.int64)
-    viewed = a.copy()
-    chosen = np.zeros(len(a), np.int64)
+    # Each pair's closest match over every view of either image, as one uint16 key: distance << 6 | 2 view +
+    # direction (the smallest key is the smallest distance, then the first view), so the loop is a running
+    # minimum instead of masked updates of three arrays (12 s -> 4 s for 7.7 million pairs of 60,000 images).
+    best = np.full(len(a), 65 << 6, np.uint16)
     for v in range(1, len(VIEWS)):
-        for one, other in ((a, b), (b, a)):
-            d = np.bitwise_count(packed[v, one] ^ packed[0, other]).astype(np.int64)
-            better = d < best
-            best[better], viewed[better], chosen[better] = d[better], one[better], v
-    keep = np.flatnonzero(best <= max_distance)
+        for direction, (one, other) in enumerate(((a, b), (b, a))):
+            d = np.bitwise_count(packed[v, one] ^ packed[0, other]).astype(np.uint16)
+            np.minimum(best, (d << 6) | (2 * v + direction), out=best)
+    keep = np.flatnonzero((best >> 6) <= max_distance)
+    code = (best[keep] & 63).astype(np.int64)
+    chosen = np.zeros(len(a), np.int64)
+    chosen[keep] = code >> 1
+    viewed = a.copy()
+    viewed[keep] = np.where(code & 1, b[keep], a[keep])
+    best = (best >> 6).astype(np.int64)
     if len(keep) > CANDIDATES_PER_IMAGE * max(n, 250):
         raise TooAlike(f"{len(keep):,} candidate pairs among {n:,} images")
     for i, j, d, w, v in zip(a[keep].tolist(), b[keep].tolist(), best[keep].tolist(), viewed[keep].tolist(),
@@ -295,6 +306,27 @@ def _both_ways(gray32: np.ndarray, viewed: np.ndarray, others: np.ndarray, views
                       aligned_similarity(gray32, others, viewed, views, inverse=True))
 
 
+MOVES = 5  # VIEWS[:MOVES] are the plain thumbnail and its moves: every alignment a shifted copy can need
+REALIGN_FROM = 0.8  # pairs whose matched view correlates this well, but not MIN_SIMILARITY, try every move too
+
+
+def best_alignment(gray32: np.ndarray, viewed: np.ndarray, others: np.ndarray, views: np.ndarray,
+                   similarity: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Pairs short of MIN_SIMILARITY in the view their hashes matched in, tried in every move of either image:
+    a shifted copy's hashes can match closest in a zoomed view, whose alignment is off by a pixel (a 0.82-0.89
+    correlation). Returns (similarity, viewed, others, views), each pair in its best alignment."""
+    similarity, viewed, others, views = similarity.copy(), viewed.copy(), others.copy(), views.copy()
+    retry = np.flatnonzero((similarity < MIN_SIMILARITY) & (similarity >= REALIGN_FROM))
+    one, two = viewed[retry], others[retry]
+    for v in range(MOVES):
+        for first, second in ((one, two), (two, one))[: 1 if v == 0 else 2]:  # a move of either image
+            tried = _both_ways(gray32, first, second, np.full(len(retry), v))
+            better = tried > similarity[retry]
+            rows = retry[better]
+            similarity[rows], viewed[rows], others[rows], views[rows] = tried[better], first[better], second[better], v
+    return similarity, viewed, others, views
+
+
 def find(images=None, max_distance: int = MAX_DISTANCE, gray32: np.ndarray | None = None
          ) -> list[tuple[int, int, int, float]]:
     """Near-duplicate pairs (i, j, hash distance in bits, aligned thumbnail similarity) of uint8 images (an
@@ -314,6 +346,7 @@ def find(images=None, max_distance: int = MAX_DISTANCE, gray32: np.ndarray | Non
     # both ways: the matched view of one against the other, and the view undone on the other against the one
     similarity = _both_ways(gray32, viewed, others, views)
     sure = (d <= SURE_DISTANCE) & (views == 0)
+    similarity, viewed, others, views = best_alignment(gray32, viewed, others, views, similarity)
     check = np.flatnonzero(~sure & (similarity >= MIN_SIMILARITY))
     detail = np.ones(len(keys), np.float32)  # pairs the hash decides, or the layout rejects, need no detail
     detail[check] = _both_ways(local_detail(gray32), viewed[check], others[check], views[check])
@@ -355,36 +388,3 @@ def groups(pairs, n: int) -> list[list[int]]:
             out.append([rep, *members])
             grouped.update([rep, *members])
     return sorted(out, key=lambda g: (-len(g), g[0]))
-
-
-def quality(images=None, gray32: np.ndarray | None = None) -> dict[str, np.ndarray]:
-    """Per image: mean brightness and contrast (0..255), and sharpness (variance of the Laplacian of the
-    32x32 grayscale thumbnail; low means blurry). In blocks of 2,048 thumbnails (8 MB), so the temporaries
-    stay in cache: 60,000 thumbnails in 0.4 s instead of 1.8 s at once."""
-    gray = grayscale_32(images) if gray32 is None else gray32
-    n = len(gray)
-    out = {k: np.empty(n, dtype=np.float32) for k in ("brightness", "contrast", "sharpness")}
-    for start in range(0, n, 2048):
-        g = gray[start : start + 2048]
-        inner = g[:, 1:-1, 1:-1]  # the 4-neighbour Laplacian of every thumbnail at once (borders left out)
-        laplacian = g[:, :-2, 1:-1] + g[:, 2:, 1:-1] + g[:, 1:-1, :-2] + g[:, 1:-1, 2:] - 4 * inner
-        out["brightness"][start : start + 2048] = g.mean((1, 2))
-        out["contrast"][start : start + 2048] = g.std((1, 2))
-        out["sharpness"][start : start + 2048] = laplacian.var((1, 2))
-    return out
-
-
-def quality_findings(scores: dict[str, np.ndarray], aspect: np.ndarray | None = None) -> dict[str, np.ndarray]:
-    """Indices of very dark and very bright images (below 20 and a quarter of the dataset's median brightness;
-    the mirror image for bright), low-information (near-constant), blurry (sharpness under a tenth of the
-    dataset's median) and extreme-aspect-ratio (over 3:1) images."""
-    sharp, light = scores["sharpness"], scores["brightness"]
-    typical = float(np.median(light))
-    # absolute and relative: MNIST's black backgrounds make its typical image dark, which is not a finding
-    found = {"very_dark": np.flatnonzero((light < 20) & (light < 0.25 * typical)),
-             "very_bright": np.flatnonzero((light > 235) & (light > typical + 0.75 * (255 - typical))),
-             "low_information": np.flatnonzero(scores["contrast"] < 4),
-             "blurry": np.flatnonzero((sharp < 0.1 * np.median(sharp)) & (scores["contrast"] >= 4))}
-    if aspect is not None:
-        found["extreme_aspect_ratio"] = np.flatnonzero((aspect > 3) | (aspect < 1 / 3))
-    return found
