@@ -115,6 +115,33 @@ def test_train_from_scratch_on_photos_picks_a_size_for_the_model_and_says_why(ru
     assert "decoded once at 64x64" in (run / "report.md").read_text()
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["train"]["parameters"] < 100_000 * 220  # sane for its 220 training photos
+    # a newcomer hears, before reading a near-chance score, that a few photos call for a pretrained network
+    advice = "220 training photos (110 per class) are few for a network trained from scratch"
+    assert advice in err and f"Try: classlab transfer {need(HYMENOPTERA).resolve()}" in err
+    assert advice in (run / "report.md").read_text()
+
+
+def test_no_pretrained_advice_for_small_images_or_many_photos(tmp_path, runs_dir, capsys):
+    """Digits, 32 px CIFAR-style pictures and a folder with many photos per class train from scratch well:
+    no advice to transfer there. The folder of 120 px photos with 6 per class gets it."""
+    from classlab.commands.train import FEW_PHOTOS_PER_CLASS, with_pretrained_advice
+    from classlab.data.dataset import ImageDataset
+    from classlab.data.options import DataOptions
+    from classlab.data.split import Split
+
+    def dataset(side, per_class):
+        n = 2 * per_class
+        return ImageDataset(np.zeros((n, 8, 8, 3), np.uint8), np.arange(n) % 2, ["a", "b"],
+                            [f"x{i}" for i in range(n)], "d", original_sizes={f"{side}x{side + 40}": n})
+
+    def advised(ds):
+        split = Split(np.array(["train"] * len(ds), dtype=object), "given")
+        return len(with_pretrained_advice(ds, split, DataOptions(data="photos")).notes) == 1
+    assert advised(dataset(120, 6)) and not advised(dataset(32, 6)) and not advised(dataset(8, 50))
+    assert not advised(dataset(120, FEW_PHOTOS_PER_CLASS))
+    capsys.readouterr()
+    assert main(["train", "digits", "--model", "logreg", "--epochs", "1"]) == 0
+    assert "few for a network trained from scratch" not in capsys.readouterr().err
 
 
 # -- model size sanity ---------------------------------------------------------------------------------

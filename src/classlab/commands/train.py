@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import replace
 from pathlib import Path
 
@@ -78,6 +79,7 @@ def _train(opts, cfg, runs_dir, ckpt, run_dir, progress, ddp) -> dict:
         split = everything_trains(ds, split)
     require_train_and_test(split, small, ckpt is not None, opts, "training")
     ds = with_imbalance_advice(ds, split, balanced=bool(cfg.class_weight or cfg.sampler))
+    ds = with_pretrained_advice(ds, split, opts)
     train_idx, val_idx, test_idx = (split.indices(s) for s in ("train", "val", "test"))
     cfg = cfg.for_split(len(train_idx) // ddp.world)  # before config.json and the report record the batch
     ds, opts = _sized_for_model(ds, opts, cfg, len(train_idx))
@@ -102,6 +104,26 @@ def _train(opts, cfg, runs_dir, ckpt, run_dir, progress, ddp) -> dict:
         result = _score_best(run, model, ds, split, cfg, pre, state, model_info, device, folds)
         tracking.scored(result.metrics)
     return result
+
+
+PHOTO_SIDE = 96  # images whose files are at least this large (median shorter side) are photos, not digits or icons
+FEW_PHOTOS_PER_CLASS = 1000  # fewer training photos per class than this: a CNN from scratch learns little
+
+
+def with_pretrained_advice(ds, split, opts: DataOptions):
+    """The dataset, with a note (printed, and in the report's Data section) when it is a few photos per class:
+    a network trained from scratch on 220 ants and bees scores 56%, a pretrained one fine-tuned by ``classlab
+    transfer`` 97% (benchmarks/README.md), and a newcomer should hear it before reading a near-chance score."""
+    sizes = [(min(int(v) for v in size.split("x")), n) for size, n in ds.original_sizes.items()]
+    sides = np.repeat([side for side, _ in sizes], [n for _, n in sizes]) if sizes else np.empty(0)
+    counts = np.bincount(ds.labels[split.indices("train")], minlength=ds.num_classes)
+    if not len(sides) or np.median(sides) < PHOTO_SIDE or counts.mean() >= FEW_PHOTOS_PER_CLASS:
+        return ds
+    note = (f"{counts.sum():,} training photos ({counts.mean():,.0f} per class) are few for a network trained "
+            "from scratch: one pretrained on ImageNet and fine-tuned usually scores far higher on photos. "
+            f"Try: classlab transfer {shlex.quote(str(opts.data))}")
+    warn(note)
+    return replace(ds, notes=[*ds.notes, note])
 
 
 def _sized_for_model(ds, opts: DataOptions, cfg: TrainConfig, train_images: int):
