@@ -565,9 +565,9 @@ def test_a_long_jobs_phase_shows_before_its_first_epoch_and_its_table_stays_shor
 
     log = tmp_path / "job.log"
     log.write_text(f"loading\n{PREFIX}Reading headers: 60,000 img in 4 s\n"
-                   f"{PREFIX}Decoding images: 12,000/60,000 img (20%), 1,200 img/s, about 40 s left\nwarning: x\n")
+                   f"{PREFIX}Decoding images: 12,000/60,000 images (20%), 1,200 images/s, about 40 s left\nwarning: x\n")
     job = Job("j1", ["transfer", "cifar10"], "transfer cifar10", status="running", started=1.0, log=log)
-    assert job.phase() == "Decoding images: 12,000/60,000 img (20%), 1,200 img/s, about 40 s left"
+    assert job.phase() == "Decoding images: 12,000/60,000 images (20%), 1,200 images/s, about 40 s left"
     assert Job("j2", ["explain", "/runs/20261206-1-train-digits"], "explain").source_run == "20261206-1-train-digits"
 
     class Bench:  # what job_context reads of the workbench
@@ -603,13 +603,15 @@ def test_progress_lines_in_logs_are_quiet_for_quick_phases_and_say_rate_and_time
         slow.update(n)
     slow.close()
     assert out.getvalue().splitlines() == [
-        "[phase] features: 200/1,000 images (20%), 50 image/s, about 16 s left",
-        "[phase] features: 500/1,000 images (50%), 25 image/s, about 20 s left",
+        "[phase] features: 200/1,000 images (20%), 50 images/s, about 16 s left",
+        "[phase] features: 500/1,000 images (50%), 25 images/s, about 20 s left",
         "[phase] features: 1,000 images in 30 s"]
     now[0] = 100
     batches = LogBar(total=None, desc="epoch 1/3", unit="batch", clock=lambda: now[0], out=out)
     batches.update(4)
-    assert batches.line(110) == "[phase] epoch 1/3: 4 batches, 0.4 batch/s"  # counts in plural, never '4 batch'
+    assert batches.line(110) == "[phase] epoch 1/3: 4 batches, 0.4 batches/s"  # counts in plural, never '4 batch'
+    batches.set_postfix(**{"loss": "0.4100", "images/s": "28"})
+    assert batches.line(110).endswith("0.4 batches/s, loss 0.4100, 28 images/s")
     one = LogBar(total=None, desc="epoch 1/3", unit="batch", clock=lambda: now[0], out=out)
     one.update(1)
     assert one.line(now[0] + 10).startswith("[phase] epoch 1/3: 1 batch,")

@@ -51,7 +51,8 @@ class LogBar:
         self.close()
 
     def set_postfix(self, **values) -> None:
-        self.postfix = ", ".join(f"{k} {v}" for k, v in values.items())
+        # "loss 0.41", and a rate as people say it: "28 images/s"
+        self.postfix = ", ".join(f"{v} {k}" if k.endswith("/s") else f"{k} {v}" for k, v in values.items())
 
     def update(self, n: int = 1) -> None:
         self.n += n
@@ -73,7 +74,7 @@ class LogBar:
         rate = self.n / elapsed
         parts = [f"{self.n:,}/{counted(self.total, self.unit)} ({self.n / self.total:.0%})" if self.total
                  else counted(self.n, self.unit)]
-        parts.append(f"{rate:,.1f} {self.unit}/s" if rate < 10 else f"{rate:,.0f} {self.unit}/s")
+        parts.append(f"{rate:,.1f} {plural(self.unit)}/s" if rate < 10 else f"{rate:,.0f} {plural(self.unit)}/s")
         if self.total and rate > 0:
             parts.append(f"about {max(self.total - self.n, 0) / rate:.0f} s left")
         if self.postfix:
@@ -85,13 +86,16 @@ class LogBar:
         print(text, file=out, flush=True)
 
 
-def counted(n, noun: str) -> str:
-    """'1 image', '2 images', '1,024 images', '4 batches' (``noun`` singular; '-es' and '-ies' plurals spelled
-    out). Anything not a number is shown as it is, with the plural."""
+def plural(noun: str) -> str:
+    """'images', 'batches', 'queries' (``noun`` singular)."""
     if noun.endswith("y") and noun[-2:-1] not in "aeiou":
-        plural = noun[:-1] + "ies"
-    else:
-        plural = noun + ("es" if noun.endswith(("s", "x", "ch", "sh")) else "s")
+        return noun[:-1] + "ies"
+    return noun + ("es" if noun.endswith(("s", "x", "ch", "sh")) else "s")
+
+
+def counted(n, noun: str) -> str:
+    """'1 image', '2 images', '1,024 images', '4 batches' (``noun`` singular). Anything not a number is shown
+    as it is, with the plural."""
     if not isinstance(n, (int, float)) or isinstance(n, bool):
-        return f"{n} {plural}"
-    return f"{int(n):,} {noun if int(n) == 1 else plural}"
+        return f"{n} {plural(noun)}"
+    return f"{int(n):,} {noun if int(n) == 1 else plural(noun)}"

@@ -91,7 +91,7 @@ class PrintLog(Callback):
     def after_epoch(self, trainer, row):
         val = f"  val_loss {row['val_loss']:.4f}  val_acc {row['val_acc']:.4f}" if "val_acc" in row else ""
         print(f"epoch {row['epoch']:3d}  loss {row['train_loss']:.4f}  acc {row['train_acc']:.4f}{val}  "
-              f"{row['images_per_s']:.0f} img/s", flush=True)
+              f"{row['images_per_s']:.0f} images/s", flush=True)
 
 
 class TensorBoard(Callback):
@@ -279,8 +279,8 @@ class Trainer:
             seen += len(y)
             loss_sum += loss * len(y)
             correct += (logits.argmax(1) == y).sum().item()
-            bar.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{correct / seen:.4f}",
-                            img_s=f"{seen / (time.perf_counter() - t0):.0f}")
+            bar.set_postfix(**{"loss": f"{loss_sum / seen:.4f}", "acc": f"{correct / seen:.4f}",
+                               "images/s": f"{seen / (time.perf_counter() - t0):.0f}"})
         if self.lookahead:
             self.lookahead.end_epoch(epoch * self.steps + self.steps)
         seconds = time.perf_counter() - t0

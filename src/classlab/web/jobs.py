@@ -94,7 +94,7 @@ class Job:
 
     def phase(self) -> str:
         """The newest progress line of the job's output (classlab.progress): 'Decoding images: 12,000/60,000
-        img (20%), ...', what a job does before its first epoch and between them."""
+        images (20%), ...', what a job does before its first epoch and between them."""
         from ..progress import PREFIX
 
         lines = [ln for ln in self.log_tail().splitlines() if ln.startswith(PREFIX)]
