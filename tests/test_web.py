@@ -787,6 +787,36 @@ def test_the_gallery_filters_sorts_and_pages_a_runs_test_images_beside_its_embed
     assert odd.status_code == 200  # malformed filters fall back to none
     # explained runs carry their map: a dot per test image, linked to its card
     assert 'id="embedding-map"' in page and page.count('class="dot c') == len(ids)
+    assert "suspected label issue (0)" in page  # the test labels of digits are clean: confident learning flags none
+    # the same run with 5 test labels made wrong (images the model is sure of, given the next class): the gallery
+    # flags exactly what confident learning's rule, computed here independently, flags -- the 5 among them
+    import shutil
+
+    wrong_run = f"{run}-mislabelled"
+    shutil.copytree(runs["root"] / run, runs["root"] / wrong_run)
+    try:
+        _gallery_flags_mislabelled_test_images(client, runs["root"], run, wrong_run, ids, y, proba)
+    finally:  # other tests of this module count the runs
+        shutil.rmtree(runs["root"] / wrong_run)
+
+
+def _gallery_flags_mislabelled_test_images(client, root, run, wrong_run, ids, y, proba):
+    import numpy as np
+
+    sure = np.flatnonzero((proba.argmax(1) == y) & (proba.max(1) > 0.99))[:5]
+    assert len(sure) == 5
+    bad = y.copy()
+    bad[sure] = (y[sure] + 1) % proba.shape[1]
+    with np.load(root / run / "probabilities.npz") as z:
+        arrays = {k: z[k] for k in z.files}
+    np.savez(root / wrong_run / "probabilities.npz", **{**arrays, "test_labels": bad})
+    thresholds = np.array([proba[bad == j, j].mean() for j in range(proba.shape[1])])
+    confident = np.where(proba >= thresholds, proba, -1)
+    suspect = ids[(confident.max(1) >= 0) & (confident.argmax(1) != bad)]
+    flagged = client.get(f"/runs/{wrong_run}/gallery", params={"issue": "1", "sort": "id"}).text
+    shown = [s.replace("%2F", "/") for s in re.findall(r'class="tile[^"]*" href="/runs/[^/]+/card\?id=([^"]+)"', flagged)]
+    assert set(ids[sure]) <= set(shown) and shown == sorted(suspect)[:48], (ids[sure], shown[:8])
+    assert f"suspected label issue ({len(suspect)})" in flagged and flagged.count(">label?</b>") == len(shown)
 
 
 def test_the_run_pages_chart_data_comes_from_its_files(client, runs):

@@ -1,6 +1,7 @@
 """A run's test images as a gallery (what FiftyOne's grid does for a run): filtered by true class, predicted
-class, right or wrong, confidence, a near-duplicate in the training data, sorted by loss or confidence, a page
-at a time; and explain's embedding map as points the page draws, each linked to its image."""
+class, right or wrong, confidence, a near-duplicate in the training data, a suspected label issue, sorted by
+loss or confidence, a page at a time; and explain's embedding map as points the page draws, each linked to its
+image."""
 
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ class Filters:
     min_confidence: float = 0.0
     max_confidence: float = 1.0
     near_duplicate: bool = False
+    label_issue: bool = False
     sort: str = "loss"
     page: int = 1
 
@@ -47,7 +49,7 @@ class Filters:
         page = query.get("page", "1")
         return cls(index("true"), index("predicted"), query.get("correct", "") if query.get("correct") in
                    ("right", "wrong") else "", fraction("min", 0.0), fraction("max", 1.0), query.get("dup") == "1",
-                   query.get("sort") if query.get("sort") in SORTS else "loss",
+                   query.get("issue") == "1", query.get("sort") if query.get("sort") in SORTS else "loss",
                    int(page) if page.isdigit() and 0 < int(page) < 1_000_000 else 1)
 
 
@@ -78,6 +80,16 @@ def near_duplicate_ids(run_dir: Path) -> set[str]:
     return found
 
 
+def label_issue_rows(y: np.ndarray, proba: np.ndarray) -> set[int]:
+    """Test images whose label is suspect: confident learning (evaluation.label_issues, as cleanlab) on the
+    model's test probabilities, which are out of sample (the model never trained on a test image)."""
+    from ..evaluation.label_issues import find_label_issues
+
+    if len(y) < 2 or proba.ndim != 2 or proba.shape[1] < 2:
+        return set()
+    return {int(i) for i in find_label_issues(y, proba)["issues"]}
+
+
 def gallery(run_dir: Path, filters: Filters) -> dict:
     """One page of the filtered, sorted test images, with what the filter form needs."""
     out = test_outputs(run_dir)
@@ -86,6 +98,7 @@ def gallery(run_dir: Path, filters: Filters) -> dict:
     confidence = proba.max(1)
     loss = -np.log(np.clip(proba[np.arange(len(y)), y], 1e-12, 1))
     dups = near_duplicate_ids(run_dir)
+    issues = label_issue_rows(y, proba)
     keep = (confidence >= filters.min_confidence) & (confidence <= filters.max_confidence)
     if filters.true is not None:
         keep &= y == filters.true
@@ -95,6 +108,8 @@ def gallery(run_dir: Path, filters: Filters) -> dict:
         keep &= (predicted == y) == (filters.correct == "right")
     if filters.near_duplicate:
         keep &= np.isin(ids, list(dups))
+    if filters.label_issue:
+        keep &= np.isin(np.arange(len(y)), list(issues))
     chosen = np.flatnonzero(keep)
     key = {"loss": -loss, "-loss": loss, "confidence": -confidence, "-confidence": confidence}.get(filters.sort)
     chosen = chosen[np.argsort(key[chosen], kind="stable")] if key is not None else chosen[np.argsort(ids[chosen])]
@@ -102,10 +117,10 @@ def gallery(run_dir: Path, filters: Filters) -> dict:
     page = min(filters.page, pages)
     shown = chosen[(page - 1) * PAGE: page * PAGE]
     items = [{"id": str(ids[i]), "true": names[y[i]], "predicted": names[predicted[i]], "right": bool(predicted[i] == y[i]),
-              "confidence": float(confidence[i]), "loss": float(loss[i]), "near_duplicate": str(ids[i]) in dups}
-             for i in shown]
+              "confidence": float(confidence[i]), "loss": float(loss[i]), "near_duplicate": str(ids[i]) in dups,
+              "label_issue": int(i) in issues} for i in shown]
     return {"items": items, "count": int(len(chosen)), "total": int(len(y)), "page": page, "pages": pages,
-            "names": names, "near_duplicates": len(dups)}
+            "names": names, "near_duplicates": len(dups), "label_issues": len(issues)}
 
 
 def embedding_map(run_dir: Path) -> dict | None:
