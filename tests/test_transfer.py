@@ -21,7 +21,6 @@ from classlab.backbones.torchvision_source import resolve
 from conftest import DATA, MOBILENET, imbalanced_digits_tree, need, png_bytes
 
 
-
 @pytest.fixture
 def empty_torch_home(tmp_path, monkeypatch):
     home = tmp_path / "empty-torch-home"

@@ -116,7 +116,6 @@ def free_path(folder: str | os.PathLike, stem: str, suffix: str = "") -> Path:
     return next(p for p in numbered_paths(folder, stem, suffix) if not os.path.lexists(p))
 
 
-
 def write_new_file(folder: str | os.PathLike, stem: str, suffix: str, data: bytes) -> Path:
     """Write ``data`` complete (temporary file, fsync) and give it the first free name of ``numbered_paths``
     by a hard link, which fails instead of replacing: another process writing the same name at the same
